@@ -1,0 +1,28 @@
+//! Generates the gRPC code and the reflection descriptor set from `proto/` with protox,
+//! so building needs no system `protoc`.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTO_FILES: &[&str] = &[
+    "iqs/common/v1/common.proto",
+    "iqs/rubric/v1/rubric.proto",
+    "iqs/evaluation/v1/evaluation.proto",
+    "iqs/analytics/v1/analytics.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(PROTO_FILES, ["proto"])?;
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    fs::write(
+        out_dir.join("iqs_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

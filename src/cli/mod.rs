@@ -1,0 +1,106 @@
+//! The `iqs` command line.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, FlagOverrides, LogFormat};
+use crate::server::{self, Server};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iqs",
+    version,
+    about = "Internal Quality Score for customer-service QA"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./iqs.toml when it exists.
+    #[arg(long, global = true, env = "IQS_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the gRPC services.
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to bind [env: IQS_LISTEN_ADDR] [default: 127.0.0.1:50051]; port 0 = any free port.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Services to serve [env: IQS_SERVICES] [default: all]: rubric,evaluation,analytics.
+    #[arg(long, value_name = "LIST")]
+    services: Option<String>,
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let flags = match &cli.command {
+        Command::Serve(args) => FlagOverrides {
+            listen_addr: args.listen,
+            services: args.services.clone(),
+        },
+        Command::Migrate => FlagOverrides::default(),
+    };
+    let config = match config::load(cli.config.as_deref(), &flags) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("iqs: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("iqs: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(_) => serve(&config).await,
+            Command::Migrate => migrate(&config).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "iqs failed");
+            eprintln!("iqs: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: &Config) -> Result<(), server::StartError> {
+    let server = Server::build(config).await?;
+    server.serve(server::shutdown_signal()).await
+}
+
+async fn migrate(config: &Config) -> Result<(), server::StartError> {
+    server::connect_store(config).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

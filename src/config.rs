@@ -1,0 +1,289 @@
+//! Layered configuration: defaults -> `iqs.toml` (optional) -> `IQS_*` environment
+//! (plus `DATABASE_URL` and `REDIS_URL`) -> command-line flags.
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::domain::tenant::TenantId;
+
+pub const DEFAULT_CONFIG_FILE: &str = "iqs.toml";
+
+/// One of the gRPC services the binary can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceKind {
+    Rubric,
+    Evaluation,
+    Analytics,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 3] = [Self::Rubric, Self::Evaluation, Self::Analytics];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rubric => "rubric",
+            Self::Evaluation => "evaluation",
+            Self::Analytics => "analytics",
+        }
+    }
+}
+
+/// The services one process serves (`--services rubric,evaluation`; `all` = every one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSet(BTreeSet<ServiceKind>);
+
+impl ServiceSet {
+    pub fn all() -> Self {
+        Self(ServiceKind::ALL.into_iter().collect())
+    }
+
+    pub fn contains(&self, kind: ServiceKind) -> bool {
+        self.0.contains(&kind)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = ServiceKind> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl FromStr for ServiceSet {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        let mut kinds = BTreeSet::new();
+        for name in list
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            match name {
+                "all" => kinds.extend(ServiceKind::ALL),
+                "rubric" => {
+                    kinds.insert(ServiceKind::Rubric);
+                }
+                "evaluation" => {
+                    kinds.insert(ServiceKind::Evaluation);
+                }
+                "analytics" => {
+                    kinds.insert(ServiceKind::Analytics);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown service {other:?}; expected rubric, evaluation, analytics or all"
+                    ));
+                }
+            }
+        }
+        if kinds.is_empty() {
+            return Err("no service named; expected rubric, evaluation, analytics or all".into());
+        }
+        Ok(Self(kinds))
+    }
+}
+
+impl fmt::Display for ServiceSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.iter().map(ServiceKind::as_str).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl Serialize for ServiceSet {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceSet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum ListOrString {
+            List(Vec<String>),
+            String(String),
+        }
+        let list = match ListOrString::deserialize(deserializer)? {
+            ListOrString::List(names) => names.join(","),
+            ListOrString::String(names) => names,
+        };
+        list.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable in a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The whole configuration of a process. Not `Debug`: it holds connection URLs with
+/// credentials, which must never reach logs.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to bind; port 0 picks a free port.
+    pub listen_addr: SocketAddr,
+    pub services: ServiceSet,
+    /// `postgres://…`.
+    pub database_url: Option<String>,
+    /// `redis://…`.
+    pub redis_url: Option<String>,
+    /// Where the embedded store keeps its files.
+    pub data_dir: PathBuf,
+    /// The tenant every request is served as until API keys are configured.
+    pub default_tenant: Uuid,
+    pub database_max_connections: u32,
+    /// How long a call waits for a database connection before answering UNAVAILABLE.
+    pub database_acquire_timeout_ms: u64,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            services: ServiceSet::all(),
+            database_url: None,
+            redis_url: None,
+            data_dir: PathBuf::from("./iqs-data"),
+            default_tenant: Uuid::nil(),
+            database_max_connections: 16,
+            database_acquire_timeout_ms: 5000,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    pub fn default_tenant(&self) -> TenantId {
+        TenantId(self.default_tenant)
+    }
+
+    pub fn database_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_acquire_timeout_ms)
+    }
+}
+
+/// Values given as command-line flags; they win over every other layer.
+#[derive(Debug, Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Loads the layers. `file` names a config file that must exist; without it,
+/// `iqs.toml` in the working directory is read when present.
+pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    match file {
+        Some(path) if !path.exists() => {
+            return Err(ConfigError(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        Some(path) => figment = figment.merge(Toml::file_exact(path)),
+        None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+        }
+        None => {}
+    }
+    let figment = figment
+        .merge(Env::prefixed("IQS_").ignore(&["config"]))
+        .merge(Env::raw().only(&["database_url", "redis_url"]))
+        .merge(Serialized::defaults(flags));
+    let mut config: Config = figment
+        .extract()
+        .map_err(|err| ConfigError(err.to_string()))?;
+    // An empty URL in the environment means "not set", as shells and charts produce it.
+    config.database_url = config.database_url.filter(|url| !url.is_empty());
+    config.redis_url = config.redis_url.filter(|url| !url.is_empty());
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_list_parses_names_and_all() {
+        let set: ServiceSet = "evaluation, rubric".parse().unwrap();
+        assert!(set.contains(ServiceKind::Rubric) && !set.contains(ServiceKind::Analytics));
+        assert_eq!("all".parse::<ServiceSet>().unwrap(), ServiceSet::all());
+        assert!("billing".parse::<ServiceSet>().is_err());
+        assert!("".parse::<ServiceSet>().is_err());
+    }
+
+    #[test]
+    fn layers_apply_defaults_then_file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "iqs.toml",
+                r#"
+                listen_addr = "0.0.0.0:7000"
+                services = ["rubric"]
+                database_max_connections = 4
+                log_format = "json"
+                "#,
+            )?;
+            jail.set_env("IQS_DATABASE_MAX_CONNECTIONS", "8");
+            jail.set_env("DATABASE_URL", "postgres://db/iqs");
+            jail.set_env("IQS_SERVICES", "rubric,analytics");
+            let flags = FlagOverrides {
+                listen_addr: Some("127.0.0.1:0".parse().unwrap()),
+                services: None,
+            };
+            let config = load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen_addr, "127.0.0.1:0".parse().unwrap());
+            assert_eq!(config.services.to_string(), "rubric,analytics");
+            assert_eq!(config.database_max_connections, 8);
+            assert_eq!(config.database_url.as_deref(), Some("postgres://db/iqs"));
+            assert_eq!(config.log_format, LogFormat::Json);
+            assert_eq!(config.data_dir, PathBuf::from("./iqs-data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn empty_database_url_means_unset() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DATABASE_URL", "");
+            let config = load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert!(config.database_url.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_named_config_file_must_exist() {
+        assert!(
+            load(
+                Some(Path::new("/nonexistent/iqs.toml")),
+                &FlagOverrides::default()
+            )
+            .is_err()
+        );
+    }
+}

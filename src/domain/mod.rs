@@ -1,0 +1,7 @@
+//! The pure core: the rubric model and its rules, field validation and paging.
+//! No IO, no async, no transport types.
+
+pub mod paging;
+pub mod rubric;
+pub mod tenant;
+pub mod validation;

@@ -1,0 +1,156 @@
+//! Collecting every violated field of a request at once, so a caller fixes them all in one go.
+
+use uuid::Uuid;
+
+/// One violated field: its path in the request (`rubric.draft.criteria[2].weight`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+/// The violations found so far while checking one request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[FieldViolation] {
+        &self.0
+    }
+
+    pub fn into_vec(self) -> Vec<FieldViolation> {
+        self.0
+    }
+
+    /// `Ok(value)` when nothing was violated, else every violation.
+    pub fn finish<T>(self, value: T) -> Result<T, Vec<FieldViolation>> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
+    }
+
+    /// Checks a text's length in characters; `min` 1 makes it required.
+    pub fn check_length(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let length = value.chars().count();
+        if length < min {
+            self.add(field, "is required");
+        } else if length > max {
+            self.add(
+                field,
+                format!("must be at most {max} characters, got {length}"),
+            );
+        }
+    }
+
+    /// Parses a required UUID field.
+    pub fn require_uuid(&mut self, field: &str, value: &str) -> Option<Uuid> {
+        if value.is_empty() {
+            self.add(field, "is required");
+            return None;
+        }
+        match Uuid::parse_str(value) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.add(field, "must be a UUID");
+                None
+            }
+        }
+    }
+
+    /// Checks an AIP-155 request id: empty (no idempotency), or 1..=128 printable ASCII
+    /// characters without spaces (a UUID is recommended).
+    pub fn check_request_id(&mut self, field: &str, value: &str) {
+        if value.len() > 128 {
+            self.add(field, "must be at most 128 characters");
+        } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            self.add(
+                field,
+                "must be printable ASCII without spaces (a UUID is recommended)",
+            );
+        }
+    }
+}
+
+/// `[a-z][a-z0-9_]{0,max_len-1}`: the form of criterion keys and other stable identifiers.
+pub fn is_slug(value: &str, max_len: usize) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= max_len
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_accepts_lowercase_digits_and_underscores_after_a_letter() {
+        assert!(is_slug("a", 63));
+        assert!(is_slug("verify_identity_2", 63));
+        assert!(is_slug(&"a".repeat(63), 63));
+    }
+
+    #[test]
+    fn slug_rejects_empty_uppercase_leading_digit_dash_and_overlong() {
+        for bad in ["", "Greeting", "2fa", "first-contact", "tone ", "é"] {
+            assert!(!is_slug(bad, 63), "{bad:?}");
+        }
+        assert!(!is_slug(&"a".repeat(64), 63));
+    }
+
+    #[test]
+    fn finish_returns_every_violation() {
+        let mut violations = Violations::new();
+        violations.add("a", "x");
+        violations.add("b", "y");
+        let fields: Vec<_> = violations
+            .finish(())
+            .unwrap_err()
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["a", "b"]);
+    }
+
+    #[test]
+    fn check_length_counts_characters_not_bytes() {
+        let mut violations = Violations::new();
+        violations.check_length("name", "ééé", 1, 3);
+        assert!(violations.is_empty());
+        violations.check_length("name", "éééé", 1, 3);
+        violations.check_length("other", "", 1, 3);
+        assert_eq!(violations.as_slice().len(), 2);
+        assert_eq!(violations.as_slice()[1].description, "is required");
+    }
+
+    #[test]
+    fn request_id_allows_empty_and_uuid_but_not_spaces_or_overlong() {
+        let mut violations = Violations::new();
+        violations.check_request_id("request_id", "");
+        violations.check_request_id("request_id", "0192e4a0-7b1a-7c3e-9f00-000000000001");
+        assert!(violations.is_empty());
+        violations.check_request_id("request_id", "has space");
+        violations.check_request_id("request_id", &"x".repeat(129));
+        assert_eq!(violations.as_slice().len(), 2);
+    }
+}

@@ -1,0 +1,11 @@
+//! IQS: the Internal Quality Score of customer-service work, served over gRPC.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod proto;
+pub mod server;
+pub mod services;
+pub mod store;

@@ -1,0 +1,34 @@
+//! Code generated from `proto/` by `build.rs`.
+#![allow(clippy::all, missing_docs)]
+
+pub mod iqs {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("iqs.common.v1");
+        }
+    }
+    pub mod rubric {
+        pub mod v1 {
+            tonic::include_proto!("iqs.rubric.v1");
+        }
+    }
+    pub mod evaluation {
+        pub mod v1 {
+            tonic::include_proto!("iqs.evaluation.v1");
+        }
+    }
+    pub mod analytics {
+        pub mod v1 {
+            tonic::include_proto!("iqs.analytics.v1");
+        }
+    }
+}
+
+pub use iqs::{
+    analytics::v1 as analytics, common::v1 as common, evaluation::v1 as evaluation,
+    rubric::v1 as rubric,
+};
+
+/// Encoded `FileDescriptorSet` of every IQS proto file, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/iqs_descriptor.bin"));

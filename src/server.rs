@@ -1,0 +1,195 @@
+//! Assembly: stores, services, tower layers, health, reflection and graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::auth::DefaultTenantLayer;
+use crate::config::{Config, ServiceKind, ServiceSet};
+use crate::domain::tenant::TenantId;
+use crate::error::Error;
+use crate::proto::{
+    self, analytics::analytics_service_server::AnalyticsServiceServer,
+    evaluation::evaluation_service_server::EvaluationServiceServer,
+    rubric::rubric_service_server::RubricServiceServer,
+};
+use crate::services::{analytics::AnalyticsApi, evaluation::EvaluationApi, rubric::RubricApi};
+use crate::store::{
+    RubricStore,
+    postgres::{PoolSettings, PostgresStore},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "DATABASE_URL is not set. Set it to a PostgreSQL URL, e.g. \
+         DATABASE_URL=postgres://postgres@127.0.0.1:5432/iqs"
+    )]
+    NoDatabase,
+    #[error("{0}")]
+    Store(#[from] Error),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The gRPC name of a service, as health checks and reflection know it.
+pub fn grpc_service_name(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Rubric => <RubricServiceServer<RubricApi> as NamedService>::NAME,
+        ServiceKind::Evaluation => <EvaluationServiceServer<EvaluationApi> as NamedService>::NAME,
+        ServiceKind::Analytics => <AnalyticsServiceServer<AnalyticsApi> as NamedService>::NAME,
+    }
+}
+
+/// Connects to PostgreSQL and applies the migrations.
+pub async fn connect_store(config: &Config) -> Result<PostgresStore, StartError> {
+    let url = config
+        .database_url
+        .as_deref()
+        .ok_or(StartError::NoDatabase)?;
+    let settings = PoolSettings {
+        max_connections: config.database_max_connections,
+        acquire_timeout: config.database_acquire_timeout(),
+    };
+    let store = PostgresStore::connect(url, &settings).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A server whose listener is bound (so its address is known) but not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    services: ServiceSet,
+    tenant: TenantId,
+    rubric_store: Arc<dyn RubricStore>,
+}
+
+impl Server {
+    /// Migrates the database, then binds the listener.
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        let store = connect_store(config).await?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            local_addr,
+            services: config.services.clone(),
+            tenant: config.default_tenant(),
+            rubric_store: Arc::new(store),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes; then health turns NOT_SERVING, the listener
+    /// closes, and calls in flight finish before this returns.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for kind in self.services.iter() {
+            health
+                .set_service_status(grpc_service_name(kind), ServingStatus::Serving)
+                .await;
+        }
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        // v1alpha too, for clients (older grpcurl) that only speak it.
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let rubric = self
+            .services
+            .contains(ServiceKind::Rubric)
+            .then(|| RubricServiceServer::new(RubricApi::new(self.rubric_store.clone())));
+        let evaluation = self
+            .services
+            .contains(ServiceKind::Evaluation)
+            .then(|| EvaluationServiceServer::new(EvaluationApi));
+        let analytics = self
+            .services
+            .contains(ServiceKind::Analytics)
+            .then(|| AnalyticsServiceServer::new(AnalyticsApi));
+
+        tracing::info!(address = %self.local_addr, services = %self.services, "listening");
+        let services = self.services.clone();
+        let drain = async move {
+            shutdown.await;
+            tracing::info!("shutting down: refusing new calls, finishing calls in flight");
+            mark_not_serving(&health, &services).await;
+        };
+        tonic::transport::Server::builder()
+            .layer(DefaultTenantLayer::new(self.tenant))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_optional_service(rubric)
+            .add_optional_service(evaluation)
+            .add_optional_service(analytics)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
+            .await
+            .map_err(|err| StartError::Store(Error::Internal(err.to_string())))?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn mark_not_serving(health: &HealthReporter, services: &ServiceSet) {
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    for kind in services.iter() {
+        health
+            .set_service_status(grpc_service_name(kind), ServingStatus::NotServing)
+            .await;
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
