@@ -152,6 +152,8 @@ pub struct Config {
     /// How long a call waits for a database connection before answering UNAVAILABLE.
     pub database_acquire_timeout_ms: u64,
     pub log_format: LogFormat,
+    /// After SIGTERM, how long calls in flight may take before connections are closed.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -166,6 +168,7 @@ impl Default for Config {
             database_max_connections: 16,
             database_acquire_timeout_ms: 5000,
             log_format: LogFormat::Text,
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -173,6 +176,10 @@ impl Default for Config {
 impl Config {
     pub fn default_tenant(&self) -> TenantId {
         TenantId(self.default_tenant)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     pub fn database_acquire_timeout(&self) -> Duration {
@@ -224,6 +231,8 @@ pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, Config
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment::Error, which is large by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! Assembly: stores, services, tower layers, health, reflection and graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -70,6 +70,7 @@ pub struct Server {
     local_addr: SocketAddr,
     services: ServiceSet,
     tenant: TenantId,
+    shutdown_grace: Duration,
     rubric_store: Arc<dyn RubricStore>,
 }
 
@@ -92,6 +93,7 @@ impl Server {
             local_addr,
             services: config.services.clone(),
             tenant: config.default_tenant(),
+            shutdown_grace: config.shutdown_grace(),
             rubric_store: Arc::new(store),
         })
     }
@@ -136,12 +138,24 @@ impl Server {
 
         tracing::info!(address = %self.local_addr, services = %self.services, "listening");
         let services = self.services.clone();
+        let (signalled, grace_started) = tokio::sync::oneshot::channel();
         let drain = async move {
             shutdown.await;
             tracing::info!("shutting down: refusing new calls, finishing calls in flight");
             mark_not_serving(&health, &services).await;
+            let _ = signalled.send(());
         };
-        tonic::transport::Server::builder()
+        let grace = self.shutdown_grace;
+        // Long-lived streams (a health Watch, say) never finish by themselves: after the
+        // grace period, the remaining connections are closed.
+        let grace_elapsed = async move {
+            if grace_started.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let serving = tonic::transport::Server::builder()
             .layer(DefaultTenantLayer::new(self.tenant))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -149,9 +163,11 @@ impl Server {
             .add_optional_service(rubric)
             .add_optional_service(evaluation)
             .add_optional_service(analytics)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
-            .await
-            .map_err(|err| StartError::Store(Error::Internal(err.to_string())))?;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain);
+        tokio::select! {
+            served = serving => served.map_err(|err| StartError::Store(Error::Internal(err.to_string())))?,
+            () = grace_elapsed => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+        }
         tracing::info!("stopped");
         Ok(())
     }

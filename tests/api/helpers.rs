@@ -1,0 +1,189 @@
+use std::str::FromStr;
+
+use iqs::config::{Config, ServiceSet};
+use iqs::proto::rubric::{self as pb, rubric_service_client::RubricServiceClient};
+use iqs::server::Server;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+/// The server the tests create their databases on: `DATABASE_URL`, else the local one.
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh, empty database of its own for one test.
+pub async fn create_test_database() -> String {
+    let admin_url = admin_database_url();
+    let name = format!("iqs_test_{}", Uuid::now_v7().simple());
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot reach PostgreSQL at {admin_url} ({err}); run the tests with scripts/test"
+            )
+        });
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .expect("create test database");
+    let mut url = url::Url::from_str(&admin_url).expect("DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+pub struct TestApp {
+    pub channel: Channel,
+    pub database_url: String,
+    pub pool: PgPool,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+pub struct AppOptions {
+    pub database_url: Option<String>,
+    pub tenant: Uuid,
+    pub services: ServiceSet,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            tenant: Uuid::nil(),
+            services: ServiceSet::all(),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let database_url = match options.database_url {
+        Some(url) => url,
+        None => create_test_database().await,
+    };
+    let config = Config {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(database_url.clone()),
+        default_tenant: options.tenant,
+        services: options.services,
+        database_max_connections: 4,
+        shutdown_grace_ms: 2_000,
+        ..Config::default()
+    };
+    let server = Server::build(&config).await.expect("server starts");
+    let addr = server.local_addr();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        server
+            .serve(async {
+                let _ = stop.await;
+            })
+            .await
+            .expect("server runs");
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the server");
+    let pool = PgPool::connect(&database_url).await.expect("test pool");
+    TestApp {
+        channel,
+        database_url,
+        pool,
+        shutdown: Some(shutdown),
+        server: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn rubrics(&self) -> RubricServiceClient<Channel> {
+        RubricServiceClient::new(self.channel.clone())
+    }
+
+    /// Signals shutdown and waits until the server has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+}
+
+pub fn criterion(key: &str, weight: u32, scale_min: i32, scale_max: i32) -> pb::Criterion {
+    pb::Criterion {
+        key: key.to_owned(),
+        display_name: key.replace('_', " "),
+        weight,
+        scale_min,
+        scale_max,
+        ..Default::default()
+    }
+}
+
+pub fn draft(criteria: Vec<pb::Criterion>) -> pb::RubricDraft {
+    pb::RubricDraft {
+        criteria,
+        pass_threshold: None,
+    }
+}
+
+pub fn new_rubric(name: &str, draft: pb::RubricDraft) -> pb::CreateRubricRequest {
+    pb::CreateRubricRequest {
+        request_id: String::new(),
+        rubric: Some(pb::Rubric {
+            display_name: name.to_owned(),
+            description: format!("{name} scorecard"),
+            draft: Some(draft),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A rubric with two weighted criteria, created and published once.
+pub async fn published_rubric(
+    client: &mut RubricServiceClient<Channel>,
+) -> (pb::Rubric, pb::RubricVersion) {
+    let rubric = client
+        .create_rubric(new_rubric(
+            "Chat support",
+            draft(vec![
+                criterion("greeting", 1, 0, 1),
+                criterion("empathy", 2, 1, 4),
+            ]),
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    let version = client
+        .publish_rubric(pb::PublishRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .expect("publish")
+        .into_inner();
+    (rubric, version)
+}
+
+/// The fields named in the BadRequest details of an INVALID_ARGUMENT status.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect()
+}
