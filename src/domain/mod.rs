@@ -3,5 +3,6 @@
 
 pub mod paging;
 pub mod rubric;
+pub mod scoring;
 pub mod tenant;
 pub mod validation;
