@@ -142,6 +142,8 @@ pub struct Config {
     pub services: ServiceSet,
     /// `postgres://…`.
     pub database_url: Option<String>,
+    /// Where the rubric service is when this process serves evaluation without it.
+    pub rubric_endpoint: Option<String>,
     /// `redis://…`.
     pub redis_url: Option<String>,
     /// Where the embedded store keeps its files.
@@ -163,6 +165,7 @@ impl Default for Config {
             services: ServiceSet::all(),
             database_url: None,
             redis_url: None,
+            rubric_endpoint: None,
             data_dir: PathBuf::from("./iqs-data"),
             default_tenant: Uuid::nil(),
             database_max_connections: 16,

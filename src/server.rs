@@ -16,9 +16,12 @@ use crate::proto::{
     evaluation::evaluation_service_server::EvaluationServiceServer,
     rubric::rubric_service_server::RubricServiceServer,
 };
+use crate::services::rubric_client::{
+    CachedRubricClient, InProcessRubricClient, RemoteRubricClient, RubricClient,
+};
 use crate::services::{analytics::AnalyticsApi, evaluation::EvaluationApi, rubric::RubricApi};
 use crate::store::{
-    RubricStore,
+    EvaluationStore, RubricStore,
     postgres::{PoolSettings, PostgresStore},
 };
 
@@ -29,6 +32,11 @@ pub enum StartError {
          DATABASE_URL=postgres://postgres@127.0.0.1:5432/iqs"
     )]
     NoDatabase,
+    #[error(
+        "the evaluation service runs without the rubric service here: set IQS_RUBRIC_ENDPOINT \
+         to the rubric service's address, e.g. http://rubric:50051"
+    )]
+    NoRubricEndpoint,
     #[error("{0}")]
     Store(#[from] Error),
     #[error("cannot bind {addr}: {source}")]
@@ -47,6 +55,28 @@ pub fn grpc_service_name(kind: ServiceKind) -> &'static str {
         ServiceKind::Evaluation => <EvaluationServiceServer<EvaluationApi> as NamedService>::NAME,
         ServiceKind::Analytics => <AnalyticsServiceServer<AnalyticsApi> as NamedService>::NAME,
     }
+}
+
+/// In-process when this process serves the rubric service, else over gRPC to
+/// `rubric_endpoint`; cached either way.
+fn rubric_client(
+    config: &Config,
+    store: Arc<PostgresStore>,
+) -> Result<Arc<dyn RubricClient>, StartError> {
+    if config.services.contains(ServiceKind::Rubric)
+        || !config.services.contains(ServiceKind::Evaluation)
+    {
+        return Ok(Arc::new(CachedRubricClient::new(
+            InProcessRubricClient::new(store),
+        )));
+    }
+    let endpoint = config
+        .rubric_endpoint
+        .as_deref()
+        .ok_or(StartError::NoRubricEndpoint)?;
+    Ok(Arc::new(CachedRubricClient::new(RemoteRubricClient::new(
+        endpoint,
+    )?)))
 }
 
 /// Connects to PostgreSQL and applies the migrations.
@@ -72,6 +102,8 @@ pub struct Server {
     tenant: TenantId,
     shutdown_grace: Duration,
     rubric_store: Arc<dyn RubricStore>,
+    evaluation_store: Arc<dyn EvaluationStore>,
+    rubric_client: Arc<dyn RubricClient>,
 }
 
 impl Server {
@@ -88,13 +120,17 @@ impl Server {
             addr: config.listen_addr,
             source,
         })?;
+        let store = Arc::new(store);
+        let rubric_client = rubric_client(config, store.clone())?;
         Ok(Self {
             listener,
             local_addr,
             services: config.services.clone(),
             tenant: config.default_tenant(),
             shutdown_grace: config.shutdown_grace(),
-            rubric_store: Arc::new(store),
+            rubric_store: store.clone(),
+            evaluation_store: store,
+            rubric_client,
         })
     }
 
@@ -127,10 +163,12 @@ impl Server {
             .services
             .contains(ServiceKind::Rubric)
             .then(|| RubricServiceServer::new(RubricApi::new(self.rubric_store.clone())));
-        let evaluation = self
-            .services
-            .contains(ServiceKind::Evaluation)
-            .then(|| EvaluationServiceServer::new(EvaluationApi));
+        let evaluation = self.services.contains(ServiceKind::Evaluation).then(|| {
+            EvaluationServiceServer::new(EvaluationApi::new(
+                self.evaluation_store.clone(),
+                self.rubric_client.clone(),
+            ))
+        });
         let analytics = self
             .services
             .contains(ServiceKind::Analytics)

@@ -1,6 +1,8 @@
 //! The pure core: the rubric model and its rules, field validation and paging.
 //! No IO, no async, no transport types.
 
+pub mod evaluation;
+pub mod interaction;
 pub mod paging;
 pub mod rubric;
 pub mod scoring;

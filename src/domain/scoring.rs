@@ -68,7 +68,10 @@ pub fn check_ratings(
         if std::mem::replace(&mut rated[position], true) {
             violations.add(
                 format!("{at}.criterion_key"),
-                format!("criterion {:?} is rated more than once", rating.criterion_key),
+                format!(
+                    "criterion {:?} is rated more than once",
+                    rating.criterion_key
+                ),
             );
             continue;
         }
@@ -98,13 +101,21 @@ pub fn check_ratings(
             }
             (Some(value), false) => values[position] = Some(value),
         }
-        violations.check_length(&format!("{at}.comment"), &rating.comment, 0, MAX_COMMENT_CHARS);
+        violations.check_length(
+            &format!("{at}.comment"),
+            &rating.comment,
+            0,
+            MAX_COMMENT_CHARS,
+        );
         let allowed: HashSet<&str> = criterion.root_causes.iter().map(String::as_str).collect();
         for (cause_index, cause) in rating.root_causes.iter().enumerate() {
             if !allowed.contains(cause.as_str()) {
                 violations.add(
                     format!("{at}.root_causes[{cause_index}]"),
-                    format!("{cause:?} is not a root cause of criterion {:?}", criterion.key),
+                    format!(
+                        "{cause:?} is not a root cause of criterion {:?}",
+                        criterion.key
+                    ),
                 );
             }
         }
@@ -113,7 +124,10 @@ pub fn check_ratings(
         if !was_rated && !criterion.allow_not_applicable {
             violations.add(
                 path,
-                format!("criterion {:?} needs a rating (it does not allow N/A)", criterion.key),
+                format!(
+                    "criterion {:?} needs a rating (it does not allow N/A)",
+                    criterion.key
+                ),
             );
         }
     }
@@ -215,7 +229,11 @@ pub fn score(version: &RubricVersion, ratings: &CheckedRatings) -> ScoreOutcome 
             }
             SectionScore {
                 section: section.to_owned(),
-                score: if section_failed { Some(0.0) } else { mean.mean() },
+                score: if section_failed {
+                    Some(0.0)
+                } else {
+                    mean.mean()
+                },
             }
         })
         .collect();

@@ -100,7 +100,10 @@ fn a_left_out_criterion_that_allows_na_counts_as_na() {
     let mut c = criterion("c", 1, 0, 1);
     c.allow_not_applicable = true;
     let v = version(vec![criterion("a", 1, 0, 1), c]);
-    assert_eq!(score_of(&v, &[rated("a", 1)]), score_of(&v, &[rated("a", 1), not_applicable("c")]));
+    assert_eq!(
+        score_of(&v, &[rated("a", 1)]),
+        score_of(&v, &[rated("a", 1), not_applicable("c")])
+    );
 }
 
 #[test]
@@ -144,9 +147,22 @@ fn a_section_scope_failure_zeroes_its_section_in_the_score() {
     let mut empathy = criterion("empathy", 2, 0, 4);
     empathy.section = "Soft skills".into();
     let v = version(vec![disclosure, policy, empathy]);
-    let outcome = score_of(&v, &[rated("disclosure", 0), rated("policy", 1), rated("empathy", 4)]);
+    let outcome = score_of(
+        &v,
+        &[
+            rated("disclosure", 0),
+            rated("policy", 1),
+            rated("empathy", 4),
+        ],
+    );
     assert_close(outcome.score, Some(50.0));
-    assert_eq!(outcome.section_scores[0], SectionScore { section: "Compliance".into(), score: Some(0.0) });
+    assert_eq!(
+        outcome.section_scores[0],
+        SectionScore {
+            section: "Compliance".into(),
+            score: Some(0.0)
+        }
+    );
     assert_eq!(outcome.section_scores[1].score, Some(100.0));
     assert!(outcome.critical_failed && !outcome.passed);
 }
@@ -198,7 +214,14 @@ fn every_rating_violation_is_named_at_once() {
     };
     let mut with_cause = not_applicable("no_na");
     with_cause.root_causes = vec!["slow".into(), "rude".into()];
-    let ratings = [rated("a", 5), rated("a", 1), rated("ghost", 1), with_cause, both, neither];
+    let ratings = [
+        rated("a", 5),
+        rated("a", 1),
+        rated("ghost", 1),
+        with_cause,
+        both,
+        neither,
+    ];
     let mut violations = Violations::new();
     check_ratings(&v, &ratings, "ratings", &mut violations);
     let fields: Vec<_> = violations.into_vec().into_iter().map(|v| v.field).collect();
@@ -219,7 +242,14 @@ fn every_rating_violation_is_named_at_once() {
 
 #[test]
 fn iqs_is_the_plain_mean_of_scored_evaluations() {
-    let scores = [Some(100.0), Some(9.91), Some(63.96), Some(90.99), Some(0.0), None];
+    let scores = [
+        Some(100.0),
+        Some(9.91),
+        Some(63.96),
+        Some(90.99),
+        Some(0.0),
+        None,
+    ];
     assert_close(iqs(scores), Some(52.972));
     assert_eq!(iqs([None, None]), None);
     assert_eq!(iqs(Vec::new()), None);
@@ -247,8 +277,17 @@ fn every_shared_scoring_case_scores_as_expected() {
     let text = include_str!("../../tests/data/scoring-cases.json");
     let cases: Value = serde_json::from_str(text).unwrap();
     for case in cases["cases"].as_array().unwrap() {
-        let mut v = version(case["rubric"]["criteria"].as_array().unwrap().iter().map(case_criterion).collect());
-        v.pass_threshold = case["rubric"]["pass_threshold"].as_f64().unwrap_or(DEFAULT_PASS_THRESHOLD);
+        let mut v = version(
+            case["rubric"]["criteria"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(case_criterion)
+                .collect(),
+        );
+        v.pass_threshold = case["rubric"]["pass_threshold"]
+            .as_f64()
+            .unwrap_or(DEFAULT_PASS_THRESHOLD);
         let ratings: Vec<Rating> = case["ratings"]
             .as_array()
             .unwrap()
@@ -264,10 +303,25 @@ fn every_shared_scoring_case_scores_as_expected() {
         let outcome = score_of(&v, &ratings);
         let expect = &case["expect"];
         assert_close(outcome.score, expect["score"].as_f64());
-        assert_eq!(outcome.critical_failed, expect["critical_failed"].as_bool().unwrap(), "{}", case["name"]);
-        assert_eq!(outcome.passed, expect["passed"].as_bool().unwrap(), "{}", case["name"]);
+        assert_eq!(
+            outcome.critical_failed,
+            expect["critical_failed"].as_bool().unwrap(),
+            "{}",
+            case["name"]
+        );
+        assert_eq!(
+            outcome.passed,
+            expect["passed"].as_bool().unwrap(),
+            "{}",
+            case["name"]
+        );
         let sections = expect["section_scores"].as_object().unwrap();
-        assert_eq!(outcome.section_scores.len(), sections.len(), "{}", case["name"]);
+        assert_eq!(
+            outcome.section_scores.len(),
+            sections.len(),
+            "{}",
+            case["name"]
+        );
         for section in &outcome.section_scores {
             assert_close(section.score, sections[&section.section].as_f64());
         }
@@ -289,14 +343,24 @@ fn rubric_and_ratings() -> impl Strategy<Value = (Vec<Criterion>, Vec<Rating>)> 
     prop::collection::vec(one, 1..8).prop_map(|specs| {
         let mut criteria = Vec::new();
         let mut ratings = Vec::new();
-        for (i, (weight, min, span, allow_na, critical, section, pick, rate_na)) in specs.into_iter().enumerate() {
+        for (i, (weight, min, span, allow_na, critical, section, pick, rate_na)) in
+            specs.into_iter().enumerate()
+        {
             let key = format!("c{i}");
             let mut c = criterion(&key, weight, min, min + span);
             c.allow_not_applicable = allow_na;
-            c.critical = [CriticalScope::None, CriticalScope::Evaluation, CriticalScope::Section][critical as usize];
+            c.critical = [
+                CriticalScope::None,
+                CriticalScope::Evaluation,
+                CriticalScope::Section,
+            ][critical as usize];
             c.section = ["", "Compliance", "Soft skills"][section].to_owned();
             let value = min + pick.index(span as usize + 1) as i32;
-            ratings.push(if allow_na && rate_na { not_applicable(&key) } else { rated(&key, value) });
+            ratings.push(if allow_na && rate_na {
+                not_applicable(&key)
+            } else {
+                rated(&key, value)
+            });
             criteria.push(c);
         }
         (criteria, ratings)

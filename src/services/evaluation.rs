@@ -1,80 +1,575 @@
-//! iqs.evaluation.v1.EvaluationService. Its contract is served in full; the behaviour of
-//! each RPC answers UNIMPLEMENTED until the evaluation store lands.
+//! iqs.evaluation.v1.EvaluationService over an EvaluationStore and a RubricClient.
 
+use std::{collections::HashMap, sync::Arc};
+
+use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
 
-use crate::error::Error;
-use crate::proto::evaluation::{self as pb, evaluation_service_server::EvaluationService};
+use super::convert::{
+    criterion_scores_to_proto, evaluation_to_proto, from_timestamp, interaction_from_proto,
+    interaction_to_proto, kind_from_proto, rating_from_proto, section_scores_to_proto,
+};
+use super::rubric_client::RubricClient;
+use crate::auth::principal;
+use crate::domain::{
+    evaluation::{
+        EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
+    },
+    interaction::{InteractionInput, MAX_ID_LEN, is_external_id},
+    paging::{decode_token, encode_token, filter_fingerprint, page_size},
+    rubric::RubricVersion,
+    scoring::{self, MAX_COMMENT_CHARS, Rating, ScoreOutcome},
+    tenant::TenantId,
+    validation::Violations,
+};
+use crate::error::{Error, Result};
+use crate::proto::evaluation::{
+    self as pb, evaluation_service_server::EvaluationService,
+    submit_evaluation_request::InteractionRef as PbInteractionRef,
+};
+use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome};
 
-#[derive(Debug, Default)]
-pub struct EvaluationApi;
+/// Rows written per transaction by ImportEvaluations.
+pub const IMPORT_BATCH_SIZE: usize = 1_000;
+/// Rejections listed in an import response; `rejected_count` counts them all.
+pub const MAX_LISTED_REJECTIONS: usize = 10_000;
 
-fn unimplemented<T>(rpc: &'static str) -> Result<Response<T>, Status> {
-    Err(Error::Unimplemented(rpc).into())
+pub struct EvaluationApi {
+    store: Arc<dyn EvaluationStore>,
+    rubrics: Arc<dyn RubricClient>,
+}
+
+/// The content of a submission that a retry must repeat exactly (AIP-155).
+#[derive(Serialize)]
+struct SubmissionContent<'a> {
+    interaction: &'a InteractionRef,
+    rubric_id: Uuid,
+    rubric_version: u32,
+    reviewer_id: &'a str,
+    kind: EvaluationKind,
+    ratings: &'a [Rating],
+    comment: &'a str,
+}
+
+#[derive(Serialize)]
+struct RevisionContent<'a> {
+    evaluation_id: Uuid,
+    ratings: &'a [Rating],
+    comment: &'a str,
+    reason: &'a str,
+}
+
+/// A submission whose fields are well-formed, before the rubric is consulted.
+struct CheckedSubmission {
+    request_id: Option<String>,
+    fingerprint: Vec<u8>,
+    interaction: InteractionRef,
+    rubric_id: Uuid,
+    requested_version: Option<u32>,
+    reviewer_id: String,
+    kind: EvaluationKind,
+    ratings: Vec<Rating>,
+    comment: String,
+}
+
+fn check_id_field(field: &str, value: &str, violations: &mut Violations) {
+    if value.is_empty() {
+        violations.add(field, "is required");
+    } else if !is_external_id(value, MAX_ID_LEN) {
+        violations.add(
+            field,
+            format!("must be 1..{MAX_ID_LEN} characters of [A-Za-z0-9._:@/-], starting with a letter or digit"),
+        );
+    }
+}
+
+fn optional_request_id(request_id: String) -> Option<String> {
+    Some(request_id).filter(|id| !id.is_empty())
+}
+
+/// Checks every field that does not need the rubric.
+fn check_submission(
+    request: pb::SubmitEvaluationRequest,
+    violations: &mut Violations,
+) -> Option<CheckedSubmission> {
+    violations.check_request_id("request_id", &request.request_id);
+    let interaction = match request.interaction_ref {
+        Some(PbInteractionRef::InteractionId(id)) => violations
+            .require_uuid("interaction_id", &id)
+            .map(InteractionRef::Id),
+        Some(PbInteractionRef::Interaction(inline)) => {
+            let input: InteractionInput = interaction_from_proto(inline, "interaction", violations);
+            input.validate("interaction", violations);
+            Some(InteractionRef::Inline(Box::new(input)))
+        }
+        None => {
+            violations.add(
+                "interaction_id",
+                "interaction_id or interaction is required",
+            );
+            None
+        }
+    };
+    let rubric_id = violations.require_uuid("rubric_id", &request.rubric_id);
+    check_id_field("reviewer_id", &request.reviewer_id, violations);
+    let kind = kind_from_proto(request.kind, "kind", violations);
+    violations.check_length("comment", &request.comment, 0, MAX_COMMENT_CHARS);
+    let ratings: Vec<Rating> = request.ratings.into_iter().map(rating_from_proto).collect();
+    let (interaction, rubric_id) = (interaction?, rubric_id?);
+    let requested_version = Some(request.rubric_version).filter(|v| *v > 0);
+    let fingerprint = fingerprint_of(&SubmissionContent {
+        interaction: &interaction,
+        rubric_id,
+        rubric_version: request.rubric_version,
+        reviewer_id: &request.reviewer_id,
+        kind,
+        ratings: &ratings,
+        comment: &request.comment,
+    });
+    Some(CheckedSubmission {
+        request_id: optional_request_id(request.request_id),
+        fingerprint,
+        interaction,
+        rubric_id,
+        requested_version,
+        reviewer_id: request.reviewer_id,
+        kind,
+        ratings,
+        comment: request.comment,
+    })
+}
+
+/// Checks the ratings against the version and scores them.
+fn score_against(
+    version: &RubricVersion,
+    ratings: &[Rating],
+    violations: &mut Violations,
+) -> ScoreOutcome {
+    let checked = scoring::check_ratings(version, ratings, "ratings", violations);
+    scoring::score(version, &checked)
+}
+
+/// Latest versions resolved once per import stream, so every row of one import uses the
+/// same version, and the rubric is not asked again for each row.
+#[derive(Default)]
+struct LatestVersions(HashMap<Uuid, Arc<RubricVersion>>);
+
+impl EvaluationApi {
+    pub fn new(store: Arc<dyn EvaluationStore>, rubrics: Arc<dyn RubricClient>) -> Self {
+        Self { store, rubrics }
+    }
+
+    async fn version_for(
+        &self,
+        tenant: TenantId,
+        rubric_id: Uuid,
+        requested: Option<u32>,
+        latest: Option<&mut LatestVersions>,
+    ) -> Result<Arc<RubricVersion>> {
+        match (requested, latest) {
+            (None, Some(latest)) => {
+                if let Some(version) = latest.0.get(&rubric_id) {
+                    return Ok(version.clone());
+                }
+                let version = self.rubrics.version(tenant, rubric_id, None).await?;
+                latest.0.insert(rubric_id, version.clone());
+                Ok(version)
+            }
+            (requested, _) => self.rubrics.version(tenant, rubric_id, requested).await,
+        }
+    }
+
+    /// Validates and scores a submission into what the store writes.
+    async fn prepare(
+        &self,
+        tenant: TenantId,
+        submission: CheckedSubmission,
+        mut violations: Violations,
+        latest: Option<&mut LatestVersions>,
+    ) -> Result<NewEvaluation> {
+        let version = self
+            .version_for(
+                tenant,
+                submission.rubric_id,
+                submission.requested_version,
+                latest,
+            )
+            .await;
+        let version = match version {
+            Ok(version) => version,
+            // Name the malformed fields first; the rubric is only the next problem.
+            Err(_) if !violations.is_empty() => return Err(violations.into_vec().into()),
+            Err(err) => return Err(err),
+        };
+        let outcome = score_against(&version, &submission.ratings, &mut violations);
+        violations.finish(())?;
+        Ok(NewEvaluation {
+            request_id: submission.request_id,
+            fingerprint: submission.fingerprint,
+            interaction: submission.interaction,
+            rubric_id: submission.rubric_id,
+            rubric_version: version.version,
+            reviewer_id: submission.reviewer_id,
+            kind: submission.kind,
+            ratings: submission.ratings,
+            comment: submission.comment,
+            outcome,
+        })
+    }
+
+    async fn import_batch(
+        &self,
+        tenant: TenantId,
+        batch: &mut Vec<(u64, String, NewEvaluation)>,
+        response: &mut pb::ImportEvaluationsResponse,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<NewEvaluation> = batch.iter().map(|(_, _, row)| row.clone()).collect();
+        let outcomes = self.store.import(tenant, rows).await?;
+        for ((index, request_id, _), outcome) in batch.drain(..).zip(outcomes) {
+            match outcome {
+                ImportOutcome::Accepted => response.accepted += 1,
+                ImportOutcome::Duplicate => response.duplicates += 1,
+                ImportOutcome::Rejected(reason) => reject(response, index, request_id, reason),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reject(
+    response: &mut pb::ImportEvaluationsResponse,
+    index: u64,
+    request_id: String,
+    reason: String,
+) {
+    response.rejected_count += 1;
+    if response.rejected.len() < MAX_LISTED_REJECTIONS {
+        response.rejected.push(pb::ImportRejection {
+            index,
+            request_id,
+            reason,
+        });
+    }
 }
 
 #[tonic::async_trait]
 impl EvaluationService for EvaluationApi {
     async fn upsert_interaction(
         &self,
-        _: Request<pb::UpsertInteractionRequest>,
+        request: Request<pb::UpsertInteractionRequest>,
     ) -> Result<Response<pb::Interaction>, Status> {
-        unimplemented("UpsertInteraction")
+        let tenant = principal(&request)?.tenant;
+        let mut violations = Violations::new();
+        let Some(interaction) = request.into_inner().interaction else {
+            return Err(Error::invalid_field("interaction", "is required").into());
+        };
+        let input = interaction_from_proto(interaction, "interaction", &mut violations);
+        input.validate("interaction", &mut violations);
+        violations.finish(()).map_err(Error::from)?;
+        let stored = self.store.upsert_interaction(tenant, input).await?;
+        Ok(Response::new(interaction_to_proto(stored)))
     }
 
     async fn get_interaction(
         &self,
-        _: Request<pb::GetInteractionRequest>,
+        request: Request<pb::GetInteractionRequest>,
     ) -> Result<Response<pb::Interaction>, Status> {
-        unimplemented("GetInteraction")
+        let tenant = principal(&request)?.tenant;
+        let mut violations = Violations::new();
+        let id = violations.require_uuid("id", &request.get_ref().id);
+        violations.finish(()).map_err(Error::from)?;
+        let id = id.ok_or_else(|| Error::invalid_field("id", "is required"))?;
+        let interaction = self.store.get_interaction(tenant, id).await?;
+        Ok(Response::new(interaction_to_proto(interaction)))
     }
 
     async fn submit_evaluation(
         &self,
-        _: Request<pb::SubmitEvaluationRequest>,
+        request: Request<pb::SubmitEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
-        unimplemented("SubmitEvaluation")
+        let tenant = principal(&request)?.tenant;
+        let mut violations = Violations::new();
+        let submission = check_submission(request.into_inner(), &mut violations);
+        let Some(submission) = submission else {
+            return Err(Error::from(violations.into_vec()).into());
+        };
+        if violations.is_empty()
+            && let Some(request_id) = submission.request_id.as_deref()
+            && let Some(stored) = self.store.find_request(tenant, request_id).await?
+        {
+            // A retry: answer as the first time, without consulting the rubric again.
+            return if stored.fingerprint == submission.fingerprint {
+                Ok(Response::new(evaluation_to_proto(stored.evaluation)))
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "request_id {request_id:?} was already used with different content"
+                ))
+                .into())
+            };
+        }
+        let new = self.prepare(tenant, submission, violations, None).await?;
+        let stored = self.store.submit(tenant, new).await?;
+        Ok(Response::new(evaluation_to_proto(stored)))
     }
 
     async fn score_evaluation(
         &self,
-        _: Request<pb::ScoreEvaluationRequest>,
+        request: Request<pb::ScoreEvaluationRequest>,
     ) -> Result<Response<pb::ScoreResult>, Status> {
-        unimplemented("ScoreEvaluation")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let rubric_id = violations.require_uuid("rubric_id", &request.rubric_id);
+        violations.finish(()).map_err(Error::from)?;
+        let rubric_id =
+            rubric_id.ok_or_else(|| Error::invalid_field("rubric_id", "is required"))?;
+        let requested = Some(request.rubric_version).filter(|v| *v > 0);
+        let version = self.rubrics.version(tenant, rubric_id, requested).await?;
+        let ratings: Vec<Rating> = request.ratings.into_iter().map(rating_from_proto).collect();
+        let mut violations = Violations::new();
+        let outcome = score_against(&version, &ratings, &mut violations);
+        violations.finish(()).map_err(Error::from)?;
+        Ok(Response::new(pb::ScoreResult {
+            score: outcome.score,
+            section_scores: section_scores_to_proto(&outcome),
+            criterion_scores: criterion_scores_to_proto(&outcome),
+            critical_failed: outcome.critical_failed,
+            passed: outcome.passed,
+            rubric_id: rubric_id.to_string(),
+            rubric_version: version.version,
+        }))
     }
 
     async fn get_evaluation(
         &self,
-        _: Request<pb::GetEvaluationRequest>,
+        request: Request<pb::GetEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
-        unimplemented("GetEvaluation")
+        let tenant = principal(&request)?.tenant;
+        let mut violations = Violations::new();
+        let id = violations.require_uuid("id", &request.get_ref().id);
+        violations.finish(()).map_err(Error::from)?;
+        let id = id.ok_or_else(|| Error::invalid_field("id", "is required"))?;
+        let revision = Some(request.get_ref().revision).filter(|r| *r > 0);
+        let evaluation = self.store.get_evaluation(tenant, id, revision).await?;
+        Ok(Response::new(evaluation_to_proto(evaluation)))
     }
 
     async fn list_evaluations(
         &self,
-        _: Request<pb::ListEvaluationsRequest>,
+        request: Request<pb::ListEvaluationsRequest>,
     ) -> Result<Response<pb::ListEvaluationsResponse>, Status> {
-        unimplemented("ListEvaluations")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let limit = page_size(request.page_size).unwrap_or_else(|reason| {
+            violations.add("page_size", reason);
+            0
+        });
+        let optional_uuid = |field: &str, value: &str, violations: &mut Violations| {
+            if value.is_empty() {
+                None
+            } else {
+                violations.require_uuid(field, value)
+            }
+        };
+        let interaction_id =
+            optional_uuid("interaction_id", &request.interaction_id, &mut violations);
+        let rubric_id = optional_uuid("rubric_id", &request.rubric_id, &mut violations);
+        let kinds: Vec<EvaluationKind> = request
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(index, kind)| {
+                kind_from_proto(*kind, &format!("kinds[{index}]"), &mut violations)
+            })
+            .collect();
+        let range = request.time_range.unwrap_or_default();
+        let start_time = from_timestamp(range.start_time, "time_range.start_time", &mut violations);
+        let end_time = from_timestamp(range.end_time, "time_range.end_time", &mut violations);
+        if let (Some(start), Some(end)) = (start_time, end_time)
+            && start > end
+        {
+            violations.add("time_range.end_time", "must not be before start_time");
+        }
+        let filters = format!(
+            "evaluations;{};{};{};{};{};{:?};{:?};{:?};{}",
+            request.interaction_id,
+            request.agent_id,
+            request.team_id,
+            request.reviewer_id,
+            request.rubric_id,
+            kinds,
+            start_time,
+            end_time,
+            request.include_inactive
+        );
+        let fingerprint = filter_fingerprint(&filters);
+        let before = match decode_token(&request.page_token, &fingerprint) {
+            Ok(key) => key.and_then(|key| {
+                let (id, revision) = key.split_once(':')?;
+                Some((Uuid::parse_str(id).ok()?, revision.parse::<u32>().ok()?)).or_else(|| {
+                    violations.add("page_token", "is not a page token returned by this API");
+                    None
+                })
+            }),
+            Err(reason) => {
+                violations.add("page_token", reason);
+                None
+            }
+        };
+        violations.finish(()).map_err(Error::from)?;
+        let non_empty = |value: String| Some(value).filter(|v| !v.is_empty());
+        let mut evaluations = self
+            .store
+            .list_evaluations(
+                tenant,
+                EvaluationListing {
+                    before,
+                    limit: limit + 1,
+                    interaction_id,
+                    agent_id: non_empty(request.agent_id),
+                    team_id: non_empty(request.team_id),
+                    reviewer_id: non_empty(request.reviewer_id),
+                    rubric_id,
+                    kinds,
+                    start_time,
+                    end_time,
+                    include_inactive: request.include_inactive,
+                },
+            )
+            .await?;
+        let next_page_token = if evaluations.len() > limit as usize {
+            evaluations.truncate(limit as usize);
+            evaluations
+                .last()
+                .map(|last| encode_token(&fingerprint, &format!("{}:{}", last.id, last.revision)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListEvaluationsResponse {
+            evaluations: evaluations.into_iter().map(evaluation_to_proto).collect(),
+            next_page_token,
+        }))
     }
 
     async fn revise_evaluation(
         &self,
-        _: Request<pb::ReviseEvaluationRequest>,
+        request: Request<pb::ReviseEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
-        unimplemented("ReviseEvaluation")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = violations.require_uuid("id", &request.id);
+        violations.check_request_id("request_id", &request.request_id);
+        violations.check_length("comment", &request.comment, 0, MAX_COMMENT_CHARS);
+        check_reason("reason", &request.reason, &mut violations);
+        let ratings: Vec<Rating> = request.ratings.into_iter().map(rating_from_proto).collect();
+        let Some(id) = id else {
+            return Err(Error::from(violations.into_vec()).into());
+        };
+        let fingerprint = fingerprint_of(&RevisionContent {
+            evaluation_id: id,
+            ratings: &ratings,
+            comment: &request.comment,
+            reason: &request.reason,
+        });
+        let request_id = optional_request_id(request.request_id);
+        if violations.is_empty()
+            && let Some(request_id) = request_id.as_deref()
+            && let Some(stored) = self.store.find_request(tenant, request_id).await?
+        {
+            return if stored.fingerprint == fingerprint {
+                Ok(Response::new(evaluation_to_proto(stored.evaluation)))
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "request_id {request_id:?} was already used with different content"
+                ))
+                .into())
+            };
+        }
+        let current = match self.store.get_evaluation(tenant, id, None).await {
+            Ok(current) => current,
+            Err(_) if !violations.is_empty() => {
+                return Err(Error::from(violations.into_vec()).into());
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let version = self
+            .rubrics
+            .version(tenant, current.rubric_id, Some(current.rubric_version))
+            .await?;
+        let outcome = score_against(&version, &ratings, &mut violations);
+        violations.finish(()).map_err(Error::from)?;
+        let revised = self
+            .store
+            .revise(
+                tenant,
+                id,
+                NewRevision {
+                    request_id,
+                    fingerprint,
+                    supersedes: current.revision,
+                    ratings,
+                    comment: request.comment,
+                    reason: request.reason,
+                    outcome,
+                },
+            )
+            .await?;
+        Ok(Response::new(evaluation_to_proto(revised)))
     }
 
     async fn delete_evaluation(
         &self,
-        _: Request<pb::DeleteEvaluationRequest>,
+        request: Request<pb::DeleteEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
-        unimplemented("DeleteEvaluation")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let id = violations.require_uuid("id", &request.id);
+        check_reason("reason", &request.reason, &mut violations);
+        violations.finish(()).map_err(Error::from)?;
+        let id = id.ok_or_else(|| Error::invalid_field("id", "is required"))?;
+        let deleted = self.store.delete(tenant, id, request.reason).await?;
+        Ok(Response::new(evaluation_to_proto(deleted)))
     }
 
     async fn import_evaluations(
         &self,
-        _: Request<Streaming<pb::SubmitEvaluationRequest>>,
+        request: Request<Streaming<pb::SubmitEvaluationRequest>>,
     ) -> Result<Response<pb::ImportEvaluationsResponse>, Status> {
-        unimplemented("ImportEvaluations")
+        let tenant = principal(&request)?.tenant;
+        let mut stream = request.into_inner();
+        let mut response = pb::ImportEvaluationsResponse::default();
+        let mut latest = LatestVersions::default();
+        let mut batch = Vec::with_capacity(IMPORT_BATCH_SIZE);
+        let mut index = 0u64;
+        while let Some(row) = stream.message().await? {
+            let request_id = row.request_id.clone();
+            let mut violations = Violations::new();
+            let prepared = match check_submission(row, &mut violations) {
+                Some(submission) => {
+                    self.prepare(tenant, submission, violations, Some(&mut latest))
+                        .await
+                }
+                None => Err(Error::from(violations.into_vec())),
+            };
+            match prepared {
+                Ok(new) => batch.push((index, request_id, new)),
+                Err(err @ (Error::Unavailable(_) | Error::Internal(_))) => return Err(err.into()),
+                Err(err) => reject(&mut response, index, request_id, err.to_string()),
+            }
+            if batch.len() >= IMPORT_BATCH_SIZE {
+                self.import_batch(tenant, &mut batch, &mut response).await?;
+            }
+            index += 1;
+        }
+        self.import_batch(tenant, &mut batch, &mut response).await?;
+        Ok(Response::new(response))
     }
 }

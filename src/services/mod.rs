@@ -5,4 +5,5 @@ pub mod analytics;
 mod convert;
 pub mod evaluation;
 pub mod rubric;
+pub mod rubric_client;
 pub mod status;

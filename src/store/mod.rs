@@ -5,7 +5,11 @@ pub mod postgres;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
+    evaluation::{Evaluation, EvaluationKind, NewEvaluation, NewRevision},
+    interaction::{Interaction, InteractionInput},
     rubric::{DraftPatch, NewRubric, Rubric, RubricVersion},
     tenant::TenantId,
 };
@@ -66,4 +70,93 @@ pub trait RubricStore: Send + Sync + 'static {
 
     /// Archives a rubric; archiving an archived rubric returns it unchanged.
     async fn archive(&self, tenant: TenantId, id: Uuid) -> Result<Rubric>;
+}
+
+/// Which evaluations to list: newest first (ids are UUIDv7), strictly older than `before`.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluationListing {
+    pub before: Option<(Uuid, u32)>,
+    pub limit: u32,
+    pub interaction_id: Option<Uuid>,
+    pub agent_id: Option<String>,
+    pub team_id: Option<String>,
+    pub reviewer_id: Option<String>,
+    pub rubric_id: Option<Uuid>,
+    /// Empty = every kind.
+    pub kinds: Vec<EvaluationKind>,
+    /// Half-open range on the first revision's create time.
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    /// Also superseded revisions and deleted evaluations.
+    pub include_inactive: bool,
+}
+
+/// What became of one row of an import.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportOutcome {
+    Accepted,
+    /// Its request id was stored before with the same content.
+    Duplicate,
+    Rejected(String),
+}
+
+/// A previously stored submission or revision, found by its request id.
+#[derive(Debug, Clone)]
+pub struct StoredRequest {
+    pub evaluation: Evaluation,
+    pub fingerprint: Vec<u8>,
+}
+
+/// Interactions and evaluations. Every write of an evaluation (submit, revise, delete)
+/// writes its outbox event in the same transaction.
+#[async_trait]
+pub trait EvaluationStore: Send + Sync + 'static {
+    /// Creates or updates the interaction keyed by (source, external_id).
+    async fn upsert_interaction(
+        &self,
+        tenant: TenantId,
+        input: InteractionInput,
+    ) -> Result<Interaction>;
+
+    async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction>;
+
+    /// The submission or revision stored under a request id, if any.
+    async fn find_request(
+        &self,
+        tenant: TenantId,
+        request_id: &str,
+    ) -> Result<Option<StoredRequest>>;
+
+    /// Stores a scored evaluation, its ratings and its outbox event in one transaction.
+    /// A request id stored before returns the stored evaluation when the fingerprints
+    /// match, else `AlreadyExists`.
+    async fn submit(&self, tenant: TenantId, evaluation: NewEvaluation) -> Result<Evaluation>;
+
+    /// One revision; `None` = the current one (active or deleted).
+    async fn get_evaluation(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        revision: Option<u32>,
+    ) -> Result<Evaluation>;
+
+    async fn list_evaluations(
+        &self,
+        tenant: TenantId,
+        listing: EvaluationListing,
+    ) -> Result<Vec<Evaluation>>;
+
+    /// Stores a new active revision and supersedes the current one.
+    async fn revise(&self, tenant: TenantId, id: Uuid, revision: NewRevision)
+    -> Result<Evaluation>;
+
+    /// Marks the current revision deleted; deleting again returns it unchanged.
+    async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation>;
+
+    /// Stores a batch of scored evaluations in one transaction, reporting each row.
+    async fn import(
+        &self,
+        tenant: TenantId,
+        batch: Vec<NewEvaluation>,
+    ) -> Result<Vec<ImportOutcome>>;
 }

@@ -1,6 +1,7 @@
 use std::str::FromStr;
 
 use iqs::config::{Config, ServiceSet};
+use iqs::proto::evaluation::{self as eval_pb, evaluation_service_client::EvaluationServiceClient};
 use iqs::proto::rubric::{self as pb, rubric_service_client::RubricServiceClient};
 use iqs::server::Server;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -37,6 +38,7 @@ pub async fn create_test_database() -> String {
 }
 
 pub struct TestApp {
+    pub addr: std::net::SocketAddr,
     pub channel: Channel,
     pub database_url: String,
     pub pool: PgPool,
@@ -48,6 +50,7 @@ pub struct AppOptions {
     pub database_url: Option<String>,
     pub tenant: Uuid,
     pub services: ServiceSet,
+    pub rubric_endpoint: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -56,6 +59,7 @@ impl Default for AppOptions {
             database_url: None,
             tenant: Uuid::nil(),
             services: ServiceSet::all(),
+            rubric_endpoint: None,
         }
     }
 }
@@ -74,6 +78,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         database_url: Some(database_url.clone()),
         default_tenant: options.tenant,
         services: options.services,
+        rubric_endpoint: options.rubric_endpoint,
         database_max_connections: 4,
         shutdown_grace_ms: 2_000,
         ..Config::default()
@@ -96,6 +101,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .expect("connect to the server");
     let pool = PgPool::connect(&database_url).await.expect("test pool");
     TestApp {
+        addr,
         channel,
         database_url,
         pool,
@@ -107,6 +113,18 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 impl TestApp {
     pub fn rubrics(&self) -> RubricServiceClient<Channel> {
         RubricServiceClient::new(self.channel.clone())
+    }
+
+    pub fn evaluations(&self) -> EvaluationServiceClient<Channel> {
+        EvaluationServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// Signals shutdown and waits until the server has stopped.
@@ -186,4 +204,49 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .into_iter()
         .map(|violation| violation.field)
         .collect()
+}
+
+pub fn interaction(external_id: &str, agent_id: &str) -> eval_pb::Interaction {
+    eval_pb::Interaction {
+        source: "zendesk".into(),
+        external_id: external_id.into(),
+        channel: "chat".into(),
+        agent_id: agent_id.into(),
+        team_id: "tier1".into(),
+        region: "eu-west".into(),
+        csat: Some(4),
+        ..Default::default()
+    }
+}
+
+pub fn rating(key: &str, value: i32) -> eval_pb::Rating {
+    eval_pb::Rating {
+        criterion_key: key.into(),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+/// A submission of the rubric of `published_rubric` (greeting 0..1, empathy 1..4).
+pub fn submission(
+    rubric_id: &str,
+    external_id: &str,
+    greeting: i32,
+    empathy: i32,
+) -> eval_pb::SubmitEvaluationRequest {
+    eval_pb::SubmitEvaluationRequest {
+        request_id: Uuid::now_v7().to_string(),
+        interaction_ref: Some(
+            eval_pb::submit_evaluation_request::InteractionRef::Interaction(interaction(
+                external_id,
+                "agent-1",
+            )),
+        ),
+        rubric_id: rubric_id.into(),
+        rubric_version: 0,
+        reviewer_id: "qa-lead".into(),
+        kind: eval_pb::EvaluationKind::Manual as i32,
+        ratings: vec![rating("greeting", greeting), rating("empathy", empathy)],
+        comment: String::new(),
+    }
 }

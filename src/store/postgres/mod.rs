@@ -1,6 +1,7 @@
 //! The PostgreSQL adapter: production storage, one schema per service.
 
 mod errors;
+mod evaluation;
 mod rubric;
 
 use std::time::Duration;

@@ -1,8 +1,6 @@
-//! Conversions between protobuf messages and domain types. Incoming conversions record
-//! every malformed field in `Violations` instead of stopping at the first.
+//! Rubric messages <-> domain.
 
-use chrono::{DateTime, Utc};
-
+use super::timestamp;
 use crate::domain::{
     rubric::{
         Criterion, CriticalScope, DEFAULT_PASS_THRESHOLD, Rubric, RubricDraft, RubricState,
@@ -11,13 +9,6 @@ use crate::domain::{
     validation::Violations,
 };
 use crate::proto::rubric as pb;
-
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
 
 pub fn criterion_from_proto(
     criterion: pb::Criterion,

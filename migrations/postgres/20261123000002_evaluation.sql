@@ -1,0 +1,92 @@
+-- The evaluation service's schema: interactions, evaluations (one row per revision),
+-- their ratings, and the outbox of events for analytics.
+CREATE SCHEMA IF NOT EXISTS evaluation;
+
+CREATE TABLE evaluation.interactions (
+    tenant_id    uuid        NOT NULL,
+    id           uuid        NOT NULL,
+    source       text        NOT NULL,
+    external_id  text        NOT NULL,
+    channel      text        NOT NULL,
+    agent_id     text        NOT NULL,
+    team_id      text        NOT NULL,
+    region       text        NOT NULL,
+    occur_time   timestamptz NOT NULL,
+    csat         smallint    CHECK (csat BETWEEN 1 AND 5),
+    nps          smallint    CHECK (nps BETWEEN 0 AND 10),
+    messages     jsonb       NOT NULL,
+    attributes   jsonb       NOT NULL,
+    create_time  timestamptz NOT NULL DEFAULT now(),
+    update_time  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, source, external_id)
+);
+
+CREATE TABLE evaluation.evaluations (
+    tenant_id            uuid        NOT NULL,
+    id                   uuid        NOT NULL,
+    revision             integer     NOT NULL CHECK (revision >= 1),
+    interaction_id       uuid        NOT NULL,
+    agent_id             text        NOT NULL,
+    team_id              text        NOT NULL,
+    channel              text        NOT NULL,
+    region               text        NOT NULL,
+    rubric_id            uuid        NOT NULL,
+    rubric_version       integer     NOT NULL,
+    reviewer_id          text        NOT NULL,
+    kind                 text        NOT NULL CHECK (kind IN ('manual', 'self', 'automated', 'calibration')),
+    comment              text        NOT NULL,
+    score                double precision,
+    section_scores       jsonb       NOT NULL,
+    criterion_scores     jsonb       NOT NULL,
+    critical_failed      boolean     NOT NULL,
+    passed               boolean     NOT NULL,
+    state                text        NOT NULL CHECK (state IN ('active', 'superseded', 'deleted')),
+    reason               text        NOT NULL DEFAULT '',
+    request_id           text,
+    request_fingerprint  bytea,
+    create_time          timestamptz NOT NULL,
+    first_create_time    timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id, revision),
+    FOREIGN KEY (tenant_id, interaction_id) REFERENCES evaluation.interactions (tenant_id, id)
+);
+
+-- AIP-155: one submission or revision per (tenant, request id).
+CREATE UNIQUE INDEX evaluations_request_id_key
+    ON evaluation.evaluations (tenant_id, request_id) WHERE request_id IS NOT NULL;
+-- At most one current (active or deleted) revision per evaluation.
+CREATE UNIQUE INDEX evaluations_current_key
+    ON evaluation.evaluations (tenant_id, id) WHERE state <> 'superseded';
+-- One index per ListEvaluations filter, newest first.
+CREATE INDEX evaluations_by_agent ON evaluation.evaluations (tenant_id, agent_id, id DESC);
+CREATE INDEX evaluations_by_team ON evaluation.evaluations (tenant_id, team_id, id DESC);
+CREATE INDEX evaluations_by_reviewer ON evaluation.evaluations (tenant_id, reviewer_id, id DESC);
+CREATE INDEX evaluations_by_rubric ON evaluation.evaluations (tenant_id, rubric_id, id DESC);
+CREATE INDEX evaluations_by_interaction ON evaluation.evaluations (tenant_id, interaction_id, id DESC);
+
+CREATE TABLE evaluation.ratings (
+    tenant_id       uuid             NOT NULL,
+    evaluation_id   uuid             NOT NULL,
+    revision        integer          NOT NULL,
+    position        smallint         NOT NULL,
+    criterion_key   text             NOT NULL,
+    value           integer,
+    not_applicable  boolean          NOT NULL,
+    comment         text             NOT NULL,
+    root_causes     jsonb            NOT NULL,
+    PRIMARY KEY (tenant_id, evaluation_id, revision, position),
+    FOREIGN KEY (tenant_id, evaluation_id, revision)
+        REFERENCES evaluation.evaluations (tenant_id, id, revision)
+);
+
+-- Events for analytics, written in the same transaction as the change they describe.
+CREATE TABLE evaluation.outbox (
+    tenant_id      uuid        NOT NULL,
+    position       bigint      GENERATED ALWAYS AS IDENTITY,
+    event_type     text        NOT NULL CHECK (event_type IN ('submitted', 'revised', 'deleted')),
+    evaluation_id  uuid        NOT NULL,
+    revision       integer     NOT NULL,
+    payload        jsonb       NOT NULL,
+    create_time    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, position)
+);

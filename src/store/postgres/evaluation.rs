@@ -1,0 +1,977 @@
+//! EvaluationStore on PostgreSQL (schema `evaluation`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, QueryBuilder, types::Json};
+use uuid::Uuid;
+
+use super::{PostgresStore, classify};
+use crate::domain::{
+    evaluation::{
+        Evaluation, EvaluationEvent, EvaluationKind, EvaluationState, InteractionRef,
+        NewEvaluation, NewRevision,
+    },
+    interaction::{Interaction, InteractionInput, Message},
+    scoring::{CriterionScore, Rating, SectionScore},
+    tenant::TenantId,
+};
+use crate::error::{Error, Result};
+use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
+
+const INTERACTION_COLUMNS: &str = "id, source, external_id, channel, agent_id, team_id, region, \
+     occur_time, csat, nps, messages, attributes, create_time, update_time";
+
+const EVALUATION_COLUMNS: &str = "id, revision, interaction_id, agent_id, team_id, channel, region, \
+     rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores, criterion_scores, \
+     critical_failed, passed, state, create_time, first_create_time";
+
+/// Timestamps as PostgreSQL stores them (microseconds), so what a call returns equals
+/// what a later read returns.
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+#[derive(sqlx::FromRow)]
+struct InteractionRow {
+    id: Uuid,
+    source: String,
+    external_id: String,
+    channel: String,
+    agent_id: String,
+    team_id: String,
+    region: String,
+    occur_time: DateTime<Utc>,
+    csat: Option<i16>,
+    nps: Option<i16>,
+    messages: Json<Vec<Message>>,
+    attributes: Json<BTreeMap<String, String>>,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl From<InteractionRow> for Interaction {
+    fn from(row: InteractionRow) -> Self {
+        Interaction {
+            id: row.id,
+            input: InteractionInput {
+                source: row.source,
+                external_id: row.external_id,
+                channel: row.channel,
+                agent_id: row.agent_id,
+                team_id: row.team_id,
+                region: row.region,
+                occur_time: Some(row.occur_time),
+                csat: row.csat.map(i32::from),
+                nps: row.nps.map(i32::from),
+                messages: row.messages.0,
+                attributes: row.attributes.0,
+            },
+            create_time: row.create_time,
+            update_time: row.update_time,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EvaluationRow {
+    id: Uuid,
+    revision: i32,
+    interaction_id: Uuid,
+    agent_id: String,
+    team_id: String,
+    channel: String,
+    region: String,
+    rubric_id: Uuid,
+    rubric_version: i32,
+    reviewer_id: String,
+    kind: String,
+    comment: String,
+    score: Option<f64>,
+    section_scores: Json<Vec<SectionScore>>,
+    criterion_scores: Json<Vec<CriterionScore>>,
+    critical_failed: bool,
+    passed: bool,
+    state: String,
+    create_time: DateTime<Utc>,
+    first_create_time: DateTime<Utc>,
+}
+
+impl EvaluationRow {
+    fn into_evaluation(self, ratings: Vec<Rating>) -> Result<Evaluation> {
+        let kind = EvaluationKind::parse(&self.kind)
+            .ok_or_else(|| Error::Internal(format!("unknown evaluation kind {:?}", self.kind)))?;
+        let state = EvaluationState::parse(&self.state)
+            .ok_or_else(|| Error::Internal(format!("unknown evaluation state {:?}", self.state)))?;
+        Ok(Evaluation {
+            id: self.id,
+            revision: unsigned(self.revision)?,
+            interaction_id: self.interaction_id,
+            agent_id: self.agent_id,
+            team_id: self.team_id,
+            channel: self.channel,
+            region: self.region,
+            rubric_id: self.rubric_id,
+            rubric_version: unsigned(self.rubric_version)?,
+            reviewer_id: self.reviewer_id,
+            kind,
+            ratings,
+            comment: self.comment,
+            outcome: crate::domain::scoring::ScoreOutcome {
+                score: self.score,
+                section_scores: self.section_scores.0,
+                criterion_scores: self.criterion_scores.0,
+                critical_failed: self.critical_failed,
+                passed: self.passed,
+            },
+            state,
+            create_time: self.create_time,
+            first_create_time: self.first_create_time,
+        })
+    }
+}
+
+fn unsigned(value: i32) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::Internal(format!("negative number {value} in storage")))
+}
+
+fn signed(value: u32) -> Result<i32> {
+    i32::try_from(value).map_err(|_| Error::not_found("evaluation revision", value))
+}
+
+#[derive(sqlx::FromRow)]
+struct RatingRow {
+    evaluation_id: Uuid,
+    revision: i32,
+    criterion_key: String,
+    value: Option<i32>,
+    not_applicable: bool,
+    comment: String,
+    root_causes: Json<Vec<String>>,
+}
+
+/// Loads the ratings of the given revisions and assembles the evaluations, in order.
+async fn with_ratings(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    rows: Vec<EvaluationRow>,
+) -> Result<Vec<Evaluation>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let revisions: Vec<i32> = rows.iter().map(|row| row.revision).collect();
+    let rating_rows: Vec<RatingRow> = sqlx::query_as(
+        "SELECT r.evaluation_id, r.revision, r.criterion_key, r.value, r.not_applicable, r.comment, r.root_causes
+         FROM evaluation.ratings r
+         JOIN UNNEST($2::uuid[], $3::integer[]) AS wanted(id, revision)
+           ON r.evaluation_id = wanted.id AND r.revision = wanted.revision
+         WHERE r.tenant_id = $1
+         ORDER BY r.evaluation_id, r.revision, r.position",
+    )
+    .bind(tenant.as_uuid())
+    .bind(&ids)
+    .bind(&revisions)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(classify)?;
+    let mut ratings: HashMap<(Uuid, i32), Vec<Rating>> = HashMap::new();
+    for row in rating_rows {
+        ratings
+            .entry((row.evaluation_id, row.revision))
+            .or_default()
+            .push(Rating {
+                criterion_key: row.criterion_key,
+                value: row.value,
+                not_applicable: row.not_applicable,
+                comment: row.comment,
+                root_causes: row.root_causes.0,
+            });
+    }
+    rows.into_iter()
+        .map(|row| {
+            let own = ratings.remove(&(row.id, row.revision)).unwrap_or_default();
+            row.into_evaluation(own)
+        })
+        .collect()
+}
+
+async fn upsert_interaction_in(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    input: &InteractionInput,
+) -> Result<Interaction> {
+    let row: InteractionRow = sqlx::query_as(&format!(
+        "INSERT INTO evaluation.interactions
+             (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
+              occur_time, csat, nps, messages, attributes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, now()), $10, $11, $12, $13)
+         ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET
+             channel = EXCLUDED.channel, agent_id = EXCLUDED.agent_id, team_id = EXCLUDED.team_id,
+             region = EXCLUDED.region,
+             occur_time = COALESCE($9, evaluation.interactions.occur_time),
+             csat = EXCLUDED.csat, nps = EXCLUDED.nps, messages = EXCLUDED.messages,
+             attributes = EXCLUDED.attributes, update_time = now()
+         RETURNING {INTERACTION_COLUMNS}"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(Uuid::now_v7())
+    .bind(&input.source)
+    .bind(&input.external_id)
+    .bind(&input.channel)
+    .bind(&input.agent_id)
+    .bind(&input.team_id)
+    .bind(&input.region)
+    .bind(input.occur_time)
+    .bind(input.csat.map(|v| v as i16))
+    .bind(input.nps.map(|v| v as i16))
+    .bind(Json(&input.messages))
+    .bind(Json(&input.attributes))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(classify)?;
+    Ok(row.into())
+}
+
+/// The dimensions an evaluation copies from its interaction at submit time.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Dimensions {
+    id: Uuid,
+    agent_id: String,
+    team_id: String,
+    channel: String,
+    region: String,
+    csat: Option<i16>,
+}
+
+async fn dimensions_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Dimensions>> {
+    let rows: Vec<Dimensions> = sqlx::query_as(
+        "SELECT id, agent_id, team_id, channel, region, csat FROM evaluation.interactions
+         WHERE tenant_id = $1 AND id = ANY($2)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(classify)?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+}
+
+async fn resolve_interaction(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    reference: &InteractionRef,
+) -> Result<Dimensions> {
+    match reference {
+        InteractionRef::Id(id) => dimensions_of(conn, tenant, &[*id])
+            .await?
+            .remove(id)
+            .ok_or_else(|| Error::not_found("interaction", id)),
+        InteractionRef::Inline(input) => {
+            let interaction = upsert_interaction_in(conn, tenant, input).await?;
+            Ok(Dimensions {
+                id: interaction.id,
+                agent_id: interaction.input.agent_id,
+                team_id: interaction.input.team_id,
+                channel: interaction.input.channel,
+                region: interaction.input.region,
+                csat: interaction.input.csat.map(|v| v as i16),
+            })
+        }
+    }
+}
+
+fn evaluation_from(
+    new: NewEvaluation,
+    dimensions: &Dimensions,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    Evaluation {
+        id,
+        revision: 1,
+        interaction_id: dimensions.id,
+        agent_id: dimensions.agent_id.clone(),
+        team_id: dimensions.team_id.clone(),
+        channel: dimensions.channel.clone(),
+        region: dimensions.region.clone(),
+        rubric_id: new.rubric_id,
+        rubric_version: new.rubric_version,
+        reviewer_id: new.reviewer_id,
+        kind: new.kind,
+        ratings: new.ratings,
+        comment: new.comment,
+        outcome: new.outcome,
+        state: EvaluationState::Active,
+        create_time: now,
+        first_create_time: now,
+    }
+}
+
+/// Column arrays of many evaluation revisions, for one multi-row `INSERT … UNNEST`.
+#[derive(Default)]
+struct EvaluationColumns {
+    ids: Vec<Uuid>,
+    revisions: Vec<i32>,
+    interaction_ids: Vec<Uuid>,
+    agent_ids: Vec<String>,
+    team_ids: Vec<String>,
+    channels: Vec<String>,
+    regions: Vec<String>,
+    rubric_ids: Vec<Uuid>,
+    rubric_versions: Vec<i32>,
+    reviewer_ids: Vec<String>,
+    kinds: Vec<&'static str>,
+    comments: Vec<String>,
+    scores: Vec<Option<f64>>,
+    section_scores: Vec<String>,
+    criterion_scores: Vec<String>,
+    critical_failed: Vec<bool>,
+    passed: Vec<bool>,
+    states: Vec<&'static str>,
+    reasons: Vec<String>,
+    request_ids: Vec<Option<String>>,
+    fingerprints: Vec<Option<Vec<u8>>>,
+    create_times: Vec<DateTime<Utc>>,
+    first_create_times: Vec<DateTime<Utc>>,
+}
+
+impl EvaluationColumns {
+    fn push(
+        &mut self,
+        evaluation: &Evaluation,
+        reason: &str,
+        request_id: Option<String>,
+        fingerprint: Option<Vec<u8>>,
+    ) -> Result<()> {
+        self.ids.push(evaluation.id);
+        self.revisions.push(signed(evaluation.revision)?);
+        self.interaction_ids.push(evaluation.interaction_id);
+        self.agent_ids.push(evaluation.agent_id.clone());
+        self.team_ids.push(evaluation.team_id.clone());
+        self.channels.push(evaluation.channel.clone());
+        self.regions.push(evaluation.region.clone());
+        self.rubric_ids.push(evaluation.rubric_id);
+        self.rubric_versions
+            .push(signed(evaluation.rubric_version)?);
+        self.reviewer_ids.push(evaluation.reviewer_id.clone());
+        self.kinds.push(evaluation.kind.as_str());
+        self.comments.push(evaluation.comment.clone());
+        self.scores.push(evaluation.outcome.score);
+        self.section_scores
+            .push(to_json(&evaluation.outcome.section_scores)?);
+        self.criterion_scores
+            .push(to_json(&evaluation.outcome.criterion_scores)?);
+        self.critical_failed
+            .push(evaluation.outcome.critical_failed);
+        self.passed.push(evaluation.outcome.passed);
+        self.states.push(evaluation.state.as_str());
+        self.reasons.push(reason.to_owned());
+        self.request_ids.push(request_id);
+        self.fingerprints.push(fingerprint);
+        self.create_times.push(evaluation.create_time);
+        self.first_create_times.push(evaluation.first_create_time);
+        Ok(())
+    }
+
+    /// Inserts the rows; a request id stored before skips its row. Returns the ids
+    /// inserted.
+    async fn insert(&self, conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<Uuid>> {
+        sqlx::query_scalar(
+            "INSERT INTO evaluation.evaluations
+                 (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
+                  rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
+                  criterion_scores, critical_failed, passed, state, reason, request_id,
+                  request_fingerprint, create_time, first_create_time)
+             SELECT $1, u.id, u.revision, u.interaction_id, u.agent_id, u.team_id, u.channel, u.region,
+                    u.rubric_id, u.rubric_version, u.reviewer_id, u.kind, u.comment, u.score,
+                    u.section_scores::jsonb, u.criterion_scores::jsonb, u.critical_failed, u.passed,
+                    u.state, u.reason, u.request_id, u.fingerprint, u.create_time, u.first_create_time
+             FROM UNNEST($2::uuid[], $3::integer[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::uuid[], $10::integer[], $11::text[], $12::text[], $13::text[],
+                         $14::float8[], $15::text[], $16::text[], $17::boolean[], $18::boolean[],
+                         $19::text[], $20::text[], $21::text[], $22::bytea[], $23::timestamptz[],
+                         $24::timestamptz[])
+                  AS u(id, revision, interaction_id, agent_id, team_id, channel, region, rubric_id,
+                       rubric_version, reviewer_id, kind, comment, score, section_scores,
+                       criterion_scores, critical_failed, passed, state, reason, request_id,
+                       fingerprint, create_time, first_create_time)
+             ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(tenant.as_uuid())
+        .bind(&self.ids)
+        .bind(&self.revisions)
+        .bind(&self.interaction_ids)
+        .bind(&self.agent_ids)
+        .bind(&self.team_ids)
+        .bind(&self.channels)
+        .bind(&self.regions)
+        .bind(&self.rubric_ids)
+        .bind(&self.rubric_versions)
+        .bind(&self.reviewer_ids)
+        .bind(&self.kinds)
+        .bind(&self.comments)
+        .bind(&self.scores)
+        .bind(&self.section_scores)
+        .bind(&self.criterion_scores)
+        .bind(&self.critical_failed)
+        .bind(&self.passed)
+        .bind(&self.states)
+        .bind(&self.reasons)
+        .bind(&self.request_ids)
+        .bind(&self.fingerprints)
+        .bind(&self.create_times)
+        .bind(&self.first_create_times)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|err| Error::Internal(format!("cannot encode JSON: {err}")))
+}
+
+/// Column arrays of the ratings and outbox events of many revisions.
+#[derive(Default)]
+struct DependentColumns {
+    rating_ids: Vec<Uuid>,
+    rating_revisions: Vec<i32>,
+    positions: Vec<i16>,
+    keys: Vec<String>,
+    values: Vec<Option<i32>>,
+    not_applicable: Vec<bool>,
+    comments: Vec<String>,
+    root_causes: Vec<String>,
+    event_types: Vec<&'static str>,
+    event_ids: Vec<Uuid>,
+    event_revisions: Vec<i32>,
+    payloads: Vec<String>,
+}
+
+impl DependentColumns {
+    fn push_ratings(&mut self, evaluation: &Evaluation) -> Result<()> {
+        for (position, rating) in evaluation.ratings.iter().enumerate() {
+            self.rating_ids.push(evaluation.id);
+            self.rating_revisions.push(signed(evaluation.revision)?);
+            self.positions.push(
+                i16::try_from(position).map_err(|_| Error::Internal("too many ratings".into()))?,
+            );
+            self.keys.push(rating.criterion_key.clone());
+            self.values.push(rating.value);
+            self.not_applicable.push(rating.not_applicable);
+            self.comments.push(rating.comment.clone());
+            self.root_causes.push(to_json(&rating.root_causes)?);
+        }
+        Ok(())
+    }
+
+    fn push_event(
+        &mut self,
+        event_type: &'static str,
+        evaluation: &Evaluation,
+        csat: Option<i16>,
+    ) -> Result<()> {
+        self.event_types.push(event_type);
+        self.event_ids.push(evaluation.id);
+        self.event_revisions.push(signed(evaluation.revision)?);
+        self.payloads.push(to_json(&EvaluationEvent::of(
+            evaluation,
+            csat.map(i32::from),
+        ))?);
+        Ok(())
+    }
+
+    async fn insert(&self, conn: &mut PgConnection, tenant: TenantId) -> Result<()> {
+        if !self.rating_ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO evaluation.ratings
+                     (tenant_id, evaluation_id, revision, position, criterion_key, value,
+                      not_applicable, comment, root_causes)
+                 SELECT $1, u.id, u.revision, u.position, u.key, u.value, u.na, u.comment, u.causes::jsonb
+                 FROM UNNEST($2::uuid[], $3::integer[], $4::smallint[], $5::text[], $6::integer[],
+                             $7::boolean[], $8::text[], $9::text[])
+                      AS u(id, revision, position, key, value, na, comment, causes)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(&self.rating_ids)
+            .bind(&self.rating_revisions)
+            .bind(&self.positions)
+            .bind(&self.keys)
+            .bind(&self.values)
+            .bind(&self.not_applicable)
+            .bind(&self.comments)
+            .bind(&self.root_causes)
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+        }
+        if !self.event_ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
+                 SELECT $1, u.event_type, u.id, u.revision, u.payload::jsonb
+                 FROM UNNEST($2::text[], $3::uuid[], $4::integer[], $5::text[])
+                      AS u(event_type, id, revision, payload)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(&self.event_types)
+            .bind(&self.event_ids)
+            .bind(&self.event_revisions)
+            .bind(&self.payloads)
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+        }
+        Ok(())
+    }
+}
+
+async fn find_request_in(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    request_id: &str,
+) -> Result<Option<StoredRequest>> {
+    #[derive(sqlx::FromRow)]
+    struct Found {
+        #[sqlx(flatten)]
+        row: EvaluationRow,
+        request_fingerprint: Option<Vec<u8>>,
+    }
+    let found: Option<Found> = sqlx::query_as(&format!(
+        "SELECT {EVALUATION_COLUMNS}, request_fingerprint FROM evaluation.evaluations
+         WHERE tenant_id = $1 AND request_id = $2"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(request_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(classify)?;
+    let Some(found) = found else { return Ok(None) };
+    let fingerprint = found.request_fingerprint.unwrap_or_default();
+    let evaluation = with_ratings(conn, tenant, vec![found.row]).await?.remove(0);
+    Ok(Some(StoredRequest {
+        evaluation,
+        fingerprint,
+    }))
+}
+
+/// The stored evaluation for a retried request id, or `AlreadyExists` when the
+/// content differs.
+fn replay(
+    stored: Option<StoredRequest>,
+    request_id: &str,
+    fingerprint: &[u8],
+) -> Result<Evaluation> {
+    match stored {
+        Some(stored) if stored.fingerprint == fingerprint => Ok(stored.evaluation),
+        Some(_) => Err(Error::AlreadyExists(format!(
+            "request_id {request_id:?} was already used with different content"
+        ))),
+        None => Err(Error::Internal(format!(
+            "request {request_id:?} conflicted but is not stored"
+        ))),
+    }
+}
+
+async fn lock_current(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<EvaluationRow> {
+    let row: Option<EvaluationRow> = sqlx::query_as(&format!(
+        "SELECT {EVALUATION_COLUMNS} FROM evaluation.evaluations
+         WHERE tenant_id = $1 AND id = $2 AND state <> 'superseded' FOR UPDATE"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(classify)?;
+    row.ok_or_else(|| Error::not_found("evaluation", id))
+}
+
+async fn csat_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    interaction_id: Uuid,
+) -> Result<Option<i16>> {
+    Ok(dimensions_of(conn, tenant, &[interaction_id])
+        .await?
+        .remove(&interaction_id)
+        .and_then(|d| d.csat))
+}
+
+#[async_trait]
+impl EvaluationStore for PostgresStore {
+    async fn upsert_interaction(
+        &self,
+        tenant: TenantId,
+        input: InteractionInput,
+    ) -> Result<Interaction> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        upsert_interaction_in(&mut conn, tenant, &input).await
+    }
+
+    async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction> {
+        let row: Option<InteractionRow> = sqlx::query_as(&format!(
+            "SELECT {INTERACTION_COLUMNS} FROM evaluation.interactions WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant.as_uuid())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row
+            .ok_or_else(|| Error::not_found("interaction", id))?
+            .into())
+    }
+
+    async fn find_request(
+        &self,
+        tenant: TenantId,
+        request_id: &str,
+    ) -> Result<Option<StoredRequest>> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        find_request_in(&mut conn, tenant, request_id).await
+    }
+
+    async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
+        let request_id = new.request_id.clone();
+        let fingerprint = new.fingerprint.clone();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let dimensions = resolve_interaction(&mut tx, tenant, &new.interaction).await?;
+        let evaluation = evaluation_from(new, &dimensions, Uuid::now_v7(), now_micros());
+        let mut columns = EvaluationColumns::default();
+        columns.push(
+            &evaluation,
+            "",
+            request_id.clone(),
+            Some(fingerprint.clone()),
+        )?;
+        if columns.insert(&mut tx, tenant).await?.is_empty() {
+            // Another call with this request id committed first: undo this one (including
+            // its interaction upsert) and answer as a retry.
+            tx.rollback().await.map_err(classify)?;
+            let request_id = request_id.unwrap_or_default();
+            let stored = self.find_request(tenant, &request_id).await?;
+            return replay(stored, &request_id, &fingerprint);
+        }
+        let mut dependents = DependentColumns::default();
+        dependents.push_ratings(&evaluation)?;
+        dependents.push_event("submitted", &evaluation, dimensions.csat)?;
+        dependents.insert(&mut tx, tenant).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(evaluation)
+    }
+
+    async fn get_evaluation(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        revision: Option<u32>,
+    ) -> Result<Evaluation> {
+        let revision = revision.map(signed).transpose()?;
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let row: Option<EvaluationRow> = sqlx::query_as(&format!(
+            "SELECT {EVALUATION_COLUMNS} FROM evaluation.evaluations
+             WHERE tenant_id = $1 AND id = $2
+               AND (($3::integer IS NULL AND state <> 'superseded') OR revision = $3)"
+        ))
+        .bind(tenant.as_uuid())
+        .bind(id)
+        .bind(revision)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(classify)?;
+        let row = row.ok_or_else(|| match revision {
+            Some(revision) => Error::not_found("evaluation revision", format!("{id}@{revision}")),
+            None => Error::not_found("evaluation", id),
+        })?;
+        Ok(with_ratings(&mut conn, tenant, vec![row]).await?.remove(0))
+    }
+
+    async fn list_evaluations(
+        &self,
+        tenant: TenantId,
+        listing: EvaluationListing,
+    ) -> Result<Vec<Evaluation>> {
+        let mut query = QueryBuilder::new(format!(
+            "SELECT {EVALUATION_COLUMNS} FROM evaluation.evaluations WHERE tenant_id = "
+        ));
+        query.push_bind(tenant.as_uuid());
+        if !listing.include_inactive {
+            query.push(" AND state = 'active'");
+        }
+        if let Some((id, revision)) = listing.before {
+            query
+                .push(" AND (id, revision) < (")
+                .push_bind(id)
+                .push(", ")
+                .push_bind(signed(revision)?)
+                .push(")");
+        }
+        if let Some(interaction_id) = listing.interaction_id {
+            query
+                .push(" AND interaction_id = ")
+                .push_bind(interaction_id);
+        }
+        if let Some(agent_id) = listing.agent_id {
+            query.push(" AND agent_id = ").push_bind(agent_id);
+        }
+        if let Some(team_id) = listing.team_id {
+            query.push(" AND team_id = ").push_bind(team_id);
+        }
+        if let Some(reviewer_id) = listing.reviewer_id {
+            query.push(" AND reviewer_id = ").push_bind(reviewer_id);
+        }
+        if let Some(rubric_id) = listing.rubric_id {
+            query.push(" AND rubric_id = ").push_bind(rubric_id);
+        }
+        if !listing.kinds.is_empty() {
+            let kinds: Vec<&str> = listing.kinds.iter().map(|kind| kind.as_str()).collect();
+            query.push(" AND kind = ANY(").push_bind(kinds).push(")");
+        }
+        if let Some(start) = listing.start_time {
+            query.push(" AND first_create_time >= ").push_bind(start);
+        }
+        if let Some(end) = listing.end_time {
+            query.push(" AND first_create_time < ").push_bind(end);
+        }
+        query
+            .push(" ORDER BY id DESC, revision DESC LIMIT ")
+            .push_bind(i64::from(listing.limit));
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let rows: Vec<EvaluationRow> = query
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(classify)?;
+        with_ratings(&mut conn, tenant, rows).await
+    }
+
+    async fn revise(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        revision: NewRevision,
+    ) -> Result<Evaluation> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let current = lock_current(&mut tx, tenant, id).await?;
+        if current.state != EvaluationState::Active.as_str() {
+            return Err(Error::FailedPrecondition(format!(
+                "evaluation {id} is deleted"
+            )));
+        }
+        if unsigned(current.revision)? != revision.supersedes {
+            return Err(Error::FailedPrecondition(format!(
+                "evaluation {id} was revised concurrently (now at revision {}); retry",
+                current.revision
+            )));
+        }
+        sqlx::query(
+            "UPDATE evaluation.evaluations SET state = 'superseded'
+             WHERE tenant_id = $1 AND id = $2 AND revision = $3",
+        )
+        .bind(tenant.as_uuid())
+        .bind(id)
+        .bind(current.revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let previous = current.into_evaluation(Vec::new())?;
+        let revised = Evaluation {
+            revision: previous.revision + 1,
+            ratings: revision.ratings,
+            comment: revision.comment,
+            outcome: revision.outcome,
+            state: EvaluationState::Active,
+            create_time: now_micros(),
+            ..previous
+        };
+        let mut columns = EvaluationColumns::default();
+        columns.push(
+            &revised,
+            &revision.reason,
+            revision.request_id.clone(),
+            Some(revision.fingerprint.clone()),
+        )?;
+        if columns.insert(&mut tx, tenant).await?.is_empty() {
+            tx.rollback().await.map_err(classify)?;
+            let request_id = revision.request_id.unwrap_or_default();
+            let stored = self.find_request(tenant, &request_id).await?;
+            return replay(stored, &request_id, &revision.fingerprint);
+        }
+        let csat = csat_of(&mut tx, tenant, revised.interaction_id).await?;
+        let mut dependents = DependentColumns::default();
+        dependents.push_ratings(&revised)?;
+        dependents.push_event("revised", &revised, csat)?;
+        dependents.insert(&mut tx, tenant).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(revised)
+    }
+
+    async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let current = lock_current(&mut tx, tenant, id).await?;
+        if current.state == EvaluationState::Deleted.as_str() {
+            let evaluation = with_ratings(&mut tx, tenant, vec![current])
+                .await?
+                .remove(0);
+            return Ok(evaluation);
+        }
+        let row: EvaluationRow = sqlx::query_as(&format!(
+            "UPDATE evaluation.evaluations SET state = 'deleted', reason = $4
+             WHERE tenant_id = $1 AND id = $2 AND revision = $3
+             RETURNING {EVALUATION_COLUMNS}"
+        ))
+        .bind(tenant.as_uuid())
+        .bind(id)
+        .bind(current.revision)
+        .bind(&reason)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let deleted = with_ratings(&mut tx, tenant, vec![row]).await?.remove(0);
+        let csat = csat_of(&mut tx, tenant, deleted.interaction_id).await?;
+        let mut dependents = DependentColumns::default();
+        dependents.push_event("deleted", &deleted, csat)?;
+        dependents.insert(&mut tx, tenant).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(deleted)
+    }
+
+    async fn import(
+        &self,
+        tenant: TenantId,
+        batch: Vec<NewEvaluation>,
+    ) -> Result<Vec<ImportOutcome>> {
+        let mut outcomes: Vec<Option<ImportOutcome>> = vec![None; batch.len()];
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+
+        // Interactions: upsert the inline ones (the last of a key wins), look up the rest.
+        let mut inline_last: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut referenced = Vec::new();
+        for (index, row) in batch.iter().enumerate() {
+            match &row.interaction {
+                InteractionRef::Inline(input) => {
+                    inline_last.insert((input.source.as_str(), input.external_id.as_str()), index);
+                }
+                InteractionRef::Id(id) => referenced.push(*id),
+            }
+        }
+        let mut by_key: HashMap<(String, String), Dimensions> = HashMap::new();
+        let mut inline_rows: Vec<usize> = inline_last.into_values().collect();
+        inline_rows.sort_unstable();
+        for index in inline_rows {
+            if let InteractionRef::Inline(input) = &batch[index].interaction {
+                let interaction = upsert_interaction_in(&mut tx, tenant, input).await?;
+                by_key.insert(
+                    (input.source.clone(), input.external_id.clone()),
+                    Dimensions {
+                        id: interaction.id,
+                        agent_id: interaction.input.agent_id,
+                        team_id: interaction.input.team_id,
+                        channel: interaction.input.channel,
+                        region: interaction.input.region,
+                        csat: interaction.input.csat.map(|v| v as i16),
+                    },
+                );
+            }
+        }
+        let by_id = dimensions_of(&mut tx, tenant, &referenced).await?;
+
+        // Request ids repeated inside the batch: the first occurrence is stored.
+        let mut first_with_request: HashMap<&str, usize> = HashMap::new();
+        let now = now_micros();
+        let mut columns = EvaluationColumns::default();
+        let mut pending: Vec<(usize, Evaluation, Option<i16>)> = Vec::new();
+        for (index, row) in batch.iter().enumerate() {
+            let dimensions = match &row.interaction {
+                InteractionRef::Id(id) => by_id.get(id),
+                InteractionRef::Inline(input) => {
+                    by_key.get(&(input.source.clone(), input.external_id.clone()))
+                }
+            };
+            let Some(dimensions) = dimensions else {
+                outcomes[index] = Some(ImportOutcome::Rejected("interaction not found".into()));
+                continue;
+            };
+            if let Some(request_id) = row.request_id.as_deref() {
+                if let Some(&first) = first_with_request.get(request_id) {
+                    outcomes[index] = Some(if batch[first].fingerprint == row.fingerprint {
+                        ImportOutcome::Duplicate
+                    } else {
+                        ImportOutcome::Rejected("request_id repeated with different content".into())
+                    });
+                    continue;
+                }
+                first_with_request.insert(request_id, index);
+            }
+            let evaluation = evaluation_from(row.clone(), dimensions, Uuid::now_v7(), now);
+            columns.push(
+                &evaluation,
+                "",
+                row.request_id.clone(),
+                Some(row.fingerprint.clone()),
+            )?;
+            pending.push((index, evaluation, dimensions.csat));
+        }
+        let inserted: std::collections::HashSet<Uuid> =
+            columns.insert(&mut tx, tenant).await?.into_iter().collect();
+
+        let mut dependents = DependentColumns::default();
+        let mut conflicts = Vec::new();
+        for (index, evaluation, csat) in &pending {
+            if inserted.contains(&evaluation.id) {
+                dependents.push_ratings(evaluation)?;
+                dependents.push_event("submitted", evaluation, *csat)?;
+                outcomes[*index] = Some(ImportOutcome::Accepted);
+            } else {
+                conflicts.push(*index);
+            }
+        }
+        dependents.insert(&mut tx, tenant).await?;
+        if !conflicts.is_empty() {
+            let request_ids: Vec<&str> = conflicts
+                .iter()
+                .filter_map(|&index| batch[index].request_id.as_deref())
+                .collect();
+            let stored: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
+                "SELECT request_id, request_fingerprint FROM evaluation.evaluations
+                 WHERE tenant_id = $1 AND request_id = ANY($2)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(&request_ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+            let stored: HashMap<String, Option<Vec<u8>>> = stored.into_iter().collect();
+            for index in conflicts {
+                let request_id = batch[index].request_id.clone().unwrap_or_default();
+                outcomes[index] = Some(match stored.get(&request_id) {
+                    Some(Some(fingerprint)) if *fingerprint == batch[index].fingerprint => {
+                        ImportOutcome::Duplicate
+                    }
+                    _ => ImportOutcome::Rejected(
+                        "request_id was already used with different content".into(),
+                    ),
+                });
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| ImportOutcome::Rejected("not processed".into()))
+            })
+            .collect())
+    }
+}

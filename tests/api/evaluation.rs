@@ -1,0 +1,846 @@
+use std::collections::HashSet;
+
+use iqs::config::ServiceSet;
+use iqs::proto::evaluation::{self as pb, submit_evaluation_request::InteractionRef as PbRef};
+use iqs::proto::rubric as rubric_pb;
+use serde_json::Value;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::helpers::{
+    AppOptions, criterion, draft, interaction, new_rubric, published_rubric, rating, spawn_app,
+    spawn_app_with, submission, violated_fields,
+};
+
+const TOLERANCE: f64 = 1e-9;
+
+fn close(actual: Option<f64>, expected: Option<f64>) -> bool {
+    match (actual, expected) {
+        (Some(a), Some(e)) => (a - e).abs() < TOLERANCE,
+        (a, e) => a == e,
+    }
+}
+
+fn case_criterion(value: &Value) -> rubric_pb::Criterion {
+    let mut c = criterion(
+        value["key"].as_str().unwrap(),
+        value["weight"].as_u64().unwrap() as u32,
+        value["scale_min"].as_i64().unwrap() as i32,
+        value["scale_max"].as_i64().unwrap() as i32,
+    );
+    c.section = value["section"].as_str().unwrap_or_default().into();
+    c.allow_not_applicable = value["allow_not_applicable"].as_bool().unwrap_or(false);
+    c.critical = match value["critical"].as_str().unwrap_or("NONE") {
+        "EVALUATION" => rubric_pb::CriticalScope::Evaluation,
+        "SECTION" => rubric_pb::CriticalScope::Section,
+        _ => rubric_pb::CriticalScope::None,
+    } as i32;
+    c
+}
+
+#[tokio::test]
+async fn every_shared_scoring_case_scores_as_expected_through_submit_and_score() {
+    let app = spawn_app().await;
+    let cases: Value = serde_json::from_str(include_str!("../data/scoring-cases.json")).unwrap();
+    for (n, case) in cases["cases"].as_array().unwrap().iter().enumerate() {
+        let name = case["name"].as_str().unwrap();
+        let rubric = &case["rubric"];
+        let rubric = app
+            .rubrics()
+            .create_rubric(new_rubric(
+                name,
+                rubric_pb::RubricDraft {
+                    criteria: rubric["criteria"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(case_criterion)
+                        .collect(),
+                    pass_threshold: rubric["pass_threshold"].as_f64(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        app.rubrics()
+            .publish_rubric(rubric_pb::PublishRubricRequest {
+                id: rubric.id.clone(),
+            })
+            .await
+            .unwrap();
+        let ratings: Vec<pb::Rating> = case["ratings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| pb::Rating {
+                criterion_key: r["criterion_key"].as_str().unwrap().into(),
+                value: r["value"].as_i64().map(|v| v as i32),
+                not_applicable: r["not_applicable"].as_bool().unwrap_or(false),
+                ..Default::default()
+            })
+            .collect();
+        let mut request = submission(&rubric.id, &format!("case-{n}"), 0, 1);
+        request.ratings = ratings.clone();
+        let evaluation = app
+            .evaluations()
+            .submit_evaluation(request)
+            .await
+            .unwrap()
+            .into_inner();
+        let preview = app
+            .evaluations()
+            .score_evaluation(pb::ScoreEvaluationRequest {
+                rubric_id: rubric.id.clone(),
+                rubric_version: 0,
+                ratings,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let expect = &case["expect"];
+        assert!(
+            close(evaluation.score, expect["score"].as_f64()),
+            "{name}: {:?}",
+            evaluation.score
+        );
+        assert!(
+            close(preview.score, expect["score"].as_f64()),
+            "{name}: {:?}",
+            preview.score
+        );
+        assert_eq!(
+            evaluation.critical_failed,
+            expect["critical_failed"].as_bool().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            evaluation.passed,
+            expect["passed"].as_bool().unwrap(),
+            "{name}"
+        );
+        assert_eq!(preview.passed, evaluation.passed, "{name}");
+        let sections = expect["section_scores"].as_object().unwrap();
+        assert_eq!(evaluation.section_scores.len(), sections.len(), "{name}");
+        for section in &evaluation.section_scores {
+            assert!(
+                close(section.score, sections[&section.section].as_f64()),
+                "{name}: {section:?}"
+            );
+        }
+        // What was stored reads back the same.
+        let read = app
+            .evaluations()
+            .get_evaluation(pb::GetEvaluationRequest {
+                id: evaluation.id.clone(),
+                revision: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read, evaluation, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn upserting_the_same_interaction_key_updates_it_and_never_duplicates() {
+    let app = spawn_app().await;
+    let mut client = app.evaluations();
+    let first = client
+        .upsert_interaction(pb::UpsertInteractionRequest {
+            interaction: Some(interaction("ZD-1", "agent-1")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut changed = interaction("ZD-1", "agent-2");
+    changed.csat = Some(2);
+    changed.attributes.insert("priority".into(), "high".into());
+    let second = client
+        .upsert_interaction(pb::UpsertInteractionRequest {
+            interaction: Some(changed),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.id, second.id);
+    assert_eq!(second.agent_id, "agent-2");
+    assert_eq!(second.csat, Some(2));
+    assert_eq!(app.count("evaluation.interactions").await, 1);
+    let read = client
+        .get_interaction(pb::GetInteractionRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read, second);
+}
+
+#[tokio::test]
+async fn an_interaction_with_bad_fields_is_refused_naming_each() {
+    let app = spawn_app().await;
+    let mut bad = interaction("has space", "");
+    bad.csat = Some(9);
+    bad.nps = Some(11);
+    bad.channel = "Chat!".into();
+    bad.messages = vec![pb::Message {
+        role: 0,
+        text: "hi".into(),
+        ..Default::default()
+    }];
+    let status = app
+        .evaluations()
+        .upsert_interaction(pb::UpsertInteractionRequest {
+            interaction: Some(bad),
+        })
+        .await
+        .unwrap_err();
+    let fields: HashSet<String> = violated_fields(&status).into_iter().collect();
+    for field in [
+        "interaction.external_id",
+        "interaction.agent_id",
+        "interaction.csat",
+        "interaction.nps",
+        "interaction.channel",
+        "interaction.messages[0].role",
+    ] {
+        assert!(fields.contains(field), "{field} in {fields:?}");
+    }
+    assert_eq!(app.count("evaluation.interactions").await, 0);
+}
+
+#[tokio::test]
+async fn submit_scores_and_copies_the_interactions_dimensions() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let evaluation = app
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "ZD-7", 1, 3))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(evaluation.revision, 1);
+    assert_eq!(evaluation.rubric_version, 1);
+    assert_eq!(
+        (
+            evaluation.agent_id.as_str(),
+            evaluation.team_id.as_str(),
+            evaluation.channel.as_str(),
+            evaluation.region.as_str()
+        ),
+        ("agent-1", "tier1", "chat", "eu-west")
+    );
+    assert!(close(
+        evaluation.score,
+        Some((100.0 + 2.0 * 200.0 / 3.0) / 3.0)
+    ));
+    assert_eq!(evaluation.state, pb::EvaluationState::Active as i32);
+    assert_eq!(app.count("evaluation.ratings").await, 2);
+    assert_eq!(app.count("evaluation.outbox").await, 1);
+
+    // Changing the interaction later does not rewrite the evaluation's dimensions.
+    app.evaluations()
+        .upsert_interaction(pb::UpsertInteractionRequest {
+            interaction: Some(interaction("ZD-7", "agent-9")),
+        })
+        .await
+        .unwrap();
+    let read = app
+        .evaluations()
+        .get_evaluation(pb::GetEvaluationRequest {
+            id: evaluation.id.clone(),
+            revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.agent_id, "agent-1");
+}
+
+#[tokio::test]
+async fn a_submission_can_name_a_stored_interaction_by_id() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let stored = app
+        .evaluations()
+        .upsert_interaction(pb::UpsertInteractionRequest {
+            interaction: Some(interaction("ZD-8", "agent-3")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut request = submission(&rubric.id, "unused", 1, 4);
+    request.interaction_ref = Some(PbRef::InteractionId(stored.id.clone()));
+    let evaluation = app
+        .evaluations()
+        .submit_evaluation(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(evaluation.interaction_id, stored.id);
+    assert_eq!(evaluation.agent_id, "agent-3");
+
+    request.request_id = Uuid::now_v7().to_string();
+    request.interaction_ref = Some(PbRef::InteractionId(Uuid::now_v7().to_string()));
+    let status = app
+        .evaluations()
+        .submit_evaluation(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_submits_with_one_request_id_store_one_evaluation() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let request = submission(&rubric.id, "ZD-100", 1, 4);
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let mut client = app.evaluations();
+            let request = request.clone();
+            tokio::spawn(async move {
+                client
+                    .submit_evaluation(request)
+                    .await
+                    .map(|r| r.into_inner())
+            })
+        })
+        .collect();
+    let mut responses = Vec::new();
+    for call in calls {
+        responses.push(call.await.unwrap().expect("every call succeeds"));
+    }
+    assert!(responses.iter().all(|response| *response == responses[0]));
+    assert_eq!(app.count("evaluation.evaluations").await, 1);
+    assert_eq!(app.count("evaluation.ratings").await, 2);
+    assert_eq!(app.count("evaluation.outbox").await, 1);
+    assert_eq!(app.count("evaluation.interactions").await, 1);
+}
+
+#[tokio::test]
+async fn the_same_request_id_with_other_content_is_already_exists() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let request = submission(&rubric.id, "ZD-2", 1, 4);
+    app.evaluations()
+        .submit_evaluation(request.clone())
+        .await
+        .unwrap();
+    let mut other = request.clone();
+    other.ratings[1].value = Some(2);
+    let status = app
+        .evaluations()
+        .submit_evaluation(other)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_eq!(app.count("evaluation.evaluations").await, 1);
+}
+
+#[tokio::test]
+async fn a_refused_submission_leaves_no_evaluation_rating_outbox_or_interaction_row() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let mut request = submission(&rubric.id, "ZD-3", 1, 4);
+    request.ratings = vec![
+        rating("greeting", 2),
+        rating("greeting", 1),
+        rating("ghost", 1),
+        pb::Rating {
+            criterion_key: "empathy".into(),
+            not_applicable: true,
+            ..Default::default()
+        },
+    ];
+    request.reviewer_id = String::new();
+    let status = app
+        .evaluations()
+        .submit_evaluation(request)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        [
+            "reviewer_id",
+            "ratings[0].value",
+            "ratings[1].criterion_key",
+            "ratings[2].criterion_key",
+            "ratings[3].not_applicable",
+        ]
+    );
+    for table in [
+        "evaluation.evaluations",
+        "evaluation.ratings",
+        "evaluation.outbox",
+        "evaluation.interactions",
+    ] {
+        assert_eq!(app.count(table).await, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_unpublished_rubrics_are_not_found_and_failed_precondition() {
+    let app = spawn_app().await;
+    let request = submission(&Uuid::now_v7().to_string(), "ZD-4", 1, 4);
+    let status = app
+        .evaluations()
+        .submit_evaluation(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let draft_only = app
+        .rubrics()
+        .create_rubric(new_rubric(
+            "Draft",
+            draft(vec![criterion("greeting", 1, 0, 1)]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = app
+        .evaluations()
+        .submit_evaluation(submission(&draft_only.id, "ZD-5", 1, 4))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(app.count("evaluation.evaluations").await, 0);
+}
+
+#[tokio::test]
+async fn publishing_version_2_leaves_version_1_scores_unchanged() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let v1 = app
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "ZD-6", 0, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    app.rubrics()
+        .update_rubric_draft(rubric_pb::UpdateRubricDraftRequest {
+            id: rubric.id.clone(),
+            draft: Some(draft(vec![
+                criterion("greeting", 9, 0, 1),
+                criterion("empathy", 1, 1, 4),
+            ])),
+            update_mask: None,
+        })
+        .await
+        .unwrap();
+    app.rubrics()
+        .publish_rubric(rubric_pb::PublishRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .unwrap();
+    let read = app
+        .evaluations()
+        .get_evaluation(pb::GetEvaluationRequest {
+            id: v1.id.clone(),
+            revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read, v1);
+    let v2 = app
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "ZD-6", 0, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v2.rubric_version, 2);
+    assert!(close(v2.score, Some(10.0)));
+    // Revising a version-1 evaluation scores it against version 1.
+    let revised = app
+        .evaluations()
+        .revise_evaluation(pb::ReviseEvaluationRequest {
+            id: v1.id.clone(),
+            request_id: Uuid::now_v7().to_string(),
+            ratings: vec![rating("greeting", 0), rating("empathy", 4)],
+            comment: String::new(),
+            reason: "same ratings".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revised.rubric_version, 1);
+    assert_eq!(revised.score, v1.score);
+}
+
+#[tokio::test]
+async fn a_revision_supersedes_the_current_one_which_stays_readable() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let original = app
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "ZD-9", 0, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    let revise = pb::ReviseEvaluationRequest {
+        id: original.id.clone(),
+        request_id: Uuid::now_v7().to_string(),
+        ratings: vec![rating("greeting", 1), rating("empathy", 4)],
+        comment: "after calibration".into(),
+        reason: "calibration session".into(),
+    };
+    let revised = app
+        .evaluations()
+        .revise_evaluation(revise.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (revised.id.as_str(), revised.revision),
+        (original.id.as_str(), 2)
+    );
+    assert_eq!(revised.score, Some(100.0));
+    assert_eq!(
+        revised
+            .create_time
+            .as_ref()
+            .map(|t| t.seconds >= original.create_time.as_ref().unwrap().seconds),
+        Some(true)
+    );
+    // A retry of the revision returns it again.
+    let retried = app
+        .evaluations()
+        .revise_evaluation(revise.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, revised);
+
+    let old = app
+        .evaluations()
+        .get_evaluation(pb::GetEvaluationRequest {
+            id: original.id.clone(),
+            revision: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(old.state, pb::EvaluationState::Superseded as i32);
+    assert_eq!(old.score, original.score);
+    let current = app
+        .evaluations()
+        .get_evaluation(pb::GetEvaluationRequest {
+            id: original.id.clone(),
+            revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(current, revised);
+    assert_eq!(app.count("evaluation.outbox").await, 2);
+
+    let mut no_reason = revise;
+    no_reason.request_id = Uuid::now_v7().to_string();
+    no_reason.reason = " ".into();
+    no_reason.ratings = vec![rating("greeting", 7)];
+    let status = app
+        .evaluations()
+        .revise_evaluation(no_reason)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        ["reason", "ratings[0].value", "ratings"]
+    );
+}
+
+#[tokio::test]
+async fn deleting_is_soft_kept_for_audit_and_hidden_from_default_listings() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let evaluation = app
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "ZD-10", 1, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = app
+        .evaluations()
+        .delete_evaluation(pb::DeleteEvaluationRequest {
+            id: evaluation.id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["reason"]);
+    let deleted = app
+        .evaluations()
+        .delete_evaluation(pb::DeleteEvaluationRequest {
+            id: evaluation.id.clone(),
+            reason: "wrong agent".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.state, pb::EvaluationState::Deleted as i32);
+    assert_eq!(deleted.score, evaluation.score);
+    let again = app
+        .evaluations()
+        .delete_evaluation(pb::DeleteEvaluationRequest {
+            id: evaluation.id.clone(),
+            reason: "wrong agent".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, deleted);
+    assert_eq!(app.count("evaluation.outbox").await, 2);
+
+    let listed = app
+        .evaluations()
+        .list_evaluations(pb::ListEvaluationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.evaluations.is_empty());
+    let all = app
+        .evaluations()
+        .list_evaluations(pb::ListEvaluationsRequest {
+            include_inactive: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.evaluations, vec![deleted]);
+    let status = app
+        .evaluations()
+        .revise_evaluation(pb::ReviseEvaluationRequest {
+            id: evaluation.id.clone(),
+            request_id: String::new(),
+            ratings: vec![rating("greeting", 1), rating("empathy", 4)],
+            comment: String::new(),
+            reason: "undo".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn listing_filters_and_pages_newest_first() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let mut request = submission(&rubric.id, &format!("ZD-L{n}"), 1, 4);
+        if let Some(PbRef::Interaction(inline)) = request.interaction_ref.as_mut() {
+            inline.agent_id = if n % 2 == 0 {
+                "even".into()
+            } else {
+                "odd".into()
+            };
+        }
+        if n == 6 {
+            request.kind = pb::EvaluationKind::Calibration as i32;
+        }
+        ids.push(
+            app.evaluations()
+                .submit_evaluation(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .id,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .evaluations()
+            .list_evaluations(pb::ListEvaluationsRequest {
+                page_size: 2,
+                page_token: token,
+                agent_id: "even".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.evaluations.into_iter().map(|e| e.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        seen,
+        [
+            ids[6].clone(),
+            ids[4].clone(),
+            ids[2].clone(),
+            ids[0].clone()
+        ]
+    );
+    let calibrations = app
+        .evaluations()
+        .list_evaluations(pb::ListEvaluationsRequest {
+            kinds: vec![pb::EvaluationKind::Calibration as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(calibrations.evaluations.len(), 1);
+    let future = app
+        .evaluations()
+        .list_evaluations(pb::ListEvaluationsRequest {
+            time_range: Some(iqs::proto::common::TimeRange {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: 4_000_000_000,
+                    nanos: 0,
+                }),
+                end_time: None,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(future.evaluations.is_empty());
+}
+
+#[tokio::test]
+async fn scoring_a_preview_stores_nothing() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let preview = app
+        .evaluations()
+        .score_evaluation(pb::ScoreEvaluationRequest {
+            rubric_id: rubric.id.clone(),
+            rubric_version: 1,
+            ratings: vec![rating("greeting", 1), rating("empathy", 4)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(preview.score, Some(100.0));
+    assert!(preview.passed);
+    assert_eq!(app.count("evaluation.evaluations").await, 0);
+    assert_eq!(app.count("evaluation.outbox").await, 0);
+}
+
+#[tokio::test]
+async fn an_import_stores_every_good_row_and_reports_every_bad_one_by_index() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    const ROWS: usize = 100_000;
+    let bad: HashSet<usize> = (0..ROWS).filter(|i| i % 100 == 37).collect();
+    let rubric_id = rubric.id.clone();
+    let rows = (0..ROWS).map(move |i| {
+        let mut row = submission(
+            &rubric_id,
+            &format!("IMP-{i}"),
+            (i % 2) as i32,
+            1 + (i % 4) as i32,
+        );
+        row.request_id = format!("import-{i}");
+        if i % 100 == 37 {
+            row.ratings[0].value = Some(5);
+        }
+        row
+    });
+    let response = app
+        .evaluations()
+        .import_evaluations(tokio_stream::iter(rows))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.accepted as usize, ROWS - bad.len());
+    assert_eq!(response.rejected_count as usize, bad.len());
+    let indexes: HashSet<usize> = response.rejected.iter().map(|r| r.index as usize).collect();
+    assert_eq!(indexes, bad);
+    assert!(
+        response
+            .rejected
+            .iter()
+            .all(|r| r.reason.contains("ratings[0].value"))
+    );
+    assert_eq!(
+        app.count("evaluation.evaluations").await as usize,
+        ROWS - bad.len()
+    );
+    assert_eq!(
+        app.count("evaluation.ratings").await as usize,
+        2 * (ROWS - bad.len())
+    );
+    assert_eq!(
+        app.count("evaluation.outbox").await as usize,
+        ROWS - bad.len()
+    );
+}
+
+#[tokio::test]
+async fn importing_again_counts_duplicates_and_refuses_changed_rows() {
+    let app = spawn_app().await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let rows: Vec<_> = (0..50)
+        .map(|i| {
+            let mut row = submission(&rubric.id, &format!("DUP-{i}"), 1, 4);
+            row.request_id = format!("dup-{i}");
+            row
+        })
+        .collect();
+    let first = app
+        .evaluations()
+        .import_evaluations(tokio_stream::iter(rows.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.accepted, 50);
+    let mut again = rows.clone();
+    again[3].ratings[1].value = Some(1);
+    again.push(rows[0].clone());
+    let second = app
+        .evaluations()
+        .import_evaluations(tokio_stream::iter(again))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (second.accepted, second.duplicates, second.rejected_count),
+        (0, 50, 1)
+    );
+    assert_eq!(second.rejected[0].index, 3);
+    assert_eq!(app.count("evaluation.evaluations").await, 50);
+}
+
+#[tokio::test]
+async fn an_evaluation_server_reads_rubrics_from_a_remote_rubric_server() {
+    let rubric_server = spawn_app_with(AppOptions {
+        services: "rubric".parse::<ServiceSet>().unwrap(),
+        ..AppOptions::default()
+    })
+    .await;
+    let evaluation_server = spawn_app_with(AppOptions {
+        services: "evaluation".parse::<ServiceSet>().unwrap(),
+        rubric_endpoint: Some(format!("http://{}", rubric_server_addr(&rubric_server))),
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut rubric_server.rubrics()).await;
+    let evaluation = evaluation_server
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "REMOTE-1", 1, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(evaluation.score, Some(100.0));
+    let status = evaluation_server
+        .evaluations()
+        .submit_evaluation(submission(&Uuid::now_v7().to_string(), "REMOTE-2", 1, 4))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+fn rubric_server_addr(app: &crate::helpers::TestApp) -> std::net::SocketAddr {
+    app.addr
+}
