@@ -11,7 +11,8 @@ CREATE TABLE evaluation.interactions (
     agent_id     text        NOT NULL,
     team_id      text        NOT NULL,
     region       text        NOT NULL,
-    occur_time   timestamptz NOT NULL,
+    -- NULL until a caller gives it; reads fall back to create_time.
+    occur_time   timestamptz,
     csat         smallint    CHECK (csat BETWEEN 1 AND 5),
     nps          smallint    CHECK (nps BETWEEN 0 AND 10),
     messages     jsonb       NOT NULL,

@@ -1,5 +1,7 @@
 //! The `iqs` command line.
 
+mod bench;
+
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
@@ -27,6 +29,9 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit.
     Migrate,
+    /// Generate load against a running server.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -46,7 +51,7 @@ pub fn run() -> ExitCode {
             listen_addr: args.listen,
             services: args.services.clone(),
         },
-        Command::Migrate => FlagOverrides::default(),
+        Command::Migrate | Command::Bench(_) => FlagOverrides::default(),
     };
     let config = match config::load(cli.config.as_deref(), &flags) {
         Ok(config) => config,
@@ -70,6 +75,7 @@ pub fn run() -> ExitCode {
         match cli.command {
             Command::Serve(_) => serve(&config).await,
             Command::Migrate => migrate(&config).await,
+            Command::Bench(command) => bench::run(command).await.map_err(server::StartError::Bench),
         }
     });
     match outcome {

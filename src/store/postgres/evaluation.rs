@@ -21,7 +21,9 @@ use crate::error::{Error, Result};
 use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
 
 const INTERACTION_COLUMNS: &str = "id, source, external_id, channel, agent_id, team_id, region, \
-     occur_time, csat, nps, messages, attributes, create_time, update_time";
+     COALESCE(occur_time, create_time) AS occur_time, csat, nps, messages, attributes, create_time, update_time";
+
+const DIMENSION_COLUMNS: &str = "id, agent_id, team_id, channel, region, csat";
 
 const EVALUATION_COLUMNS: &str = "id, revision, interaction_id, agent_id, team_id, channel, region, \
      rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores, criterion_scores, \
@@ -198,47 +200,92 @@ async fn with_ratings(
         .collect()
 }
 
+/// Creates or updates many interactions in one statement (keys must be distinct) and
+/// returns `returning` of each, in no particular order.
+async fn upsert_interactions_in<T>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    inputs: &[&InteractionInput],
+    returning: &str,
+) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let mut ids = Vec::with_capacity(inputs.len());
+    let (mut sources, mut external_ids, mut channels) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut agents, mut teams, mut regions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut occur_times, mut csats, mut npss) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut messages, mut attributes) = (Vec::new(), Vec::new());
+    for input in inputs {
+        ids.push(Uuid::now_v7());
+        sources.push(input.source.as_str());
+        external_ids.push(input.external_id.as_str());
+        channels.push(input.channel.as_str());
+        agents.push(input.agent_id.as_str());
+        teams.push(input.team_id.as_str());
+        regions.push(input.region.as_str());
+        occur_times.push(input.occur_time);
+        csats.push(input.csat.map(|v| v as i16));
+        npss.push(input.nps.map(|v| v as i16));
+        messages.push(to_json(&input.messages)?);
+        attributes.push(to_json(&input.attributes)?);
+    }
+    sqlx::query_as(&format!(
+        "INSERT INTO evaluation.interactions AS i
+             (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
+              occur_time, csat, nps, messages, attributes)
+         SELECT $1, u.id, u.source, u.external_id, u.channel, u.agent_id, u.team_id, u.region,
+                u.occur_time, u.csat, u.nps, u.messages::jsonb, u.attributes::jsonb
+         FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::timestamptz[], $10::smallint[], $11::smallint[], $12::text[],
+                     $13::text[])
+              AS u(id, source, external_id, channel, agent_id, team_id, region, occur_time, csat,
+                   nps, messages, attributes)
+         ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET
+             channel = EXCLUDED.channel, agent_id = EXCLUDED.agent_id, team_id = EXCLUDED.team_id,
+             region = EXCLUDED.region, occur_time = COALESCE(EXCLUDED.occur_time, i.occur_time),
+             csat = EXCLUDED.csat, nps = EXCLUDED.nps, messages = EXCLUDED.messages,
+             attributes = EXCLUDED.attributes, update_time = now()
+         RETURNING {returning}"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(&ids)
+    .bind(&sources)
+    .bind(&external_ids)
+    .bind(&channels)
+    .bind(&agents)
+    .bind(&teams)
+    .bind(&regions)
+    .bind(&occur_times)
+    .bind(&csats)
+    .bind(&npss)
+    .bind(&messages)
+    .bind(&attributes)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(classify)
+}
+
 async fn upsert_interaction_in(
     conn: &mut PgConnection,
     tenant: TenantId,
     input: &InteractionInput,
 ) -> Result<Interaction> {
-    let row: InteractionRow = sqlx::query_as(&format!(
-        "INSERT INTO evaluation.interactions
-             (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
-              occur_time, csat, nps, messages, attributes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, now()), $10, $11, $12, $13)
-         ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET
-             channel = EXCLUDED.channel, agent_id = EXCLUDED.agent_id, team_id = EXCLUDED.team_id,
-             region = EXCLUDED.region,
-             occur_time = COALESCE($9, evaluation.interactions.occur_time),
-             csat = EXCLUDED.csat, nps = EXCLUDED.nps, messages = EXCLUDED.messages,
-             attributes = EXCLUDED.attributes, update_time = now()
-         RETURNING {INTERACTION_COLUMNS}"
-    ))
-    .bind(tenant.as_uuid())
-    .bind(Uuid::now_v7())
-    .bind(&input.source)
-    .bind(&input.external_id)
-    .bind(&input.channel)
-    .bind(&input.agent_id)
-    .bind(&input.team_id)
-    .bind(&input.region)
-    .bind(input.occur_time)
-    .bind(input.csat.map(|v| v as i16))
-    .bind(input.nps.map(|v| v as i16))
-    .bind(Json(&input.messages))
-    .bind(Json(&input.attributes))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(classify)?;
-    Ok(row.into())
+    let mut rows: Vec<InteractionRow> =
+        upsert_interactions_in(conn, tenant, &[input], INTERACTION_COLUMNS).await?;
+    rows.pop()
+        .map(Interaction::from)
+        .ok_or_else(|| Error::Internal("interaction upsert returned nothing".into()))
 }
 
 /// The dimensions an evaluation copies from its interaction at submit time.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct Dimensions {
     id: Uuid,
+    #[sqlx(default)]
+    source: String,
+    #[sqlx(default)]
+    external_id: String,
     agent_id: String,
     team_id: String,
     channel: String,
@@ -251,10 +298,9 @@ async fn dimensions_of(
     tenant: TenantId,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Dimensions>> {
-    let rows: Vec<Dimensions> = sqlx::query_as(
-        "SELECT id, agent_id, team_id, channel, region, csat FROM evaluation.interactions
-         WHERE tenant_id = $1 AND id = ANY($2)",
-    )
+    let rows: Vec<Dimensions> = sqlx::query_as(&format!(
+        "SELECT {DIMENSION_COLUMNS} FROM evaluation.interactions WHERE tenant_id = $1 AND id = ANY($2)"
+    ))
     .bind(tenant.as_uuid())
     .bind(ids)
     .fetch_all(&mut *conn)
@@ -277,6 +323,8 @@ async fn resolve_interaction(
             let interaction = upsert_interaction_in(conn, tenant, input).await?;
             Ok(Dimensions {
                 id: interaction.id,
+                source: String::new(),
+                external_id: String::new(),
                 agent_id: interaction.input.agent_id,
                 team_id: interaction.input.team_id,
                 channel: interaction.input.channel,
@@ -867,25 +915,28 @@ impl EvaluationStore for PostgresStore {
                 InteractionRef::Id(id) => referenced.push(*id),
             }
         }
-        let mut by_key: HashMap<(String, String), Dimensions> = HashMap::new();
-        let mut inline_rows: Vec<usize> = inline_last.into_values().collect();
-        inline_rows.sort_unstable();
-        for index in inline_rows {
-            if let InteractionRef::Inline(input) = &batch[index].interaction {
-                let interaction = upsert_interaction_in(&mut tx, tenant, input).await?;
-                by_key.insert(
-                    (input.source.clone(), input.external_id.clone()),
-                    Dimensions {
-                        id: interaction.id,
-                        agent_id: interaction.input.agent_id,
-                        team_id: interaction.input.team_id,
-                        channel: interaction.input.channel,
-                        region: interaction.input.region,
-                        csat: interaction.input.csat.map(|v| v as i16),
-                    },
-                );
-            }
-        }
+        let inline_inputs: Vec<&InteractionInput> = inline_last
+            .into_values()
+            .filter_map(|index| match &batch[index].interaction {
+                InteractionRef::Inline(input) => Some(input.as_ref()),
+                InteractionRef::Id(_) => None,
+            })
+            .collect();
+        let upserted: Vec<Dimensions> = if inline_inputs.is_empty() {
+            Vec::new()
+        } else {
+            upsert_interactions_in(
+                &mut tx,
+                tenant,
+                &inline_inputs,
+                &format!("{DIMENSION_COLUMNS}, source, external_id"),
+            )
+            .await?
+        };
+        let by_key: HashMap<(String, String), Dimensions> = upserted
+            .into_iter()
+            .map(|d| ((d.source.clone(), d.external_id.clone()), d))
+            .collect();
         let by_id = dimensions_of(&mut tx, tenant, &referenced).await?;
 
         // Request ids repeated inside the batch: the first occurrence is stored.

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Runs each IQS scenario beside its physical baseline, in the same run on the same
+machine, and writes BENCHMARKS.md. Every figure is reported as min/median/max over the
+repetitions, and every target as a ratio of medians, because shared machines drift."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+IMPORT_TABLES = ["interactions", "evaluations", "ratings", "outbox"]
+
+
+def db_url(base, name):
+    parts = urllib.parse.urlsplit(base)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.iqs = os.path.abspath(args.iqs)
+
+    def psql(self, url, *commands):
+        cmd = [self.args.psql, url, "-v", "ON_ERROR_STOP=1", "-q", "-X"]
+        for command in commands:
+            cmd += ["-c", command]
+        env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+
+    def fresh_database(self, name):
+        self.psql(self.args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                  f'CREATE DATABASE "{name}"')
+        return db_url(self.args.database_url, name)
+
+    def drop_database(self, name):
+        self.psql(self.args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def start_server(self, url):
+        env = dict(os.environ, DATABASE_URL=url, IQS_LISTEN_ADDR="127.0.0.1:0",
+                   IQS_LOG_FORMAT="json", RUST_LOG="warn,iqs::server=info")
+        proc = subprocess.Popen([self.iqs, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+        found = threading.Event()
+        address = {}
+
+        def read_logs():
+            for line in proc.stderr:
+                match = re.search(r'"address":"([^"]+)"', line)
+                if match and not found.is_set():
+                    address["value"] = match.group(1)
+                    found.set()
+
+        threading.Thread(target=read_logs, daemon=True).start()
+        if not found.wait(60):
+            proc.kill()
+            raise SystemExit("iqs serve did not log its address")
+        return proc, "http://" + address["value"]
+
+    @staticmethod
+    def peak_rss_mb(pid):
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    @staticmethod
+    def stop_server(proc):
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+    def import_scenario(self, rows, reps):
+        """ImportEvaluations through gRPC against psql \\copy of the same rows into the
+        same tables (same schema, indexes and constraints)."""
+        iqs_rates, copy_rates, rss = [], [], []
+        for rep in range(reps):
+            name = f"iqs_bench_import_{rep}"
+            url = self.fresh_database(name)
+            proc, target = self.start_server(url)
+            out = subprocess.run([self.iqs, "bench", "import", "--target", target, "--rows", str(rows),
+                                  "--prefix", f"rep{rep}", "--json"],
+                                 check=True, capture_output=True, text=True).stdout
+            report = json.loads(out.strip().splitlines()[-1])
+            assert report["accepted"] == rows, report
+            rss.append(self.peak_rss_mb(proc.pid))
+            self.stop_server(proc)
+            iqs_rates.append(report["rows_per_second"])
+
+            with tempfile.TemporaryDirectory() as tmp:
+                for table in IMPORT_TABLES:
+                    self.psql(url, f"\\copy evaluation.{table} TO '{tmp}/{table}.csv' WITH (FORMAT csv)")
+                copy_name = f"iqs_bench_copy_{rep}"
+                copy_url = self.fresh_database(copy_name)
+                subprocess.run([self.iqs, "migrate"], env=dict(os.environ, DATABASE_URL=copy_url),
+                               check=True, stdout=subprocess.DEVNULL)
+                commands = [f"\\copy evaluation.{table} FROM '{tmp}/{table}.csv' WITH (FORMAT csv)"
+                            for table in IMPORT_TABLES]
+                started = time.perf_counter()
+                self.psql(copy_url, *commands)
+                copy_rates.append(rows / (time.perf_counter() - started))
+                self.drop_database(copy_name)
+            self.drop_database(name)
+            print(f"import rep {rep + 1}/{reps}: iqs {iqs_rates[-1]:.0f} rows/s, "
+                  f"\\copy {copy_rates[-1]:.0f} rows/s, server peak RSS {rss[-1]:.0f} MB", flush=True)
+        return {"rows": rows, "iqs": iqs_rates, "copy": copy_rates, "rss": rss}
+
+
+def spread(values, unit, digits=0):
+    return (f"{min(values):.{digits}f} / {statistics.median(values):.{digits}f} / "
+            f"{max(values):.{digits}f} {unit}")
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        with open("/proc/meminfo") as info:
+            mem = f"{int(info.readline().split()[1]) / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), {mem} RAM"
+
+
+def commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_report(path, results, args):
+    imp = results["import"]
+    ratios = [i / c for i, c in zip(imp["iqs"], imp["copy"])]
+    ratio = statistics.median(imp["iqs"]) / statistics.median(imp["copy"])
+    verdict = "met" if ratio >= 0.5 else "missed"
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `scripts/bench` — do not edit by hand; run it again instead.",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- commit: {commit()}",
+        f"- machine: {machine()}",
+        f"- mode: {'quick' if args.quick else 'full'}; {args.reps} repetitions; figures are min / median / max",
+        "",
+        "## Bulk import",
+        "",
+        f"`ImportEvaluations` streaming {imp['rows']:,} generated evaluations (6 ratings each, an inline "
+        "interaction with two messages each) through the gRPC API into a fresh database, beside "
+        "`psql \\copy` of the same rows (dumped from that import) into the same four tables "
+        "(interactions, evaluations, ratings, outbox) of another fresh database with the same schema, "
+        "indexes and constraints.",
+        "",
+        "| figure | min / median / max |",
+        "| --- | --- |",
+        f"| IQS ImportEvaluations | {spread(imp['iqs'], 'rows/s')} |",
+        f"| psql \\copy baseline | {spread(imp['copy'], 'rows/s')} |",
+        f"| ratio per repetition | {spread(ratios, '', 2)} |",
+        f"| server peak RSS during the import | {spread(imp['rss'], 'MB')} |",
+        "",
+        "| target | measured | verdict |",
+        "| --- | --- | --- |",
+        f"| ImportEvaluations rows/s ÷ psql \\copy rows/s ≥ 0.5 | {ratio:.2f} | {verdict} |",
+        "",
+    ]
+    with open(path, "w") as out:
+        out.write("\n".join(lines))
+    print(f"wrote {path}: import ratio {ratio:.2f} ({verdict})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iqs", required=True)
+    parser.add_argument("--psql", required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--quick", action="store_true", help="fewer rows, for a run under 3 minutes")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--output", default="BENCHMARKS.md")
+    args = parser.parse_args()
+    rows = 20_000 if args.quick else 100_000
+    bench = Bench(args)
+    results = {"import": bench.import_scenario(rows, args.reps)}
+    write_report(args.output, results, args)
+
+
+if __name__ == "__main__":
+    main()
