@@ -132,7 +132,7 @@ pub fn import_row(
         resolution.root_causes = vec!["knowledge_gap".into()];
     }
     let ratings = vec![
-        rating("verify_identity", i32::from(i % 50 != 0)),
+        rating("verify_identity", i32::from(!i.is_multiple_of(50))),
         rating("greeting", (pick(1) % 2) as i32),
         rating("empathy", if bad { 9 } else { 1 + pick(2) as i32 }),
         rating("tone", 1 + pick(5) as i32),
@@ -148,7 +148,7 @@ pub fn import_row(
             agent_id: format!("agent-{}", i % 30),
             team_id: format!("team-{}", i % 3),
             region: ["emea", "amer", "apac"][(i % 3) as usize].into(),
-            csat: Some(1 + (pick(7) as i32 + i32::from(i % 2 == 0)).min(4)),
+            csat: Some(1 + (pick(7) as i32 + i32::from(i.is_multiple_of(2))).min(4)),
             messages: vec![
                 eval_pb::Message {
                     role: eval_pb::MessageRole::Customer as i32,
