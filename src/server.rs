@@ -44,8 +44,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("bench: {0}")]
-    Bench(String),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }

@@ -73,9 +73,9 @@ pub fn run() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve(_) => serve(&config).await,
-            Command::Migrate => migrate(&config).await,
-            Command::Bench(command) => bench::run(command).await.map_err(server::StartError::Bench),
+            Command::Serve(_) => serve(&config).await.map_err(|err| err.to_string()),
+            Command::Migrate => migrate(&config).await.map_err(|err| err.to_string()),
+            Command::Bench(command) => bench::run(command).await,
         }
     });
     match outcome {
