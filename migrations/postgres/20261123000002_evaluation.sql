@@ -81,9 +81,13 @@ CREATE TABLE evaluation.ratings (
 );
 
 -- Events for analytics, written in the same transaction as the change they describe.
+-- `txid` lets the consumer read in commit-safe order: it applies only events of
+-- transactions older than every transaction still running (pg_snapshot_xmin), ordered by
+-- (txid, position), so an event can never appear behind its cursor.
 CREATE TABLE evaluation.outbox (
     tenant_id      uuid        NOT NULL,
     position       bigint      GENERATED ALWAYS AS IDENTITY,
+    txid           xid8        NOT NULL DEFAULT pg_current_xact_id(),
     event_type     text        NOT NULL CHECK (event_type IN ('submitted', 'revised', 'deleted')),
     evaluation_id  uuid        NOT NULL,
     revision       integer     NOT NULL,
@@ -91,3 +95,19 @@ CREATE TABLE evaluation.outbox (
     create_time    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, position)
 );
+
+-- The consumer reads across tenants (one projector per database), hence no tenant_id first.
+CREATE INDEX outbox_consumption_order ON evaluation.outbox (txid, position);
+
+-- Wakes the projector at commit; polling is the fallback.
+CREATE FUNCTION evaluation.notify_outbox() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('iqs_outbox', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER outbox_notify
+    AFTER INSERT ON evaluation.outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION evaluation.notify_outbox();

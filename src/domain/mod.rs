@@ -1,10 +1,12 @@
 //! The pure core: the rubric model and its rules, field validation and paging.
 //! No IO, no async, no transport types.
 
+pub mod analytics;
 pub mod evaluation;
 pub mod interaction;
 pub mod paging;
 pub mod rubric;
 pub mod scoring;
+pub mod statistics;
 pub mod tenant;
 pub mod validation;

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    evaluation::{Evaluation, EvaluationKind, NewEvaluation, NewRevision},
+    analytics::{Dimension, Interval, ScoreFilter, Totals},
+    evaluation::{Evaluation, EvaluationEvent, EvaluationKind, NewEvaluation, NewRevision},
     interaction::{Interaction, InteractionInput},
     rubric::{DraftPatch, NewRubric, Rubric, RubricVersion},
     tenant::TenantId,
@@ -159,4 +160,89 @@ pub trait EvaluationStore: Send + Sync + 'static {
         tenant: TenantId,
         batch: Vec<NewEvaluation>,
     ) -> Result<Vec<ImportOutcome>>;
+}
+
+/// Which facts and rollups changed in an applied batch, so caches can be refreshed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AppliedBatch {
+    pub events: usize,
+    /// (tenant, agent id) of every evaluation whose figures changed.
+    pub agents: Vec<(TenantId, String)>,
+    /// (tenant, team id) of every evaluation whose figures changed.
+    pub teams: Vec<(TenantId, String)>,
+}
+
+/// A group of a `QueryScores` answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupTotals {
+    /// One value per requested dimension, in request order.
+    pub dimensions: Vec<String>,
+    pub bucket_start: Option<DateTime<Utc>>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SectionTotals {
+    pub section: String,
+    pub score_sum: f64,
+    pub score_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CriterionTotals {
+    pub criterion_key: String,
+    pub score_sum: f64,
+    pub rated_count: i64,
+    pub not_applicable_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RootCauseTotals {
+    pub criterion_key: String,
+    pub root_cause: String,
+    pub count: i64,
+}
+
+/// Rollups fed by the evaluation outbox, and the queries dashboards make of them.
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync + 'static {
+    /// Applies up to `limit` outbox events that are safe to apply (their transactions and
+    /// every older one have ended), exactly once, with the cursor moved in the same
+    /// transaction. Returns no events when another replica is applying.
+    async fn apply_pending(&self, limit: u32) -> Result<AppliedBatch>;
+
+    /// Whether outbox events wait to be applied.
+    async fn has_pending(&self) -> Result<bool>;
+
+    /// When the oldest unapplied event was written, or now when none waits: every
+    /// evaluation committed before it is in the figures.
+    async fn as_of(&self) -> Result<DateTime<Utc>>;
+
+    async fn group_totals(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+        group_by: &[Dimension],
+        interval: Interval,
+    ) -> Result<Vec<GroupTotals>>;
+
+    async fn section_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<SectionTotals>>;
+
+    async fn criterion_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<CriterionTotals>>;
+
+    async fn root_cause_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<RootCauseTotals>>;
+
+    /// Current evaluations (deleted ones too when asked) in id order after `after`.
+    async fn export_page(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+        include_deleted: bool,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<EvaluationEvent>>;
+
+    /// Empties the rollups and applies the whole outbox again, in one transaction:
+    /// readers keep seeing the previous figures until it commits.
+    async fn rebuild(&self) -> Result<u64>;
 }

@@ -1,5 +1,6 @@
 //! The PostgreSQL adapter: production storage, one schema per service.
 
+mod analytics;
 mod errors;
 mod evaluation;
 mod rubric;

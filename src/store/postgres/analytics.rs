@@ -1,0 +1,634 @@
+//! AnalyticsStore on PostgreSQL (schema `analytics`): the projector over the evaluation
+//! outbox, and the queries over facts and daily rollups.
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::{PgConnection, Postgres, QueryBuilder, types::Json};
+use uuid::Uuid;
+
+use super::{PostgresStore, classify};
+use crate::domain::{
+    analytics::{
+        Dimension, Interval, RollupDeltas, ScoreFilter, TimeSplit, Totals, Transition, split_time,
+        transition,
+    },
+    evaluation::EvaluationEvent,
+    tenant::TenantId,
+};
+use crate::error::Result;
+use crate::store::{
+    AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, RootCauseTotals, SectionTotals,
+};
+
+const ROLLUP_KEY: &str = "tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind";
+
+/// Rows per multi-row statement: PostgreSQL allows 65,535 bind parameters, and a facts
+/// row takes 17.
+const ROWS_PER_STATEMENT: usize = 2_000;
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    tenant_id: Uuid,
+    position: i64,
+    txid: String,
+    payload: Json<EvaluationEvent>,
+}
+
+/// Applies events to facts and rollups inside the caller's transaction.
+async fn apply_events(conn: &mut PgConnection, events: &[(Uuid, EvaluationEvent)]) -> Result<AppliedBatch> {
+    let tenants: Vec<Uuid> = events.iter().map(|(tenant, _)| *tenant).collect();
+    let ids: Vec<Uuid> = events.iter().map(|(_, event)| event.evaluation_id).collect();
+    let stored: Vec<(Uuid, Uuid, Json<EvaluationEvent>)> = sqlx::query_as(
+        "SELECT f.tenant_id, f.evaluation_id, f.event FROM analytics.evaluation_facts f
+         JOIN UNNEST($1::uuid[], $2::uuid[]) AS wanted(tenant_id, evaluation_id)
+           ON f.tenant_id = wanted.tenant_id AND f.evaluation_id = wanted.evaluation_id",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(classify)?;
+    let mut facts: HashMap<(Uuid, Uuid), EvaluationEvent> = stored
+        .into_iter()
+        .map(|(tenant, id, event)| ((tenant, id), event.0))
+        .collect();
+    let mut changed: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
+    let mut deltas = RollupDeltas::default();
+    let mut applied = AppliedBatch {
+        events: events.len(),
+        ..AppliedBatch::default()
+    };
+    for (tenant, event) in events {
+        let key = (*tenant, event.evaluation_id);
+        let (remove, add) = match transition(facts.get(&key), event) {
+            Transition::Stale => continue,
+            Transition::Apply { remove, add } => (remove.cloned(), add.is_some()),
+        };
+        if let Some(old) = &remove {
+            deltas.add(*tenant, old, -1);
+            applied.agents.push((TenantId(*tenant), old.agent_id.clone()));
+            applied.teams.push((TenantId(*tenant), old.team_id.clone()));
+        }
+        if add {
+            deltas.add(*tenant, event, 1);
+        }
+        applied.agents.push((TenantId(*tenant), event.agent_id.clone()));
+        applied.teams.push((TenantId(*tenant), event.team_id.clone()));
+        facts.insert(key, event.clone());
+        changed.insert(key);
+    }
+    applied.agents.sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
+    applied.agents.dedup();
+    applied.teams.sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
+    applied.teams.dedup();
+    let changed: Vec<(Uuid, &EvaluationEvent)> = changed
+        .iter()
+        .filter_map(|key| facts.get(key).map(|event| (key.0, event)))
+        .collect();
+    upsert_facts(conn, &changed).await?;
+    upsert_rollups(conn, &deltas).await?;
+    Ok(applied)
+}
+
+async fn upsert_facts(conn: &mut PgConnection, facts: &[(Uuid, &EvaluationEvent)]) -> Result<()> {
+    for chunk in facts.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "INSERT INTO analytics.evaluation_facts (tenant_id, evaluation_id, revision, state, agent_id,
+                 team_id, channel, region, rubric_id, reviewer_id, kind, score, passed, critical_failed,
+                 csat, first_create_time, event) ",
+        );
+        query.push_values(chunk, |mut row, (tenant, event)| {
+            row.push_bind(*tenant)
+                .push_bind(event.evaluation_id)
+                .push_bind(event.revision as i32)
+                .push_bind(event.state.as_str())
+                .push_bind(event.agent_id.clone())
+                .push_bind(event.team_id.clone())
+                .push_bind(event.channel.clone())
+                .push_bind(event.region.clone())
+                .push_bind(event.rubric_id)
+                .push_bind(event.reviewer_id.clone())
+                .push_bind(event.kind.as_str())
+                .push_bind(event.score)
+                .push_bind(event.passed)
+                .push_bind(event.critical_failed)
+                .push_bind(event.csat.map(|c| c as i16))
+                .push_bind(event.first_create_time)
+                .push_bind(Json((*event).clone()));
+        });
+        query.push(
+            " ON CONFLICT (tenant_id, evaluation_id) DO UPDATE SET revision = EXCLUDED.revision,
+                 state = EXCLUDED.state, agent_id = EXCLUDED.agent_id, team_id = EXCLUDED.team_id,
+                 channel = EXCLUDED.channel, region = EXCLUDED.region, rubric_id = EXCLUDED.rubric_id,
+                 reviewer_id = EXCLUDED.reviewer_id, kind = EXCLUDED.kind, score = EXCLUDED.score,
+                 passed = EXCLUDED.passed, critical_failed = EXCLUDED.critical_failed,
+                 csat = EXCLUDED.csat, first_create_time = EXCLUDED.first_create_time,
+                 event = EXCLUDED.event",
+        );
+        query.build().execute(&mut *conn).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Pushes the rollup key columns of `key` into a VALUES row.
+macro_rules! push_key {
+    ($row:expr, $key:expr) => {
+        $row.push_bind($key.tenant_id)
+            .push_bind($key.day)
+            .push_bind($key.agent_id.clone())
+            .push_bind($key.team_id.clone())
+            .push_bind($key.channel.clone())
+            .push_bind($key.region.clone())
+            .push_bind($key.rubric_id)
+            .push_bind($key.reviewer_id.clone())
+            .push_bind($key.kind.as_str())
+    };
+}
+
+
+async fn upsert_rollups(conn: &mut PgConnection, deltas: &RollupDeltas) -> Result<()> {
+    let scores: Vec<_> = deltas.scores.iter().collect();
+    for chunk in scores.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO analytics.daily_scores AS r ({ROLLUP_KEY}, evaluation_count, scored_count,
+                 score_sum, passed_count, critical_fail_count, csat_sum, csat_count) "
+        ));
+        query.push_values(chunk, |mut row, (key, totals)| {
+            push_key!(row, key)
+                .push_bind(totals.evaluation_count)
+                .push_bind(totals.scored_count)
+                .push_bind(totals.score_sum)
+                .push_bind(totals.passed_count)
+                .push_bind(totals.critical_fail_count)
+                .push_bind(totals.csat_sum)
+                .push_bind(totals.csat_count);
+        });
+        query.push(format!(
+            " ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET
+                 evaluation_count = r.evaluation_count + EXCLUDED.evaluation_count,
+                 scored_count = r.scored_count + EXCLUDED.scored_count,
+                 score_sum = r.score_sum + EXCLUDED.score_sum,
+                 passed_count = r.passed_count + EXCLUDED.passed_count,
+                 critical_fail_count = r.critical_fail_count + EXCLUDED.critical_fail_count,
+                 csat_sum = r.csat_sum + EXCLUDED.csat_sum,
+                 csat_count = r.csat_count + EXCLUDED.csat_count"
+        ));
+        query.build().execute(&mut *conn).await.map_err(classify)?;
+    }
+    let sections: Vec<_> = deltas.sections.iter().collect();
+    for chunk in sections.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO analytics.daily_section_scores AS r ({ROLLUP_KEY}, section, score_sum, score_count) "
+        ));
+        query.push_values(chunk, |mut row, ((key, section), delta)| {
+            push_key!(row, key)
+                .push_bind(section.clone())
+                .push_bind(delta.sum)
+                .push_bind(delta.count);
+        });
+        query.push(format!(
+            " ON CONFLICT ({ROLLUP_KEY}, section) DO UPDATE SET
+                 score_sum = r.score_sum + EXCLUDED.score_sum,
+                 score_count = r.score_count + EXCLUDED.score_count"
+        ));
+        query.build().execute(&mut *conn).await.map_err(classify)?;
+    }
+    let criteria: Vec<_> = deltas.criteria.iter().collect();
+    for chunk in criteria.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO analytics.daily_criterion_scores AS r ({ROLLUP_KEY}, criterion_key, score_sum,
+                 rated_count, not_applicable_count) "
+        ));
+        query.push_values(chunk, |mut row, ((key, criterion), delta)| {
+            push_key!(row, key)
+                .push_bind(criterion.clone())
+                .push_bind(delta.score_sum)
+                .push_bind(delta.rated_count)
+                .push_bind(delta.not_applicable_count);
+        });
+        query.push(format!(
+            " ON CONFLICT ({ROLLUP_KEY}, criterion_key) DO UPDATE SET
+                 score_sum = r.score_sum + EXCLUDED.score_sum,
+                 rated_count = r.rated_count + EXCLUDED.rated_count,
+                 not_applicable_count = r.not_applicable_count + EXCLUDED.not_applicable_count"
+        ));
+        query.build().execute(&mut *conn).await.map_err(classify)?;
+    }
+    let causes: Vec<_> = deltas.root_causes.iter().collect();
+    for chunk in causes.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO analytics.daily_root_causes AS r ({ROLLUP_KEY}, criterion_key, root_cause, count) "
+        ));
+        query.push_values(chunk, |mut row, ((key, criterion, cause), count)| {
+            push_key!(row, key)
+                .push_bind(criterion.clone())
+                .push_bind(cause.clone())
+                .push_bind(*count);
+        });
+        query.push(format!(
+            " ON CONFLICT ({ROLLUP_KEY}, criterion_key, root_cause) DO UPDATE SET count = r.count + EXCLUDED.count"
+        ));
+        query.build().execute(&mut *conn).await.map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Reads the next safe events after the cursor and applies them; the caller holds the
+/// cursor row locked.
+async fn apply_next(conn: &mut PgConnection, last_txid: &str, last_position: i64, limit: u32) -> Result<AppliedBatch> {
+    let rows: Vec<OutboxRow> = sqlx::query_as(
+        "SELECT tenant_id, position, txid::text AS txid, payload FROM evaluation.outbox
+         WHERE (txid, position) > ($1::text::xid8, $2)
+           AND txid < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY txid, position
+         LIMIT $3",
+    )
+    .bind(last_txid)
+    .bind(last_position)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(classify)?;
+    let Some(last) = rows.last() else {
+        return Ok(AppliedBatch::default());
+    };
+    let (txid, position) = (last.txid.clone(), last.position);
+    let events: Vec<(Uuid, EvaluationEvent)> = rows.into_iter().map(|row| (row.tenant_id, row.payload.0)).collect();
+    let applied = apply_events(conn, &events).await?;
+    sqlx::query(
+        "UPDATE analytics.projector_cursor SET last_txid = $1::text::xid8, last_position = $2,
+             applied_events = applied_events + $3, update_time = now()",
+    )
+    .bind(&txid)
+    .bind(position)
+    .bind(events.len() as i64)
+    .execute(&mut *conn)
+    .await
+    .map_err(classify)?;
+    Ok(applied)
+}
+
+fn push_list<'a>(query: &mut QueryBuilder<'a, Postgres>, alias: &str, column: &str, values: &'a [String]) {
+    if !values.is_empty() {
+        query
+            .push(format!(" AND {alias}.{column} = ANY("))
+            .push_bind(values)
+            .push(")");
+    }
+}
+
+fn push_filters<'a>(query: &mut QueryBuilder<'a, Postgres>, alias: &str, tenant: TenantId, filter: &'a ScoreFilter) {
+    query.push(format!(" WHERE {alias}.tenant_id = ")).push_bind(tenant.as_uuid());
+    push_list(query, alias, "agent_id", &filter.agent_ids);
+    push_list(query, alias, "team_id", &filter.team_ids);
+    push_list(query, alias, "channel", &filter.channels);
+    push_list(query, alias, "region", &filter.regions);
+    if let Some(rubric_id) = filter.rubric_id {
+        query.push(format!(" AND {alias}.rubric_id = ")).push_bind(rubric_id);
+    }
+    let kinds: Vec<&'static str> = filter.kinds.iter().map(|kind| kind.as_str()).collect();
+    query.push(format!(" AND {alias}.kind = ANY(")).push_bind(kinds).push(")");
+}
+
+/// What one query selects from the daily rollups and, for partial days, from facts.
+struct Parts<'s> {
+    /// Columns selected from the rollup table `r`.
+    rollup_select: &'s str,
+    rollup_from: &'s str,
+    /// The same columns, computed from facts `f` (and any lateral join).
+    facts_select: &'s str,
+    facts_from: &'s str,
+    /// An extra condition on facts rows, e.g. "s->>'score' IS NOT NULL".
+    facts_where: &'s str,
+}
+
+/// Pushes `(… UNION ALL …) AS parts`: whole days from rollups, edges from facts.
+fn push_parts<'a>(query: &mut QueryBuilder<'a, Postgres>, tenant: TenantId, filter: &'a ScoreFilter, parts: &Parts<'_>) {
+    let TimeSplit { days, edges } = split_time(filter.start, filter.end);
+    query.push("(");
+    let mut any = false;
+    if let Some((first, last)) = days {
+        query.push(format!("SELECT {} FROM {}", parts.rollup_select, parts.rollup_from));
+        push_filters(query, "r", tenant, filter);
+        if let Some(first) = first {
+            query.push(" AND r.day >= ").push_bind(first);
+        }
+        if let Some(last) = last {
+            query.push(" AND r.day < ").push_bind(last);
+        }
+        any = true;
+    }
+    for (start, end) in edges {
+        if any {
+            query.push(" UNION ALL ");
+        }
+        query.push(format!("SELECT {} FROM {}", parts.facts_select, parts.facts_from));
+        push_filters(query, "f", tenant, filter);
+        query.push(" AND f.state = 'active'");
+        if !parts.facts_where.is_empty() {
+            query.push(format!(" AND {}", parts.facts_where));
+        }
+        if let Some(start) = start {
+            query.push(" AND f.first_create_time >= ").push_bind(start);
+        }
+        if let Some(end) = end {
+            query.push(" AND f.first_create_time < ").push_bind(end);
+        }
+        any = true;
+    }
+    if !any {
+        query.push(format!("SELECT {} FROM {} WHERE false", parts.rollup_select, parts.rollup_from));
+    }
+    query.push(") AS parts");
+}
+
+const FACTS: &str = "analytics.evaluation_facts f";
+
+fn group_columns(group_by: &[Dimension]) -> Vec<String> {
+    group_by
+        .iter()
+        .enumerate()
+        .map(|(index, dimension)| format!("{}::text AS d{index}", dimension.column()))
+        .collect()
+}
+
+#[async_trait]
+impl AnalyticsStore for PostgresStore {
+    async fn apply_pending(&self, limit: u32) -> Result<AppliedBatch> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let cursor: Option<(String, i64)> = sqlx::query_as(
+            "SELECT last_txid::text, last_position FROM analytics.projector_cursor FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some((last_txid, last_position)) = cursor else {
+            return Ok(AppliedBatch::default());
+        };
+        let applied = apply_next(&mut tx, &last_txid, last_position, limit).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(applied)
+    }
+
+    async fn has_pending(&self) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM evaluation.outbox o, analytics.projector_cursor c
+                            WHERE (o.txid, o.position) > (c.last_txid, c.last_position))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn as_of(&self) -> Result<DateTime<Utc>> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(min(o.create_time), now()) FROM evaluation.outbox o, analytics.projector_cursor c
+             WHERE (o.txid, o.position) > (c.last_txid, c.last_position)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn group_totals(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+        group_by: &[Dimension],
+        interval: Interval,
+    ) -> Result<Vec<GroupTotals>> {
+        let dims = group_columns(group_by);
+        let (rollup_bucket, facts_bucket) = match interval.unit() {
+            Some(unit) => (
+                format!("date_trunc('{unit}', r.day::timestamp) AS bucket"),
+                format!("date_trunc('{unit}', f.first_create_time AT TIME ZONE 'UTC') AS bucket"),
+            ),
+            None => ("NULL::timestamp AS bucket".to_owned(), "NULL::timestamp AS bucket".to_owned()),
+        };
+        let dim_prefix = |alias: &str| {
+            dims.iter()
+                .map(|d| format!("{alias}.{d}, "))
+                .collect::<String>()
+        };
+        let rollup_select = format!(
+            "{}{rollup_bucket}, r.evaluation_count, r.scored_count, r.score_sum, r.passed_count,
+             r.critical_fail_count, r.csat_sum, r.csat_count",
+            dim_prefix("r")
+        );
+        let facts_select = format!(
+            "{}{facts_bucket}, 1::bigint, (f.score IS NOT NULL)::int::bigint, COALESCE(f.score, 0),
+             f.passed::int::bigint, f.critical_failed::int::bigint, COALESCE(f.csat, 0)::bigint,
+             (f.csat IS NOT NULL)::int::bigint",
+            dim_prefix("f")
+        );
+        let outer_dims: String = (0..group_by.len()).map(|i| format!("d{i}, ")).collect();
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {outer_dims}bucket, sum(evaluation_count)::bigint, sum(scored_count)::bigint,
+                    sum(score_sum)::float8, sum(passed_count)::bigint, sum(critical_fail_count)::bigint,
+                    sum(csat_sum)::bigint, sum(csat_count)::bigint
+             FROM "
+        ));
+        push_parts(
+            &mut query,
+            tenant,
+            filter,
+            &Parts {
+                rollup_select: &rollup_select,
+                rollup_from: "analytics.daily_scores r",
+                facts_select: &facts_select,
+                facts_from: FACTS,
+                facts_where: "",
+            },
+        );
+        query.push(format!(
+            " GROUP BY {outer_dims}bucket HAVING sum(evaluation_count) > 0 ORDER BY bucket NULLS FIRST, {outer_dims}1"
+        ));
+        let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
+        use sqlx::Row;
+        rows.iter()
+            .map(|row| {
+                let n = group_by.len();
+                let dimensions = (0..n)
+                    .map(|i| row.try_get::<String, _>(i))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(classify)?;
+                let bucket: Option<NaiveDateTime> = row.try_get(n).map_err(classify)?;
+                let get = |i: usize| row.try_get::<i64, _>(n + i).map_err(classify);
+                Ok(GroupTotals {
+                    dimensions,
+                    bucket_start: bucket.map(|b| b.and_utc()),
+                    totals: Totals {
+                        evaluation_count: get(1)?,
+                        scored_count: get(2)?,
+                        score_sum: row.try_get(n + 3).map_err(classify)?,
+                        passed_count: get(4)?,
+                        critical_fail_count: get(5)?,
+                        csat_sum: get(6)?,
+                        csat_count: get(7)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn section_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<SectionTotals>> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT section, sum(score_sum)::float8, sum(score_count)::bigint FROM ",
+        );
+        push_parts(
+            &mut query,
+            tenant,
+            filter,
+            &Parts {
+                rollup_select: "r.section, r.score_sum, r.score_count",
+                rollup_from: "analytics.daily_section_scores r",
+                facts_select: "s->>'section', (s->>'score')::float8, 1::bigint",
+                facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'section_scores') s",
+                facts_where: "s->>'score' IS NOT NULL",
+            },
+        );
+        query.push(" GROUP BY section HAVING sum(score_count) > 0 ORDER BY section");
+        let rows: Vec<(String, f64, i64)> = query.build_query_as().fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(section, score_sum, score_count)| SectionTotals {
+                section,
+                score_sum,
+                score_count,
+            })
+            .collect())
+    }
+
+    async fn criterion_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<CriterionTotals>> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT criterion_key, sum(score_sum)::float8, sum(rated_count)::bigint,
+                    sum(not_applicable_count)::bigint FROM ",
+        );
+        push_parts(
+            &mut query,
+            tenant,
+            filter,
+            &Parts {
+                rollup_select: "r.criterion_key, r.score_sum, r.rated_count, r.not_applicable_count",
+                rollup_from: "analytics.daily_criterion_scores r",
+                facts_select: "c->>'criterion_key', COALESCE((c->>'score')::float8, 0),
+                               (c->>'score' IS NOT NULL)::int::bigint, (c->>'score' IS NULL)::int::bigint",
+                facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'criterion_scores') c",
+                facts_where: "",
+            },
+        );
+        query.push(" GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key");
+        let rows: Vec<(String, f64, i64, i64)> = query.build_query_as().fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(criterion_key, score_sum, rated_count, not_applicable_count)| CriterionTotals {
+                criterion_key,
+                score_sum,
+                rated_count,
+                not_applicable_count,
+            })
+            .collect())
+    }
+
+    async fn root_cause_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<RootCauseTotals>> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT criterion_key, root_cause, sum(count)::bigint AS total FROM ",
+        );
+        push_parts(
+            &mut query,
+            tenant,
+            filter,
+            &Parts {
+                rollup_select: "r.criterion_key, r.root_cause, r.count",
+                rollup_from: "analytics.daily_root_causes r",
+                facts_select: "rc->>0, rc->>1, 1::bigint",
+                facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'root_causes') rc",
+                facts_where: "",
+            },
+        );
+        query.push(" GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY total DESC, criterion_key, root_cause");
+        let rows: Vec<(String, String, i64)> = query.build_query_as().fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(criterion_key, root_cause, count)| RootCauseTotals {
+                criterion_key,
+                root_cause,
+                count,
+            })
+            .collect())
+    }
+
+    async fn export_page(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+        include_deleted: bool,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<EvaluationEvent>> {
+        let mut query = QueryBuilder::<Postgres>::new("SELECT f.event FROM analytics.evaluation_facts f");
+        push_filters(&mut query, "f", tenant, filter);
+        if !include_deleted {
+            query.push(" AND f.state = 'active'");
+        }
+        if let Some(start) = filter.start {
+            query.push(" AND f.first_create_time >= ").push_bind(start);
+        }
+        if let Some(end) = filter.end {
+            query.push(" AND f.first_create_time < ").push_bind(end);
+        }
+        if let Some(after) = after {
+            query.push(" AND f.evaluation_id > ").push_bind(after);
+        }
+        query
+            .push(" ORDER BY f.evaluation_id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows: Vec<(Json<EvaluationEvent>,)> = query.build_query_as().fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(rows.into_iter().map(|(event,)| event.0).collect())
+    }
+
+    async fn rebuild(&self) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // Waits for a running apply to finish, then keeps the projector out until commit.
+        sqlx::query("SELECT 1 FROM analytics.projector_cursor FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        for table in [
+            "evaluation_facts",
+            "daily_scores",
+            "daily_section_scores",
+            "daily_criterion_scores",
+            "daily_root_causes",
+        ] {
+            // DELETE, not TRUNCATE: readers keep their snapshot instead of waiting.
+            sqlx::query(&format!("DELETE FROM analytics.{table}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        sqlx::query("UPDATE analytics.projector_cursor SET last_txid = '0', last_position = 0, applied_events = 0")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let (mut txid, mut position) = ("0".to_owned(), 0i64);
+        let mut total = 0u64;
+        loop {
+            let applied = apply_next(&mut tx, &txid, position, 5_000).await?;
+            if applied.events == 0 {
+                break;
+            }
+            total += applied.events as u64;
+            let cursor: (String, i64) =
+                sqlx::query_as("SELECT last_txid::text, last_position FROM analytics.projector_cursor")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            (txid, position) = cursor;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(total)
+    }
+}
