@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod projector;
 pub mod proto;
 pub mod server;
 pub mod services;

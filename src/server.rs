@@ -2,6 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
@@ -11,6 +12,7 @@ use crate::auth::DefaultTenantLayer;
 use crate::config::{Config, ServiceKind, ServiceSet};
 use crate::domain::tenant::TenantId;
 use crate::error::Error;
+use crate::projector::Projector;
 use crate::proto::{
     self, analytics::analytics_service_server::AnalyticsServiceServer,
     evaluation::evaluation_service_server::EvaluationServiceServer,
@@ -21,7 +23,7 @@ use crate::services::rubric_client::{
 };
 use crate::services::{analytics::AnalyticsApi, evaluation::EvaluationApi, rubric::RubricApi};
 use crate::store::{
-    EvaluationStore, RubricStore,
+    AnalyticsStore, EvaluationStore, RubricStore,
     postgres::{PoolSettings, PostgresStore},
 };
 
@@ -103,7 +105,9 @@ pub struct Server {
     shutdown_grace: Duration,
     rubric_store: Arc<dyn RubricStore>,
     evaluation_store: Arc<dyn EvaluationStore>,
+    analytics_store: Arc<dyn AnalyticsStore>,
     rubric_client: Arc<dyn RubricClient>,
+    pool: PgPool,
 }
 
 impl Server {
@@ -129,7 +133,9 @@ impl Server {
             tenant: config.default_tenant(),
             shutdown_grace: config.shutdown_grace(),
             rubric_store: store.clone(),
-            evaluation_store: store,
+            evaluation_store: store.clone(),
+            analytics_store: store.clone(),
+            pool: store.pool().clone(),
             rubric_client,
         })
     }
@@ -172,7 +178,13 @@ impl Server {
         let analytics = self
             .services
             .contains(ServiceKind::Analytics)
-            .then(|| AnalyticsServiceServer::new(AnalyticsApi));
+            .then(|| AnalyticsServiceServer::new(AnalyticsApi::new(self.analytics_store.clone())));
+        // The analytics service keeps its rollups fresh: it runs the projector.
+        let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
+        let projector = self.services.contains(ServiceKind::Analytics).then(|| {
+            let projector = Projector::new(self.analytics_store.clone(), self.pool.clone(), None);
+            tokio::spawn(projector.run(projector_stopped))
+        });
 
         tracing::info!(address = %self.local_addr, services = %self.services, "listening");
         let services = self.services.clone();
@@ -205,6 +217,10 @@ impl Server {
         tokio::select! {
             served = serving => served.map_err(|err| StartError::Store(Error::Internal(err.to_string())))?,
             () = grace_elapsed => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+        }
+        let _ = stop_projector.send(true);
+        if let Some(projector) = projector {
+            let _ = projector.await;
         }
         tracing::info!("stopped");
         Ok(())

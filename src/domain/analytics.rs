@@ -184,7 +184,10 @@ impl RollupDeltas {
         self.scores.entry(key.clone()).or_default().add(event, sign);
         for section in &event.section_scores {
             if let Some(score) = section.score {
-                let delta = self.sections.entry((key.clone(), section.section.clone())).or_default();
+                let delta = self
+                    .sections
+                    .entry((key.clone(), section.section.clone()))
+                    .or_default();
                 delta.sum += sign as f64 * score;
                 delta.count += sign;
             }
@@ -229,12 +232,18 @@ pub enum Transition<'a> {
 }
 
 fn order(event: &EvaluationEvent) -> (u32, u8) {
-    (event.revision, u8::from(event.state == EvaluationState::Deleted))
+    (
+        event.revision,
+        u8::from(event.state == EvaluationState::Deleted),
+    )
 }
 
 /// An event replaces the fact when it describes a later revision, or the deletion of
 /// the same one; an active fact's contribution is removed, an active event's added.
-pub fn transition<'a>(current: Option<&'a EvaluationEvent>, event: &'a EvaluationEvent) -> Transition<'a> {
+pub fn transition<'a>(
+    current: Option<&'a EvaluationEvent>,
+    event: &'a EvaluationEvent,
+) -> Transition<'a> {
     if let Some(current) = current
         && order(current) >= order(event)
     {
@@ -247,6 +256,9 @@ pub fn transition<'a>(current: Option<&'a EvaluationEvent>, event: &'a Evaluatio
     }
 }
 
+/// A half-open time range; an absent bound is open.
+pub type TimeBounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// A time range split into whole UTC days, answered from daily rollups, and the partial
 /// days at its edges, answered from facts.
 #[derive(Debug, Clone, PartialEq)]
@@ -254,7 +266,7 @@ pub struct TimeSplit {
     /// `[first, last)` days from the rollups (an open bound is `None`); `None` = no day.
     pub days: Option<(Option<NaiveDate>, Option<NaiveDate>)>,
     /// Half-open time ranges from the facts.
-    pub edges: Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    pub edges: Vec<TimeBounds>,
 }
 
 fn midnight(day: NaiveDate) -> DateTime<Utc> {
@@ -264,7 +276,11 @@ fn midnight(day: NaiveDate) -> DateTime<Utc> {
 pub fn split_time(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> TimeSplit {
     let first_day = start.map(|s| {
         let day = s.date_naive();
-        if midnight(day) == s { day } else { day + Duration::days(1) }
+        if midnight(day) == s {
+            day
+        } else {
+            day + Duration::days(1)
+        }
     });
     let last_day = end.map(|e| e.date_naive());
     if let (Some(first), Some(last)) = (first_day, last_day)
@@ -272,7 +288,11 @@ pub fn split_time(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> T
     {
         return TimeSplit {
             days: None,
-            edges: if start < end { vec![(start, end)] } else { Vec::new() },
+            edges: if start < end {
+                vec![(start, end)]
+            } else {
+                Vec::new()
+            },
         };
     }
     let mut edges = Vec::new();
@@ -319,10 +339,19 @@ mod tests {
             score,
             passed: score.is_some_and(|s| s >= 80.0),
             critical_failed: false,
-            section_scores: vec![SectionScore { section: "".into(), score }],
+            section_scores: vec![SectionScore {
+                section: "".into(),
+                score,
+            }],
             criterion_scores: vec![
-                CriterionScore { criterion_key: "x".into(), score },
-                CriterionScore { criterion_key: "y".into(), score: None },
+                CriterionScore {
+                    criterion_key: "x".into(),
+                    score,
+                },
+                CriterionScore {
+                    criterion_key: "y".into(),
+                    score: None,
+                },
             ],
             root_causes: vec![("x".into(), "slow".into())],
             csat: Some(4),
@@ -333,11 +362,20 @@ mod tests {
     #[test]
     fn a_first_event_adds_and_a_revision_swaps_contributions() {
         let first = event(1, EvaluationState::Active, Some(60.0));
-        assert_eq!(transition(None, &first), Transition::Apply { remove: None, add: Some(&first) });
+        assert_eq!(
+            transition(None, &first),
+            Transition::Apply {
+                remove: None,
+                add: Some(&first)
+            }
+        );
         let second = event(2, EvaluationState::Active, Some(90.0));
         assert_eq!(
             transition(Some(&first), &second),
-            Transition::Apply { remove: Some(&first), add: Some(&second) }
+            Transition::Apply {
+                remove: Some(&first),
+                add: Some(&second)
+            }
         );
     }
 
@@ -347,11 +385,17 @@ mod tests {
         let deleted = event(2, EvaluationState::Deleted, Some(90.0));
         assert_eq!(
             transition(Some(&active), &deleted),
-            Transition::Apply { remove: Some(&active), add: None }
+            Transition::Apply {
+                remove: Some(&active),
+                add: None
+            }
         );
         assert_eq!(transition(Some(&deleted), &active), Transition::Stale);
         assert_eq!(transition(Some(&active), &active), Transition::Stale);
-        assert_eq!(transition(Some(&active), &event(1, EvaluationState::Active, None)), Transition::Stale);
+        assert_eq!(
+            transition(Some(&active), &event(1, EvaluationState::Active, None)),
+            Transition::Stale
+        );
     }
 
     #[test]
@@ -361,8 +405,14 @@ mod tests {
         deltas.add(Uuid::nil(), &e, 1);
         let key = RollupKey::of(Uuid::nil(), &e);
         assert_eq!(deltas.scores[&key].scored_count, 1);
-        assert_eq!(deltas.criteria[&(key.clone(), "y".into())].not_applicable_count, 1);
-        assert_eq!(deltas.root_causes[&(key.clone(), "x".into(), "slow".into())], 1);
+        assert_eq!(
+            deltas.criteria[&(key.clone(), "y".into())].not_applicable_count,
+            1
+        );
+        assert_eq!(
+            deltas.root_causes[&(key.clone(), "x".into(), "slow".into())],
+            1
+        );
         deltas.add(Uuid::nil(), &e, -1);
         assert_eq!(deltas.scores[&key], Totals::default());
         assert_eq!(deltas.sections[&(key, String::new())], MeanDelta::default());
@@ -371,7 +421,10 @@ mod tests {
     #[test]
     fn totals_give_iqs_pass_rate_and_csat() {
         let mut totals = Totals::default();
-        assert_eq!((totals.iqs(), totals.pass_rate(), totals.avg_csat()), (None, 0.0, None));
+        assert_eq!(
+            (totals.iqs(), totals.pass_rate(), totals.avg_csat()),
+            (None, 0.0, None)
+        );
         totals.add(&event(1, EvaluationState::Active, Some(100.0)), 1);
         totals.add(&event(1, EvaluationState::Active, Some(60.0)), 1);
         totals.add(&event(1, EvaluationState::Active, None), 1);
@@ -391,21 +444,39 @@ mod tests {
 
     #[test]
     fn a_range_splits_into_whole_days_and_partial_edges() {
-        let split = split_time(Some(at("2026-03-01T06:00:00Z")), Some(at("2026-03-05T12:00:00Z")));
-        assert_eq!(split.days, Some((Some(day("2026-03-02")), Some(day("2026-03-05")))));
+        let split = split_time(
+            Some(at("2026-03-01T06:00:00Z")),
+            Some(at("2026-03-05T12:00:00Z")),
+        );
+        assert_eq!(
+            split.days,
+            Some((Some(day("2026-03-02")), Some(day("2026-03-05"))))
+        );
         assert_eq!(
             split.edges,
             vec![
-                (Some(at("2026-03-01T06:00:00Z")), Some(at("2026-03-02T00:00:00Z"))),
-                (Some(at("2026-03-05T00:00:00Z")), Some(at("2026-03-05T12:00:00Z"))),
+                (
+                    Some(at("2026-03-01T06:00:00Z")),
+                    Some(at("2026-03-02T00:00:00Z"))
+                ),
+                (
+                    Some(at("2026-03-05T00:00:00Z")),
+                    Some(at("2026-03-05T12:00:00Z"))
+                ),
             ]
         );
     }
 
     #[test]
     fn aligned_and_open_ranges_need_no_edges() {
-        let aligned = split_time(Some(at("2026-03-01T00:00:00Z")), Some(at("2026-04-01T00:00:00Z")));
-        assert_eq!(aligned.days, Some((Some(day("2026-03-01")), Some(day("2026-04-01")))));
+        let aligned = split_time(
+            Some(at("2026-03-01T00:00:00Z")),
+            Some(at("2026-04-01T00:00:00Z")),
+        );
+        assert_eq!(
+            aligned.days,
+            Some((Some(day("2026-03-01")), Some(day("2026-04-01"))))
+        );
         assert!(aligned.edges.is_empty());
         let open = split_time(None, None);
         assert_eq!(open.days, Some((None, None)));
@@ -414,16 +485,25 @@ mod tests {
 
     #[test]
     fn a_range_inside_one_day_comes_from_facts_only() {
-        let split = split_time(Some(at("2026-03-01T06:00:00Z")), Some(at("2026-03-01T08:00:00Z")));
+        let split = split_time(
+            Some(at("2026-03-01T06:00:00Z")),
+            Some(at("2026-03-01T08:00:00Z")),
+        );
         assert_eq!(split.days, None);
         assert_eq!(split.edges.len(), 1);
-        let empty = split_time(Some(at("2026-03-01T08:00:00Z")), Some(at("2026-03-01T08:00:00Z")));
+        let empty = split_time(
+            Some(at("2026-03-01T08:00:00Z")),
+            Some(at("2026-03-01T08:00:00Z")),
+        );
         assert!(empty.days.is_none() && empty.edges.is_empty());
     }
 
     #[test]
     fn the_previous_period_has_the_same_length() {
         let (start, end) = previous_period(at("2026-03-08T00:00:00Z"), at("2026-03-15T00:00:00Z"));
-        assert_eq!((start, end), (at("2026-03-01T00:00:00Z"), at("2026-03-08T00:00:00Z")));
+        assert_eq!(
+            (start, end),
+            (at("2026-03-01T00:00:00Z"), at("2026-03-08T00:00:00Z"))
+        );
     }
 }

@@ -47,7 +47,10 @@ pub fn average_ranks(values: &[f64]) -> Vec<f64> {
 pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
     let xs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let ys: Vec<f64> = pairs.iter().map(|p| p.1).collect();
-    let ranked: Vec<(f64, f64)> = average_ranks(&xs).into_iter().zip(average_ranks(&ys)).collect();
+    let ranked: Vec<(f64, f64)> = average_ranks(&xs)
+        .into_iter()
+        .zip(average_ranks(&ys))
+        .collect();
     pearson(&ranked)
 }
 
@@ -79,13 +82,22 @@ mod tests {
 
     #[test]
     fn ties_share_the_average_rank() {
-        assert_eq!(average_ranks(&[10.0, 20.0, 20.0, 30.0]), [1.0, 2.5, 2.5, 4.0]);
+        assert_eq!(
+            average_ranks(&[10.0, 20.0, 20.0, 30.0]),
+            [1.0, 2.5, 2.5, 4.0]
+        );
         assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 3.0]), [3.0, 1.0, 3.0, 3.0]);
     }
 
     #[test]
     fn spearman_sees_a_monotonic_but_curved_relation_as_one() {
-        let pairs = [(1.0, 1.0), (2.0, 8.0), (3.0, 27.0), (4.0, 64.0), (5.0, 125.0)];
+        let pairs = [
+            (1.0, 1.0),
+            (2.0, 8.0),
+            (3.0, 27.0),
+            (4.0, 64.0),
+            (5.0, 125.0),
+        ];
         assert!((spearman(&pairs).unwrap() - 1.0).abs() < 1e-12);
         assert!(pearson(&pairs).unwrap() < 1.0);
     }

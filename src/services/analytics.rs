@@ -1,19 +1,231 @@
-//! iqs.analytics.v1.AnalyticsService. Its contract is served in full; the behaviour of
-//! each RPC answers UNIMPLEMENTED until the projector and rollups land.
+//! iqs.analytics.v1.AnalyticsService over an AnalyticsStore: figures from daily rollups
+//! (partial days from facts), never from the evaluations table.
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc};
 
-use tokio_stream::Stream;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
-use crate::error::Error;
-use crate::proto::analytics::{self as pb, analytics_service_server::AnalyticsService};
+use super::convert::{from_timestamp, kind_from_proto, kind_to_proto, state_to_proto, timestamp};
+use crate::auth::principal;
+use crate::domain::{
+    analytics::{Dimension, Interval, ScoreFilter, Totals, previous_period},
+    evaluation::{EvaluationEvent, EvaluationKind},
+    interaction::{MAX_ID_LEN, is_external_id},
+    paging::{decode_token, encode_token, filter_fingerprint},
+    statistics::{pearson, spearman},
+    tenant::TenantId,
+    validation::Violations,
+};
+use crate::error::{Error, Result};
+use crate::proto::{
+    analytics::{self as pb, analytics_service_server::AnalyticsService},
+    common,
+};
+use crate::store::AnalyticsStore;
 
-#[derive(Debug, Default)]
-pub struct AnalyticsApi;
+/// Rows read per page while exporting.
+pub const EXPORT_PAGE: u32 = 1_000;
+const DEFAULT_ROOT_CAUSES: usize = 10;
 
-fn unimplemented<T>(rpc: &'static str) -> Result<Response<T>, Status> {
-    Err(Error::Unimplemented(rpc).into())
+pub struct AnalyticsApi {
+    store: Arc<dyn AnalyticsStore>,
+}
+
+impl AnalyticsApi {
+    pub fn new(store: Arc<dyn AnalyticsStore>) -> Self {
+        Self { store }
+    }
+
+    async fn summary(&self, tenant: TenantId, filter: ScoreFilter) -> Result<pb::ScoreSummary> {
+        let as_of = self.store.as_of().await?;
+        let totals = self.totals(tenant, &filter).await?;
+        let sections = self.store.section_totals(tenant, &filter).await?;
+        let previous_iqs = match (filter.start, filter.end) {
+            (Some(start), Some(end)) => {
+                let (start, end) = previous_period(start, end);
+                let previous = ScoreFilter {
+                    start: Some(start),
+                    end: Some(end),
+                    ..filter.clone()
+                };
+                self.totals(tenant, &previous).await?.iqs()
+            }
+            _ => None,
+        };
+        Ok(pb::ScoreSummary {
+            iqs: totals.iqs(),
+            evaluation_count: totals.evaluation_count.max(0) as u64,
+            scored_count: totals.scored_count.max(0) as u64,
+            pass_rate: totals.pass_rate(),
+            critical_fail_count: totals.critical_fail_count.max(0) as u64,
+            section_scores: sections
+                .into_iter()
+                .map(|s| common::SectionScore {
+                    section: s.section,
+                    score: (s.score_count > 0).then(|| s.score_sum / s.score_count as f64),
+                })
+                .collect(),
+            previous_iqs,
+            as_of: Some(timestamp(as_of)),
+        })
+    }
+
+    async fn totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Totals> {
+        Ok(self
+            .store
+            .group_totals(tenant, filter, &[], Interval::None)
+            .await?
+            .into_iter()
+            .next()
+            .map(|group| group.totals)
+            .unwrap_or_default())
+    }
+}
+
+/// The common filter of every analytics request; kinds default to MANUAL.
+fn score_filter(
+    time_range: Option<common::TimeRange>,
+    rubric_id: &str,
+    kinds: &[i32],
+    violations: &mut Violations,
+) -> ScoreFilter {
+    let range = time_range.unwrap_or_default();
+    let start = from_timestamp(range.start_time, "time_range.start_time", violations);
+    let end = from_timestamp(range.end_time, "time_range.end_time", violations);
+    if let (Some(start), Some(end)) = (start, end)
+        && start > end
+    {
+        violations.add("time_range.end_time", "must not be before start_time");
+    }
+    let rubric_id = if rubric_id.is_empty() {
+        None
+    } else {
+        violations.require_uuid("rubric_id", rubric_id)
+    };
+    let mut kinds: Vec<EvaluationKind> = kinds
+        .iter()
+        .enumerate()
+        .map(|(index, kind)| kind_from_proto(*kind, &format!("kinds[{index}]"), violations))
+        .collect();
+    if kinds.is_empty() {
+        kinds.push(EvaluationKind::Manual);
+    }
+    kinds.sort_by_key(|kind| kind.as_str());
+    kinds.dedup();
+    ScoreFilter {
+        start,
+        end,
+        rubric_id,
+        kinds,
+        ..ScoreFilter::default()
+    }
+}
+
+fn require_id(field: &str, value: &str, violations: &mut Violations) -> String {
+    if value.is_empty() {
+        violations.add(field, "is required");
+    } else if !is_external_id(value, MAX_ID_LEN) {
+        violations.add(field, "is not a valid id");
+    }
+    value.to_owned()
+}
+
+fn filter_from_proto(filter: Option<pb::ScoreFilter>, violations: &mut Violations) -> ScoreFilter {
+    let filter = filter.unwrap_or_default();
+    let mut prefixed = Violations::new();
+    let mut score_filter = score_filter(
+        filter.time_range,
+        &filter.rubric_id,
+        &filter.kinds,
+        &mut prefixed,
+    );
+    for violation in prefixed.into_vec() {
+        violations.add(format!("filter.{}", violation.field), violation.description);
+    }
+    score_filter.agent_ids = filter.agent_ids;
+    score_filter.team_ids = filter.team_ids;
+    score_filter.channels = filter.channels;
+    score_filter.regions = filter.regions;
+    score_filter
+}
+
+fn dimension_from_proto(value: i32, field: &str, violations: &mut Violations) -> Option<Dimension> {
+    match pb::Dimension::try_from(value) {
+        Ok(pb::Dimension::Agent) => Some(Dimension::Agent),
+        Ok(pb::Dimension::Team) => Some(Dimension::Team),
+        Ok(pb::Dimension::Channel) => Some(Dimension::Channel),
+        Ok(pb::Dimension::Region) => Some(Dimension::Region),
+        Ok(pb::Dimension::Rubric) => Some(Dimension::Rubric),
+        Ok(pb::Dimension::Reviewer) => Some(Dimension::Reviewer),
+        _ => {
+            violations.add(field, format!("unknown dimension {value}"));
+            None
+        }
+    }
+}
+
+fn interval_from_proto(value: i32, violations: &mut Violations) -> Interval {
+    match pb::Interval::try_from(value) {
+        Ok(pb::Interval::Unspecified | pb::Interval::None) => Interval::None,
+        Ok(pb::Interval::Day) => Interval::Day,
+        Ok(pb::Interval::Week) => Interval::Week,
+        Ok(pb::Interval::Month) => Interval::Month,
+        Err(_) => {
+            violations.add("interval", format!("unknown interval {value}"));
+            Interval::None
+        }
+    }
+}
+
+fn export_row(event: EvaluationEvent, cursor: String) -> pb::EvaluationRow {
+    pb::EvaluationRow {
+        evaluation_id: event.evaluation_id.to_string(),
+        revision: event.revision,
+        interaction_id: event.interaction_id.to_string(),
+        agent_id: event.agent_id,
+        team_id: event.team_id,
+        channel: event.channel,
+        region: event.region,
+        rubric_id: event.rubric_id.to_string(),
+        rubric_version: event.rubric_version,
+        reviewer_id: event.reviewer_id,
+        kind: kind_to_proto(event.kind) as i32,
+        state: state_to_proto(event.state) as i32,
+        score: event.score,
+        passed: event.passed,
+        critical_failed: event.critical_failed,
+        csat: event.csat,
+        create_time: Some(timestamp(event.first_create_time)),
+        criterion_scores: event
+            .criterion_scores
+            .into_iter()
+            .map(|c| common::CriterionScore {
+                criterion_key: c.criterion_key,
+                score: c.score,
+            })
+            .collect(),
+        section_scores: event
+            .section_scores
+            .into_iter()
+            .map(|s| common::SectionScore {
+                section: s.section,
+                score: s.score,
+            })
+            .collect(),
+        cursor,
+    }
+}
+
+/// Weakest first; absent averages last.
+fn weakest_first(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.total_cmp(&b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
 }
 
 #[tonic::async_trait]
@@ -23,43 +235,248 @@ impl AnalyticsService for AnalyticsApi {
 
     async fn get_agent_score(
         &self,
-        _: Request<pb::GetAgentScoreRequest>,
+        request: Request<pb::GetAgentScoreRequest>,
     ) -> Result<Response<pb::ScoreSummary>, Status> {
-        unimplemented("GetAgentScore")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let agent_id = require_id("agent_id", &request.agent_id, &mut violations);
+        let mut filter = score_filter(
+            request.time_range,
+            &request.rubric_id,
+            &request.kinds,
+            &mut violations,
+        );
+        violations.finish(()).map_err(Error::from)?;
+        filter.agent_ids = vec![agent_id];
+        Ok(Response::new(self.summary(tenant, filter).await?))
     }
 
     async fn get_team_score(
         &self,
-        _: Request<pb::GetTeamScoreRequest>,
+        request: Request<pb::GetTeamScoreRequest>,
     ) -> Result<Response<pb::ScoreSummary>, Status> {
-        unimplemented("GetTeamScore")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let team_id = require_id("team_id", &request.team_id, &mut violations);
+        let mut filter = score_filter(
+            request.time_range,
+            &request.rubric_id,
+            &request.kinds,
+            &mut violations,
+        );
+        violations.finish(()).map_err(Error::from)?;
+        filter.team_ids = vec![team_id];
+        Ok(Response::new(self.summary(tenant, filter).await?))
     }
 
     async fn query_scores(
         &self,
-        _: Request<pb::QueryScoresRequest>,
+        request: Request<pb::QueryScoresRequest>,
     ) -> Result<Response<pb::QueryScoresResponse>, Status> {
-        unimplemented("QueryScores")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let filter = filter_from_proto(request.filter, &mut violations);
+        let mut group_by = Vec::new();
+        for (index, value) in request.group_by.iter().enumerate() {
+            let field = format!("group_by[{index}]");
+            if let Some(dimension) = dimension_from_proto(*value, &field, &mut violations) {
+                if group_by.contains(&dimension) {
+                    violations.add(field, "names a dimension twice");
+                } else {
+                    group_by.push(dimension);
+                }
+            }
+        }
+        let interval = interval_from_proto(request.interval, &mut violations);
+        violations.finish(()).map_err(Error::from)?;
+        let groups = self
+            .store
+            .group_totals(tenant, &filter, &group_by, interval)
+            .await?;
+        let rows = groups
+            .into_iter()
+            .map(|group| pb::ScoreRow {
+                dimensions: group_by
+                    .iter()
+                    .zip(group.dimensions)
+                    .map(|(dimension, value)| (dimension.name().to_owned(), value))
+                    .collect(),
+                bucket_start: group.bucket_start.map(timestamp),
+                iqs: group.totals.iqs(),
+                evaluation_count: group.totals.evaluation_count.max(0) as u64,
+                pass_rate: group.totals.pass_rate(),
+                avg_csat: group.totals.avg_csat(),
+            })
+            .collect();
+        Ok(Response::new(pb::QueryScoresResponse { rows }))
     }
 
     async fn get_criterion_breakdown(
         &self,
-        _: Request<pb::GetCriterionBreakdownRequest>,
+        request: Request<pb::GetCriterionBreakdownRequest>,
     ) -> Result<Response<pb::GetCriterionBreakdownResponse>, Status> {
-        unimplemented("GetCriterionBreakdown")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let filter = filter_from_proto(request.filter, &mut violations);
+        let limit = match request.root_cause_limit {
+            0 => DEFAULT_ROOT_CAUSES,
+            n if n < 0 => {
+                violations.add("root_cause_limit", "must not be negative");
+                0
+            }
+            n => n as usize,
+        };
+        violations.finish(()).map_err(Error::from)?;
+        let mut criteria: Vec<pb::CriterionAverage> = self
+            .store
+            .criterion_totals(tenant, &filter)
+            .await?
+            .into_iter()
+            .map(|c| pb::CriterionAverage {
+                criterion_key: c.criterion_key,
+                average_score: (c.rated_count > 0).then(|| c.score_sum / c.rated_count as f64),
+                rated_count: c.rated_count.max(0) as u64,
+                not_applicable_count: c.not_applicable_count.max(0) as u64,
+            })
+            .collect();
+        criteria.sort_by(|a, b| {
+            weakest_first(a.average_score, b.average_score)
+                .then(a.criterion_key.cmp(&b.criterion_key))
+        });
+        let mut sections: Vec<pb::SectionAverage> = self
+            .store
+            .section_totals(tenant, &filter)
+            .await?
+            .into_iter()
+            .map(|s| pb::SectionAverage {
+                section: s.section,
+                average_score: (s.score_count > 0).then(|| s.score_sum / s.score_count as f64),
+                scored_count: s.score_count.max(0) as u64,
+            })
+            .collect();
+        sections.sort_by(|a, b| {
+            weakest_first(a.average_score, b.average_score).then(a.section.cmp(&b.section))
+        });
+        let root_causes = self
+            .store
+            .root_cause_totals(tenant, &filter)
+            .await?
+            .into_iter()
+            .take(limit)
+            .map(|r| pb::RootCauseCount {
+                criterion_key: r.criterion_key,
+                root_cause: r.root_cause,
+                count: r.count.max(0) as u64,
+            })
+            .collect();
+        Ok(Response::new(pb::GetCriterionBreakdownResponse {
+            criteria,
+            sections,
+            root_causes,
+        }))
     }
 
     async fn get_csat_correlation(
         &self,
-        _: Request<pb::GetCsatCorrelationRequest>,
+        request: Request<pb::GetCsatCorrelationRequest>,
     ) -> Result<Response<pb::GetCsatCorrelationResponse>, Status> {
-        unimplemented("GetCsatCorrelation")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let filter = filter_from_proto(request.filter, &mut violations);
+        let group = match request.group_by {
+            0 => Some(Dimension::Agent),
+            value => match dimension_from_proto(value, "group_by", &mut violations) {
+                Some(dimension @ (Dimension::Agent | Dimension::Team)) => Some(dimension),
+                Some(_) => {
+                    violations.add("group_by", "must be DIMENSION_AGENT or DIMENSION_TEAM");
+                    None
+                }
+                None => None,
+            },
+        };
+        violations.finish(()).map_err(Error::from)?;
+        let group = group.unwrap_or(Dimension::Agent);
+        let groups = self
+            .store
+            .group_totals(tenant, &filter, &[group], Interval::None)
+            .await?;
+        let points: Vec<pb::CsatPoint> = groups
+            .into_iter()
+            .filter_map(|g| {
+                let (iqs, csat) = (g.totals.iqs()?, g.totals.avg_csat()?);
+                Some(pb::CsatPoint {
+                    group_id: g.dimensions.into_iter().next().unwrap_or_default(),
+                    iqs,
+                    avg_csat: csat,
+                    evaluation_count: g.totals.evaluation_count.max(0) as u64,
+                })
+            })
+            .collect();
+        let pairs: Vec<(f64, f64)> = points.iter().map(|p| (p.iqs, p.avg_csat)).collect();
+        Ok(Response::new(pb::GetCsatCorrelationResponse {
+            pearson_r: pearson(&pairs),
+            spearman_rho: spearman(&pairs),
+            pairs: pairs.len() as u64,
+            points,
+        }))
     }
 
     async fn export_evaluations(
         &self,
-        _: Request<pb::ExportEvaluationsRequest>,
+        request: Request<pb::ExportEvaluationsRequest>,
     ) -> Result<Response<Self::ExportEvaluationsStream>, Status> {
-        unimplemented("ExportEvaluations")
+        let tenant = principal(&request)?.tenant;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let filter = filter_from_proto(request.filter, &mut violations);
+        let fingerprint =
+            filter_fingerprint(&format!("export;{filter:?};{}", request.include_deleted));
+        let mut after = match decode_token(&request.cursor, &fingerprint) {
+            Ok(key) => key.and_then(|key| {
+                Uuid::parse_str(&key)
+                    .map_err(|_| violations.add("cursor", "is not a cursor returned by this API"))
+                    .ok()
+            }),
+            Err(reason) => {
+                violations.add("cursor", reason);
+                None
+            }
+        };
+        violations.finish(()).map_err(Error::from)?;
+        // Two pages in flight at most: memory stays flat however many rows there are.
+        let (sender, receiver) = tokio::sync::mpsc::channel(2 * EXPORT_PAGE as usize);
+        let store = self.store.clone();
+        let include_deleted = request.include_deleted;
+        tokio::spawn(async move {
+            loop {
+                let page = match store
+                    .export_page(tenant, &filter, include_deleted, after, EXPORT_PAGE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(err) => {
+                        let _ = sender.send(Err(Status::from(err))).await;
+                        return;
+                    }
+                };
+                let full = page.len() == EXPORT_PAGE as usize;
+                for event in page {
+                    after = Some(event.evaluation_id);
+                    let cursor = encode_token(&fingerprint, &event.evaluation_id.to_string());
+                    if sender.send(Ok(export_row(event, cursor))).await.is_err() {
+                        return;
+                    }
+                }
+                if !full {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }

@@ -226,11 +226,23 @@ pub trait AnalyticsStore: Send + Sync + 'static {
         interval: Interval,
     ) -> Result<Vec<GroupTotals>>;
 
-    async fn section_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<SectionTotals>>;
+    async fn section_totals(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+    ) -> Result<Vec<SectionTotals>>;
 
-    async fn criterion_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<CriterionTotals>>;
+    async fn criterion_totals(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+    ) -> Result<Vec<CriterionTotals>>;
 
-    async fn root_cause_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<RootCauseTotals>>;
+    async fn root_cause_totals(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+    ) -> Result<Vec<RootCauseTotals>>;
 
     /// Current evaluations (deleted ones too when asked) in id order after `after`.
     async fn export_page(

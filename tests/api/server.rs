@@ -5,9 +5,8 @@ use std::{
 };
 
 use iqs::config::ServiceSet;
-use iqs::proto::{
-    analytics::{self as analytics_pb, analytics_service_client::AnalyticsServiceClient},
-    evaluation::{self as evaluation_pb, evaluation_service_client::EvaluationServiceClient},
+use iqs::proto::evaluation::{
+    self as evaluation_pb, evaluation_service_client::EvaluationServiceClient,
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -97,16 +96,6 @@ async fn only_the_chosen_services_are_served() {
     );
     let status = EvaluationServiceClient::new(app.channel.clone())
         .get_evaluation(evaluation_pb::GetEvaluationRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-}
-
-#[tokio::test]
-async fn analytics_rpcs_answer_unimplemented_until_rollups_exist() {
-    let app = spawn_app().await;
-    let status = AnalyticsServiceClient::new(app.channel.clone())
-        .get_agent_score(analytics_pb::GetAgentScoreRequest::default())
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);

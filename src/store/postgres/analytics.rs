@@ -22,7 +22,8 @@ use crate::store::{
     AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, RootCauseTotals, SectionTotals,
 };
 
-const ROLLUP_KEY: &str = "tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind";
+const ROLLUP_KEY: &str =
+    "tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind";
 
 /// Rows per multi-row statement: PostgreSQL allows 65,535 bind parameters, and a facts
 /// row takes 17.
@@ -37,9 +38,15 @@ struct OutboxRow {
 }
 
 /// Applies events to facts and rollups inside the caller's transaction.
-async fn apply_events(conn: &mut PgConnection, events: &[(Uuid, EvaluationEvent)]) -> Result<AppliedBatch> {
+async fn apply_events(
+    conn: &mut PgConnection,
+    events: &[(Uuid, EvaluationEvent)],
+) -> Result<AppliedBatch> {
     let tenants: Vec<Uuid> = events.iter().map(|(tenant, _)| *tenant).collect();
-    let ids: Vec<Uuid> = events.iter().map(|(_, event)| event.evaluation_id).collect();
+    let ids: Vec<Uuid> = events
+        .iter()
+        .map(|(_, event)| event.evaluation_id)
+        .collect();
     let stored: Vec<(Uuid, Uuid, Json<EvaluationEvent>)> = sqlx::query_as(
         "SELECT f.tenant_id, f.evaluation_id, f.event FROM analytics.evaluation_facts f
          JOIN UNNEST($1::uuid[], $2::uuid[]) AS wanted(tenant_id, evaluation_id)
@@ -68,20 +75,30 @@ async fn apply_events(conn: &mut PgConnection, events: &[(Uuid, EvaluationEvent)
         };
         if let Some(old) = &remove {
             deltas.add(*tenant, old, -1);
-            applied.agents.push((TenantId(*tenant), old.agent_id.clone()));
+            applied
+                .agents
+                .push((TenantId(*tenant), old.agent_id.clone()));
             applied.teams.push((TenantId(*tenant), old.team_id.clone()));
         }
         if add {
             deltas.add(*tenant, event, 1);
         }
-        applied.agents.push((TenantId(*tenant), event.agent_id.clone()));
-        applied.teams.push((TenantId(*tenant), event.team_id.clone()));
+        applied
+            .agents
+            .push((TenantId(*tenant), event.agent_id.clone()));
+        applied
+            .teams
+            .push((TenantId(*tenant), event.team_id.clone()));
         facts.insert(key, event.clone());
         changed.insert(key);
     }
-    applied.agents.sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
+    applied
+        .agents
+        .sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
     applied.agents.dedup();
-    applied.teams.sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
+    applied
+        .teams
+        .sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
     applied.teams.dedup();
     let changed: Vec<(Uuid, &EvaluationEvent)> = changed
         .iter()
@@ -146,7 +163,6 @@ macro_rules! push_key {
             .push_bind($key.kind.as_str())
     };
 }
-
 
 async fn upsert_rollups(conn: &mut PgConnection, deltas: &RollupDeltas) -> Result<()> {
     let scores: Vec<_> = deltas.scores.iter().collect();
@@ -237,7 +253,12 @@ async fn upsert_rollups(conn: &mut PgConnection, deltas: &RollupDeltas) -> Resul
 
 /// Reads the next safe events after the cursor and applies them; the caller holds the
 /// cursor row locked.
-async fn apply_next(conn: &mut PgConnection, last_txid: &str, last_position: i64, limit: u32) -> Result<AppliedBatch> {
+async fn apply_next(
+    conn: &mut PgConnection,
+    last_txid: &str,
+    last_position: i64,
+    limit: u32,
+) -> Result<AppliedBatch> {
     let rows: Vec<OutboxRow> = sqlx::query_as(
         "SELECT tenant_id, position, txid::text AS txid, payload FROM evaluation.outbox
          WHERE (txid, position) > ($1::text::xid8, $2)
@@ -255,7 +276,10 @@ async fn apply_next(conn: &mut PgConnection, last_txid: &str, last_position: i64
         return Ok(AppliedBatch::default());
     };
     let (txid, position) = (last.txid.clone(), last.position);
-    let events: Vec<(Uuid, EvaluationEvent)> = rows.into_iter().map(|row| (row.tenant_id, row.payload.0)).collect();
+    let events: Vec<(Uuid, EvaluationEvent)> = rows
+        .into_iter()
+        .map(|row| (row.tenant_id, row.payload.0))
+        .collect();
     let applied = apply_events(conn, &events).await?;
     sqlx::query(
         "UPDATE analytics.projector_cursor SET last_txid = $1::text::xid8, last_position = $2,
@@ -270,7 +294,12 @@ async fn apply_next(conn: &mut PgConnection, last_txid: &str, last_position: i64
     Ok(applied)
 }
 
-fn push_list<'a>(query: &mut QueryBuilder<'a, Postgres>, alias: &str, column: &str, values: &'a [String]) {
+fn push_list<'a>(
+    query: &mut QueryBuilder<'a, Postgres>,
+    alias: &str,
+    column: &str,
+    values: &'a [String],
+) {
     if !values.is_empty() {
         query
             .push(format!(" AND {alias}.{column} = ANY("))
@@ -279,17 +308,29 @@ fn push_list<'a>(query: &mut QueryBuilder<'a, Postgres>, alias: &str, column: &s
     }
 }
 
-fn push_filters<'a>(query: &mut QueryBuilder<'a, Postgres>, alias: &str, tenant: TenantId, filter: &'a ScoreFilter) {
-    query.push(format!(" WHERE {alias}.tenant_id = ")).push_bind(tenant.as_uuid());
+fn push_filters<'a>(
+    query: &mut QueryBuilder<'a, Postgres>,
+    alias: &str,
+    tenant: TenantId,
+    filter: &'a ScoreFilter,
+) {
+    query
+        .push(format!(" WHERE {alias}.tenant_id = "))
+        .push_bind(tenant.as_uuid());
     push_list(query, alias, "agent_id", &filter.agent_ids);
     push_list(query, alias, "team_id", &filter.team_ids);
     push_list(query, alias, "channel", &filter.channels);
     push_list(query, alias, "region", &filter.regions);
     if let Some(rubric_id) = filter.rubric_id {
-        query.push(format!(" AND {alias}.rubric_id = ")).push_bind(rubric_id);
+        query
+            .push(format!(" AND {alias}.rubric_id = "))
+            .push_bind(rubric_id);
     }
     let kinds: Vec<&'static str> = filter.kinds.iter().map(|kind| kind.as_str()).collect();
-    query.push(format!(" AND {alias}.kind = ANY(")).push_bind(kinds).push(")");
+    query
+        .push(format!(" AND {alias}.kind = ANY("))
+        .push_bind(kinds)
+        .push(")");
 }
 
 /// What one query selects from the daily rollups and, for partial days, from facts.
@@ -305,12 +346,20 @@ struct Parts<'s> {
 }
 
 /// Pushes `(… UNION ALL …) AS parts`: whole days from rollups, edges from facts.
-fn push_parts<'a>(query: &mut QueryBuilder<'a, Postgres>, tenant: TenantId, filter: &'a ScoreFilter, parts: &Parts<'_>) {
+fn push_parts<'a>(
+    query: &mut QueryBuilder<'a, Postgres>,
+    tenant: TenantId,
+    filter: &'a ScoreFilter,
+    parts: &Parts<'_>,
+) {
     let TimeSplit { days, edges } = split_time(filter.start, filter.end);
     query.push("(");
     let mut any = false;
     if let Some((first, last)) = days {
-        query.push(format!("SELECT {} FROM {}", parts.rollup_select, parts.rollup_from));
+        query.push(format!(
+            "SELECT {} FROM {}",
+            parts.rollup_select, parts.rollup_from
+        ));
         push_filters(query, "r", tenant, filter);
         if let Some(first) = first {
             query.push(" AND r.day >= ").push_bind(first);
@@ -324,7 +373,10 @@ fn push_parts<'a>(query: &mut QueryBuilder<'a, Postgres>, tenant: TenantId, filt
         if any {
             query.push(" UNION ALL ");
         }
-        query.push(format!("SELECT {} FROM {}", parts.facts_select, parts.facts_from));
+        query.push(format!(
+            "SELECT {} FROM {}",
+            parts.facts_select, parts.facts_from
+        ));
         push_filters(query, "f", tenant, filter);
         query.push(" AND f.state = 'active'");
         if !parts.facts_where.is_empty() {
@@ -339,7 +391,10 @@ fn push_parts<'a>(query: &mut QueryBuilder<'a, Postgres>, tenant: TenantId, filt
         any = true;
     }
     if !any {
-        query.push(format!("SELECT {} FROM {} WHERE false", parts.rollup_select, parts.rollup_from));
+        query.push(format!(
+            "SELECT {} FROM {} WHERE false",
+            parts.rollup_select, parts.rollup_from
+        ));
     }
     query.push(") AS parts");
 }
@@ -405,7 +460,10 @@ impl AnalyticsStore for PostgresStore {
                 format!("date_trunc('{unit}', r.day::timestamp) AS bucket"),
                 format!("date_trunc('{unit}', f.first_create_time AT TIME ZONE 'UTC') AS bucket"),
             ),
-            None => ("NULL::timestamp AS bucket".to_owned(), "NULL::timestamp AS bucket".to_owned()),
+            None => (
+                "NULL::timestamp AS bucket".to_owned(),
+                "NULL::timestamp AS bucket".to_owned(),
+            ),
         };
         let dim_prefix = |alias: &str| {
             dims.iter()
@@ -418,9 +476,10 @@ impl AnalyticsStore for PostgresStore {
             dim_prefix("r")
         );
         let facts_select = format!(
-            "{}{facts_bucket}, 1::bigint, (f.score IS NOT NULL)::int::bigint, COALESCE(f.score, 0),
-             f.passed::int::bigint, f.critical_failed::int::bigint, COALESCE(f.csat, 0)::bigint,
-             (f.csat IS NOT NULL)::int::bigint",
+            "{}{facts_bucket}, 1::bigint AS evaluation_count,
+             (f.score IS NOT NULL)::int::bigint AS scored_count, COALESCE(f.score, 0) AS score_sum,
+             f.passed::int::bigint AS passed_count, f.critical_failed::int::bigint AS critical_fail_count,
+             COALESCE(f.csat, 0)::bigint AS csat_sum, (f.csat IS NOT NULL)::int::bigint AS csat_count",
             dim_prefix("f")
         );
         let outer_dims: String = (0..group_by.len()).map(|i| format!("d{i}, ")).collect();
@@ -445,7 +504,11 @@ impl AnalyticsStore for PostgresStore {
         query.push(format!(
             " GROUP BY {outer_dims}bucket HAVING sum(evaluation_count) > 0 ORDER BY bucket NULLS FIRST, {outer_dims}1"
         ));
-        let rows = query.build().fetch_all(&self.pool).await.map_err(classify)?;
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         use sqlx::Row;
         rows.iter()
             .map(|row| {
@@ -473,7 +536,11 @@ impl AnalyticsStore for PostgresStore {
             .collect()
     }
 
-    async fn section_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<SectionTotals>> {
+    async fn section_totals(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+    ) -> Result<Vec<SectionTotals>> {
         let mut query = QueryBuilder::<Postgres>::new(
             "SELECT section, sum(score_sum)::float8, sum(score_count)::bigint FROM ",
         );
@@ -484,13 +551,17 @@ impl AnalyticsStore for PostgresStore {
             &Parts {
                 rollup_select: "r.section, r.score_sum, r.score_count",
                 rollup_from: "analytics.daily_section_scores r",
-                facts_select: "s->>'section', (s->>'score')::float8, 1::bigint",
+                facts_select: "s->>'section' AS section, (s->>'score')::float8 AS score_sum, 1::bigint AS score_count",
                 facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'section_scores') s",
                 facts_where: "s->>'score' IS NOT NULL",
             },
         );
         query.push(" GROUP BY section HAVING sum(score_count) > 0 ORDER BY section");
-        let rows: Vec<(String, f64, i64)> = query.build_query_as().fetch_all(&self.pool).await.map_err(classify)?;
+        let rows: Vec<(String, f64, i64)> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(rows
             .into_iter()
             .map(|(section, score_sum, score_count)| SectionTotals {
@@ -501,7 +572,11 @@ impl AnalyticsStore for PostgresStore {
             .collect())
     }
 
-    async fn criterion_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<CriterionTotals>> {
+    async fn criterion_totals(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+    ) -> Result<Vec<CriterionTotals>> {
         let mut query = QueryBuilder::<Postgres>::new(
             "SELECT criterion_key, sum(score_sum)::float8, sum(rated_count)::bigint,
                     sum(not_applicable_count)::bigint FROM ",
@@ -513,26 +588,38 @@ impl AnalyticsStore for PostgresStore {
             &Parts {
                 rollup_select: "r.criterion_key, r.score_sum, r.rated_count, r.not_applicable_count",
                 rollup_from: "analytics.daily_criterion_scores r",
-                facts_select: "c->>'criterion_key', COALESCE((c->>'score')::float8, 0),
-                               (c->>'score' IS NOT NULL)::int::bigint, (c->>'score' IS NULL)::int::bigint",
+                facts_select: "c->>'criterion_key' AS criterion_key,
+                               COALESCE((c->>'score')::float8, 0) AS score_sum,
+                               (c->>'score' IS NOT NULL)::int::bigint AS rated_count,
+                               (c->>'score' IS NULL)::int::bigint AS not_applicable_count",
                 facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'criterion_scores') c",
                 facts_where: "",
             },
         );
         query.push(" GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key");
-        let rows: Vec<(String, f64, i64, i64)> = query.build_query_as().fetch_all(&self.pool).await.map_err(classify)?;
+        let rows: Vec<(String, f64, i64, i64)> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(rows
             .into_iter()
-            .map(|(criterion_key, score_sum, rated_count, not_applicable_count)| CriterionTotals {
-                criterion_key,
-                score_sum,
-                rated_count,
-                not_applicable_count,
-            })
+            .map(
+                |(criterion_key, score_sum, rated_count, not_applicable_count)| CriterionTotals {
+                    criterion_key,
+                    score_sum,
+                    rated_count,
+                    not_applicable_count,
+                },
+            )
             .collect())
     }
 
-    async fn root_cause_totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Vec<RootCauseTotals>> {
+    async fn root_cause_totals(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+    ) -> Result<Vec<RootCauseTotals>> {
         let mut query = QueryBuilder::<Postgres>::new(
             "SELECT criterion_key, root_cause, sum(count)::bigint AS total FROM ",
         );
@@ -543,13 +630,17 @@ impl AnalyticsStore for PostgresStore {
             &Parts {
                 rollup_select: "r.criterion_key, r.root_cause, r.count",
                 rollup_from: "analytics.daily_root_causes r",
-                facts_select: "rc->>0, rc->>1, 1::bigint",
+                facts_select: "rc->>0 AS criterion_key, rc->>1 AS root_cause, 1::bigint AS count",
                 facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'root_causes') rc",
                 facts_where: "",
             },
         );
         query.push(" GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY total DESC, criterion_key, root_cause");
-        let rows: Vec<(String, String, i64)> = query.build_query_as().fetch_all(&self.pool).await.map_err(classify)?;
+        let rows: Vec<(String, String, i64)> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(rows
             .into_iter()
             .map(|(criterion_key, root_cause, count)| RootCauseTotals {
@@ -568,7 +659,8 @@ impl AnalyticsStore for PostgresStore {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<EvaluationEvent>> {
-        let mut query = QueryBuilder::<Postgres>::new("SELECT f.event FROM analytics.evaluation_facts f");
+        let mut query =
+            QueryBuilder::<Postgres>::new("SELECT f.event FROM analytics.evaluation_facts f");
         push_filters(&mut query, "f", tenant, filter);
         if !include_deleted {
             query.push(" AND f.state = 'active'");
@@ -585,7 +677,11 @@ impl AnalyticsStore for PostgresStore {
         query
             .push(" ORDER BY f.evaluation_id LIMIT ")
             .push_bind(i64::from(limit));
-        let rows: Vec<(Json<EvaluationEvent>,)> = query.build_query_as().fetch_all(&self.pool).await.map_err(classify)?;
+        let rows: Vec<(Json<EvaluationEvent>,)> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(rows.into_iter().map(|(event,)| event.0).collect())
     }
 
@@ -621,11 +717,12 @@ impl AnalyticsStore for PostgresStore {
                 break;
             }
             total += applied.events as u64;
-            let cursor: (String, i64) =
-                sqlx::query_as("SELECT last_txid::text, last_position FROM analytics.projector_cursor")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+            let cursor: (String, i64) = sqlx::query_as(
+                "SELECT last_txid::text, last_position FROM analytics.projector_cursor",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
             (txid, position) = cursor;
         }
         tx.commit().await.map_err(classify)?;

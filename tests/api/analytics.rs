@@ -1,0 +1,756 @@
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use iqs::proto::analytics::{self as pb, analytics_service_client::AnalyticsServiceClient};
+use iqs::proto::common::TimeRange;
+use iqs::proto::evaluation::{self as eval_pb, submit_evaluation_request::InteractionRef};
+use iqs::proto::rubric as rubric_pb;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use crate::helpers::{AppOptions, TestApp, criterion, new_rubric, spawn_app, spawn_app_with};
+
+const TOLERANCE: f64 = 1e-9;
+
+fn assert_close(actual: Option<f64>, expected: Option<f64>, what: &str) {
+    match (actual, expected) {
+        (Some(a), Some(e)) => assert!((a - e).abs() < TOLERANCE, "{what}: {a} != {e}"),
+        (a, e) => assert_eq!(a, e, "{what}"),
+    }
+}
+
+fn analytics(app: &TestApp) -> AnalyticsServiceClient<Channel> {
+    AnalyticsServiceClient::new(app.channel.clone()).max_decoding_message_size(64 * 1024 * 1024)
+}
+
+/// Waits until the projector has applied every outbox event.
+async fn wait_for_projection(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM evaluation.outbox o, analytics.projector_cursor c
+                            WHERE (o.txid, o.position) > (c.last_txid, c.last_position))",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if !pending {
+            return;
+        }
+        assert!(Instant::now() < deadline, "projector did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the test knows of one evaluation, to compute the expected figures itself.
+#[derive(Clone, Debug)]
+struct Known {
+    evaluation: eval_pb::Evaluation,
+    csat: Option<i32>,
+    deleted: bool,
+}
+
+fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let values: Vec<f64> = values.into_iter().collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+struct Expected {
+    iqs: Option<f64>,
+    evaluation_count: u64,
+    scored_count: u64,
+    pass_rate: f64,
+    critical_fail_count: u64,
+    avg_csat: Option<f64>,
+    sections: BTreeMap<String, f64>,
+}
+
+fn expected(set: &[&Known]) -> Expected {
+    let scored: Vec<&&Known> = set
+        .iter()
+        .filter(|k| k.evaluation.score.is_some())
+        .collect();
+    let mut section_values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for known in set {
+        for section in &known.evaluation.section_scores {
+            if let Some(score) = section.score {
+                section_values
+                    .entry(section.section.clone())
+                    .or_default()
+                    .push(score);
+            }
+        }
+    }
+    Expected {
+        iqs: mean(scored.iter().map(|k| k.evaluation.score.unwrap())),
+        evaluation_count: set.len() as u64,
+        scored_count: scored.len() as u64,
+        pass_rate: if scored.is_empty() {
+            0.0
+        } else {
+            scored.iter().filter(|k| k.evaluation.passed).count() as f64 / scored.len() as f64
+        },
+        critical_fail_count: set.iter().filter(|k| k.evaluation.critical_failed).count() as u64,
+        avg_csat: mean(set.iter().filter_map(|k| k.csat.map(f64::from))),
+        sections: section_values
+            .into_iter()
+            .map(|(section, values)| (section, mean(values).unwrap()))
+            .collect(),
+    }
+}
+
+fn check_summary(summary: &pb::ScoreSummary, expected: &Expected, what: &str) {
+    assert_close(summary.iqs, expected.iqs, what);
+    assert_eq!(
+        summary.evaluation_count, expected.evaluation_count,
+        "{what}"
+    );
+    assert_eq!(summary.scored_count, expected.scored_count, "{what}");
+    assert!(
+        (summary.pass_rate - expected.pass_rate).abs() < TOLERANCE,
+        "{what}"
+    );
+    assert_eq!(
+        summary.critical_fail_count, expected.critical_fail_count,
+        "{what}"
+    );
+    let sections: BTreeMap<String, f64> = summary
+        .section_scores
+        .iter()
+        .map(|s| (s.section.clone(), s.score.unwrap()))
+        .collect();
+    assert_eq!(sections.len(), expected.sections.len(), "{what}");
+    for (section, value) in &expected.sections {
+        assert_close(
+            sections.get(section).copied(),
+            Some(*value),
+            &format!("{what} section {section}"),
+        );
+    }
+    assert!(summary.as_of.is_some());
+}
+
+async fn two_rubrics(app: &TestApp) -> Vec<String> {
+    let mut disclosure = criterion("disclosure", 1, 0, 1);
+    disclosure.section = "Compliance".into();
+    disclosure.critical = rubric_pb::CriticalScope::Section as i32;
+    let mut empathy = criterion("empathy", 2, 1, 4);
+    empathy.section = "Soft skills".into();
+    empathy.allow_not_applicable = true;
+    empathy.root_causes = vec!["rushed".into(), "scripted".into()];
+    let mut verify = criterion("verify_identity", 0, 0, 1);
+    verify.critical = rubric_pb::CriticalScope::Evaluation as i32;
+    let mut accuracy = criterion("accuracy", 3, 0, 4);
+    accuracy.root_causes = vec!["knowledge_gap".into()];
+    let mut ids = Vec::new();
+    for (name, criteria) in [
+        ("Chat", vec![disclosure, empathy]),
+        ("Email", vec![verify, accuracy]),
+    ] {
+        let rubric = app
+            .rubrics()
+            .create_rubric(new_rubric(
+                name,
+                rubric_pb::RubricDraft {
+                    criteria,
+                    pass_threshold: Some(70.0),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        app.rubrics()
+            .publish_rubric(rubric_pb::PublishRubricRequest {
+                id: rubric.id.clone(),
+            })
+            .await
+            .unwrap();
+        ids.push(rubric.id);
+    }
+    ids
+}
+
+/// A small deterministic generator (xorshift64*), so a failure replays exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u32(&mut self) -> u32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+}
+
+fn random_ratings(rng: &mut Rng, rubric: usize) -> Vec<eval_pb::Rating> {
+    let mut rating = |key: &str, max: u32, min: i32| eval_pb::Rating {
+        criterion_key: key.into(),
+        value: Some(min + (rng.next_u32() % max) as i32),
+        ..Default::default()
+    };
+    if rubric == 0 {
+        let disclosure = rating("disclosure", 2, 0);
+        let mut empathy = rating("empathy", 4, 1);
+        match rng.next_u32() % 5 {
+            0 => {
+                empathy.value = None;
+                empathy.not_applicable = true;
+            }
+            1 => empathy.root_causes = vec!["rushed".into()],
+            2 => empathy.root_causes = vec!["rushed".into(), "scripted".into()],
+            _ => {}
+        }
+        vec![disclosure, empathy]
+    } else {
+        let verify = rating("verify_identity", 2, 0);
+        let mut accuracy = rating("accuracy", 5, 0);
+        if rng.next_u32().is_multiple_of(3) {
+            accuracy.root_causes = vec!["knowledge_gap".into()];
+        }
+        vec![verify, accuracy]
+    }
+}
+
+#[tokio::test]
+async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations() {
+    let app = spawn_app().await;
+    // A second replica on the same database: two projectors compete for the outbox.
+    let replica = spawn_app_with(AppOptions {
+        database_url: Some(app.database_url.clone()),
+        ..AppOptions::default()
+    })
+    .await;
+    let rubrics = two_rubrics(&app).await;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let agents = ["ana", "ben", "chloe", "dev", "eli", "fay"];
+    let channels = ["chat", "email", "voice"];
+    let kinds = [
+        eval_pb::EvaluationKind::Manual,
+        eval_pb::EvaluationKind::Manual,
+        eval_pb::EvaluationKind::Manual,
+        eval_pb::EvaluationKind::Self_,
+        eval_pb::EvaluationKind::Calibration,
+    ];
+    let mut known: HashMap<String, Known> = HashMap::new();
+    let started = chrono::Utc::now();
+    for i in 0..240 {
+        let agent = agents[(rng.next_u32() as usize) % agents.len()];
+        let team = if agent < "d" { "north" } else { "south" };
+        let rubric = (rng.next_u32() % 2) as usize;
+        let csat = (!rng.next_u32().is_multiple_of(4)).then(|| 1 + (rng.next_u32() % 5) as i32);
+        let request = eval_pb::SubmitEvaluationRequest {
+            request_id: format!("r-{i}"),
+            interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
+                source: "zendesk".into(),
+                external_id: format!("T-{i}"),
+                channel: channels[(rng.next_u32() as usize) % 3].into(),
+                agent_id: agent.into(),
+                team_id: team.into(),
+                region: if i % 2 == 0 {
+                    "emea".into()
+                } else {
+                    "amer".into()
+                },
+                csat,
+                ..Default::default()
+            })),
+            rubric_id: rubrics[rubric].clone(),
+            rubric_version: 0,
+            reviewer_id: format!("qa-{}", rng.next_u32() % 3),
+            kind: kinds[(rng.next_u32() as usize) % kinds.len()] as i32,
+            ratings: random_ratings(&mut rng, rubric),
+            comment: String::new(),
+        };
+        let evaluation = app
+            .evaluations()
+            .submit_evaluation(request)
+            .await
+            .unwrap()
+            .into_inner();
+        known.insert(
+            evaluation.id.clone(),
+            Known {
+                evaluation,
+                csat,
+                deleted: false,
+            },
+        );
+    }
+    // Revise some, delete others, revise-then-delete a few.
+    let ids: Vec<String> = {
+        let mut ids: Vec<String> = known.keys().cloned().collect();
+        ids.sort();
+        ids
+    };
+    for (n, id) in ids.iter().enumerate() {
+        let entry = known.get(id).unwrap().clone();
+        let rubric = rubrics
+            .iter()
+            .position(|r| *r == entry.evaluation.rubric_id)
+            .unwrap();
+        if n % 5 == 0 || n % 11 == 0 {
+            let revised = app
+                .evaluations()
+                .revise_evaluation(eval_pb::ReviseEvaluationRequest {
+                    id: id.clone(),
+                    request_id: format!("rev-{n}"),
+                    ratings: random_ratings(&mut rng, rubric),
+                    comment: String::new(),
+                    reason: "recalibrated".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            known.get_mut(id).unwrap().evaluation = revised;
+        }
+        if n % 7 == 0 || n % 11 == 0 {
+            app.evaluations()
+                .delete_evaluation(eval_pb::DeleteEvaluationRequest {
+                    id: id.clone(),
+                    reason: "duplicate".into(),
+                })
+                .await
+                .unwrap();
+            known.get_mut(id).unwrap().deleted = true;
+        }
+    }
+    wait_for_projection(&app).await;
+    let ended = chrono::Utc::now();
+    drop(replica);
+
+    let ts = |t: chrono::DateTime<chrono::Utc>| prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    };
+    let today = started.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let ranges = [
+        // Partial days: answered from facts.
+        Some(TimeRange {
+            start_time: Some(ts(started - chrono::Duration::seconds(1))),
+            end_time: Some(ts(ended + chrono::Duration::seconds(1))),
+        }),
+        // Whole days: answered from rollups.
+        Some(TimeRange {
+            start_time: Some(ts(today)),
+            end_time: Some(ts(today + chrono::Duration::days(2))),
+        }),
+        // Unbounded.
+        None,
+    ];
+    let manual =
+        |k: &&Known| !k.deleted && k.evaluation.kind == eval_pb::EvaluationKind::Manual as i32;
+    let mut client = analytics(&app);
+    for range in ranges {
+        let what = format!("range {range:?}");
+        for agent in agents {
+            let summary = client
+                .get_agent_score(pb::GetAgentScoreRequest {
+                    agent_id: agent.into(),
+                    time_range: range,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let set: Vec<&Known> = known
+                .values()
+                .filter(manual)
+                .filter(|k| k.evaluation.agent_id == agent)
+                .collect();
+            check_summary(&summary, &expected(&set), &format!("{what} agent {agent}"));
+            if range.is_some() {
+                assert_close(summary.previous_iqs, None, "previous period is empty");
+            }
+        }
+        for team in ["north", "south"] {
+            let summary = client
+                .get_team_score(pb::GetTeamScoreRequest {
+                    team_id: team.into(),
+                    time_range: range,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let set: Vec<&Known> = known
+                .values()
+                .filter(manual)
+                .filter(|k| k.evaluation.team_id == team)
+                .collect();
+            check_summary(&summary, &expected(&set), &format!("{what} team {team}"));
+        }
+        // Other kinds only when asked for, and together when asked for together.
+        let both = [
+            eval_pb::EvaluationKind::Self_ as i32,
+            eval_pb::EvaluationKind::Calibration as i32,
+        ];
+        let summary = client
+            .get_agent_score(pb::GetAgentScoreRequest {
+                agent_id: "ana".into(),
+                time_range: range,
+                rubric_id: String::new(),
+                kinds: both.to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let set: Vec<&Known> = known
+            .values()
+            .filter(|k| {
+                !k.deleted && k.evaluation.agent_id == "ana" && both.contains(&k.evaluation.kind)
+            })
+            .collect();
+        check_summary(
+            &summary,
+            &expected(&set),
+            &format!("{what} ana self+calibration"),
+        );
+
+        // QueryScores: team x channel, and per rubric x reviewer by day.
+        let filter = pb::ScoreFilter {
+            time_range: range,
+            ..Default::default()
+        };
+        let rows = client
+            .query_scores(pb::QueryScoresRequest {
+                filter: Some(filter.clone()),
+                group_by: vec![pb::Dimension::Team as i32, pb::Dimension::Channel as i32],
+                interval: pb::Interval::None as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .rows;
+        let mut groups: BTreeMap<(String, String), Vec<&Known>> = BTreeMap::new();
+        for k in known.values().filter(manual) {
+            groups
+                .entry((k.evaluation.team_id.clone(), k.evaluation.channel.clone()))
+                .or_default()
+                .push(k);
+        }
+        assert_eq!(rows.len(), groups.len(), "{what}");
+        for row in &rows {
+            let key = (
+                row.dimensions["team"].clone(),
+                row.dimensions["channel"].clone(),
+            );
+            let e = expected(&groups[&key]);
+            assert_close(row.iqs, e.iqs, &format!("{what} {key:?}"));
+            assert_eq!(row.evaluation_count, e.evaluation_count);
+            assert!((row.pass_rate - e.pass_rate).abs() < TOLERANCE);
+            assert_close(row.avg_csat, e.avg_csat, &format!("{what} {key:?} csat"));
+            assert!(row.bucket_start.is_none());
+        }
+        let by_day = client
+            .query_scores(pb::QueryScoresRequest {
+                filter: Some(pb::ScoreFilter {
+                    rubric_id: rubrics[1].clone(),
+                    ..filter.clone()
+                }),
+                group_by: vec![pb::Dimension::Reviewer as i32],
+                interval: pb::Interval::Day as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .rows;
+        let mut reviewers: BTreeMap<String, Vec<&Known>> = BTreeMap::new();
+        for k in known
+            .values()
+            .filter(manual)
+            .filter(|k| k.evaluation.rubric_id == rubrics[1])
+        {
+            reviewers
+                .entry(k.evaluation.reviewer_id.clone())
+                .or_default()
+                .push(k);
+        }
+        assert_eq!(by_day.len(), reviewers.len(), "{what}");
+        for row in &by_day {
+            assert_eq!(
+                row.bucket_start.as_ref().map(|b| b.seconds),
+                Some(today.timestamp())
+            );
+            assert_close(
+                row.iqs,
+                expected(&reviewers[&row.dimensions["reviewer"]]).iqs,
+                &what,
+            );
+        }
+
+        // Criterion breakdown of the chat rubric.
+        let breakdown = client
+            .get_criterion_breakdown(pb::GetCriterionBreakdownRequest {
+                filter: Some(pb::ScoreFilter {
+                    rubric_id: rubrics[0].clone(),
+                    ..filter.clone()
+                }),
+                root_cause_limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let chat: Vec<&Known> = known
+            .values()
+            .filter(manual)
+            .filter(|k| k.evaluation.rubric_id == rubrics[0])
+            .collect();
+        for criterion in &breakdown.criteria {
+            let scores: Vec<f64> = chat
+                .iter()
+                .flat_map(|k| k.evaluation.criterion_scores.iter())
+                .filter(|c| c.criterion_key == criterion.criterion_key)
+                .filter_map(|c| c.score)
+                .collect();
+            assert_eq!(criterion.rated_count as usize, scores.len());
+            assert_close(
+                criterion.average_score,
+                mean(scores),
+                &format!("{what} {}", criterion.criterion_key),
+            );
+        }
+        let averages: Vec<f64> = breakdown
+            .criteria
+            .iter()
+            .filter_map(|c| c.average_score)
+            .collect();
+        assert!(averages.windows(2).all(|w| w[0] <= w[1]), "weakest first");
+        let e = expected(&chat);
+        for section in &breakdown.sections {
+            assert_close(
+                section.average_score,
+                e.sections.get(&section.section).copied(),
+                &section.section,
+            );
+        }
+        let mut causes: HashMap<(String, String), u64> = HashMap::new();
+        for k in &chat {
+            for rating in &k.evaluation.ratings {
+                for cause in &rating.root_causes {
+                    *causes
+                        .entry((rating.criterion_key.clone(), cause.clone()))
+                        .or_default() += 1;
+                }
+            }
+        }
+        assert_eq!(breakdown.root_causes.len(), causes.len());
+        for cause in &breakdown.root_causes {
+            assert_eq!(
+                cause.count,
+                causes[&(cause.criterion_key.clone(), cause.root_cause.clone())]
+            );
+        }
+
+        // CSAT correlation over agents.
+        let correlation = client
+            .get_csat_correlation(pb::GetCsatCorrelationRequest {
+                filter: Some(filter.clone()),
+                group_by: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut points = Vec::new();
+        for agent in agents {
+            let set: Vec<&Known> = known
+                .values()
+                .filter(manual)
+                .filter(|k| k.evaluation.agent_id == agent)
+                .collect();
+            let e = expected(&set);
+            if let (Some(iqs), Some(csat)) = (e.iqs, e.avg_csat) {
+                points.push((iqs, csat));
+            }
+        }
+        assert_eq!(correlation.pairs as usize, points.len());
+        let n = points.len() as f64;
+        let (mx, my) = (
+            points.iter().map(|p| p.0).sum::<f64>() / n,
+            points.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+        assert_close(
+            correlation.pearson_r,
+            Some(sxy / (sxx * syy).sqrt()),
+            "pearson",
+        );
+        assert!(correlation.spearman_rho.is_some());
+    }
+
+    // Export: every current evaluation once, resumable from any row's cursor.
+    let rows: Vec<pb::EvaluationRow> = client
+        .export_evaluations(pb::ExportEvaluationsRequest {
+            filter: None,
+            cursor: String::new(),
+            include_deleted: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    let manual_count = known.values().filter(manual).count();
+    assert_eq!(rows.len(), manual_count);
+    for row in &rows {
+        let k = &known[&row.evaluation_id];
+        assert_eq!(row.revision, k.evaluation.revision);
+        assert_eq!(row.score, k.evaluation.score);
+        assert_eq!(row.criterion_scores, k.evaluation.criterion_scores);
+        assert_eq!(row.csat, k.csat);
+    }
+    let resumed: Vec<pb::EvaluationRow> = client
+        .export_evaluations(pb::ExportEvaluationsRequest {
+            filter: None,
+            cursor: rows[9].cursor.clone(),
+            include_deleted: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    assert_eq!(resumed, rows[10..].to_vec());
+
+    // Rebuilding from the outbox gives the same figures.
+    let before = client
+        .query_scores(pb::QueryScoresRequest {
+            filter: None,
+            group_by: vec![pb::Dimension::Agent as i32],
+            interval: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let store =
+        iqs::store::postgres::PostgresStore::connect(&app.database_url, &Default::default())
+            .await
+            .unwrap();
+    use iqs::store::AnalyticsStore;
+    let replayed = store.rebuild().await.unwrap();
+    assert_eq!(replayed as i64, app.count("evaluation.outbox").await);
+    let after = client
+        .query_scores(pb::QueryScoresRequest {
+            filter: None,
+            group_by: vec![pb::Dimension::Agent as i32],
+            interval: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.rows.len(), after.rows.len());
+    for (b, a) in before.rows.iter().zip(&after.rows) {
+        assert_eq!(b.dimensions, a.dimensions);
+        assert_close(b.iqs, a.iqs, "after rebuild");
+        assert_eq!(b.evaluation_count, a.evaluation_count);
+    }
+}
+
+#[tokio::test]
+async fn a_submitted_evaluation_shows_in_the_agent_score_within_a_second() {
+    let app = spawn_app().await;
+    let rubric = two_rubrics(&app).await.remove(1);
+    let mut client = analytics(&app);
+    for n in 0..20 {
+        let request = eval_pb::SubmitEvaluationRequest {
+            request_id: format!("fresh-{n}"),
+            interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
+                source: "zendesk".into(),
+                external_id: format!("F-{n}"),
+                channel: "chat".into(),
+                agent_id: "fresh-agent".into(),
+                ..Default::default()
+            })),
+            rubric_id: rubric.clone(),
+            reviewer_id: "qa".into(),
+            ratings: vec![
+                crate::helpers::rating("verify_identity", 1),
+                crate::helpers::rating("accuracy", 4),
+            ],
+            ..Default::default()
+        };
+        app.evaluations().submit_evaluation(request).await.unwrap();
+        let submitted = Instant::now();
+        loop {
+            let summary = client
+                .get_agent_score(pb::GetAgentScoreRequest {
+                    agent_id: "fresh-agent".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if summary.evaluation_count == n + 1 {
+                break;
+            }
+            assert!(
+                submitted.elapsed() < Duration::from_secs(1),
+                "not visible within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn analytics_requests_with_bad_fields_name_each_one() {
+    let app = spawn_app().await;
+    let mut client = analytics(&app);
+    let status = client
+        .get_agent_score(pb::GetAgentScoreRequest {
+            agent_id: String::new(),
+            time_range: Some(TimeRange {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: 100,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: 50,
+                    nanos: 0,
+                }),
+            }),
+            rubric_id: "nope".into(),
+            kinds: vec![42],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::helpers::violated_fields(&status),
+        ["agent_id", "time_range.end_time", "rubric_id", "kinds[0]"]
+    );
+    let status = client
+        .query_scores(pb::QueryScoresRequest {
+            filter: Some(pb::ScoreFilter {
+                rubric_id: "x".into(),
+                ..Default::default()
+            }),
+            group_by: vec![pb::Dimension::Agent as i32, pb::Dimension::Agent as i32, 0],
+            interval: 9,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::helpers::violated_fields(&status),
+        ["filter.rubric_id", "group_by[1]", "group_by[2]", "interval"]
+    );
+}
+
+#[tokio::test]
+async fn an_agent_without_evaluations_has_no_iqs() {
+    let app = spawn_app().await;
+    let summary = analytics(&app)
+        .get_agent_score(pb::GetAgentScoreRequest {
+            agent_id: "nobody".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (summary.iqs, summary.evaluation_count, summary.pass_rate),
+        (None, 0, 0.0)
+    );
+}
