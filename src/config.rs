@@ -146,6 +146,11 @@ pub struct Config {
     pub rubric_endpoint: Option<String>,
     /// `redis://…`.
     pub redis_url: Option<String>,
+    /// Longest wait for Redis before answering from PostgreSQL.
+    pub redis_timeout_ms: u64,
+    /// How long a cached summary may live, as a backstop to invalidation: even when an
+    /// invalidation cannot reach Redis, no summary outlives this.
+    pub cache_ttl_ms: u64,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
     /// The tenant every request is served as until API keys are configured.
@@ -165,6 +170,8 @@ impl Default for Config {
             services: ServiceSet::all(),
             database_url: None,
             redis_url: None,
+            redis_timeout_ms: 100,
+            cache_ttl_ms: 1_000,
             rubric_endpoint: None,
             data_dir: PathBuf::from("./iqs-data"),
             default_tenant: Uuid::nil(),

@@ -2,11 +2,12 @@
 //! LISTEN/NOTIFY, with polling as the fallback. Several replicas may run; one applies at
 //! a time (the cursor row is locked with SKIP LOCKED).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::watch;
 
+use crate::cache::{CacheEntity, SummaryCache};
 use crate::store::{AnalyticsStore, AppliedBatch};
 
 /// Events applied per transaction.
@@ -17,30 +18,64 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const PENDING_RETRY: Duration = Duration::from_millis(20);
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Called after each applied batch, e.g. to refresh caches.
-pub type AfterApply = Arc<dyn Fn(AppliedBatch) + Send + Sync>;
+/// How soon to retry invalidations the cache could not take.
+const INVALIDATION_RETRY: Duration = Duration::from_millis(250);
 
 pub struct Projector {
     store: Arc<dyn AnalyticsStore>,
     pool: PgPool,
-    after_apply: Option<AfterApply>,
+    cache: Option<Arc<dyn SummaryCache>>,
+    /// Entities whose cached summaries are older than the rollups, until the cache
+    /// confirms their invalidation.
+    stale: BTreeSet<CacheEntity>,
 }
 
 impl Projector {
     pub fn new(
         store: Arc<dyn AnalyticsStore>,
         pool: PgPool,
-        after_apply: Option<AfterApply>,
+        cache: Option<Arc<dyn SummaryCache>>,
     ) -> Self {
         Self {
             store,
             pool,
-            after_apply,
+            cache,
+            stale: BTreeSet::new(),
+        }
+    }
+
+    fn mark_stale(&mut self, applied: &AppliedBatch) {
+        if self.cache.is_none() {
+            return;
+        }
+        let agents = applied
+            .agents
+            .iter()
+            .map(|(t, id)| CacheEntity::Agent(*t, id.clone()));
+        let teams = applied
+            .teams
+            .iter()
+            .map(|(t, id)| CacheEntity::Team(*t, id.clone()));
+        self.stale.extend(agents.chain(teams));
+    }
+
+    /// Invalidates the stale entities; keeps them for a retry when the cache is down.
+    async fn invalidate(&mut self) {
+        let Some(cache) = &self.cache else { return };
+        if self.stale.is_empty() {
+            return;
+        }
+        let entities: Vec<CacheEntity> = self.stale.iter().cloned().collect();
+        match cache.invalidate(&entities).await {
+            Ok(()) => self.stale.clear(),
+            Err(err) => {
+                tracing::debug!(%err, pending = entities.len(), "cache invalidation deferred")
+            }
         }
     }
 
     /// Runs until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut listener = match PgListener::connect_with(&self.pool).await {
             Ok(mut listener) => match listener.listen("iqs_outbox").await {
                 Ok(()) => Some(listener),
@@ -61,9 +96,8 @@ impl Projector {
             let wait = match self.store.apply_pending(BATCH_SIZE).await {
                 Ok(applied) if applied.events > 0 => {
                     tracing::debug!(events = applied.events, "applied outbox events");
-                    if let Some(after_apply) = &self.after_apply {
-                        after_apply(applied);
-                    }
+                    self.mark_stale(&applied);
+                    self.invalidate().await;
                     continue;
                 }
                 Ok(_) => match self.store.has_pending().await {
@@ -78,6 +112,12 @@ impl Projector {
                     tracing::warn!(%err, "projector cannot apply events");
                     ERROR_BACKOFF
                 }
+            };
+            self.invalidate().await;
+            let wait = if self.stale.is_empty() {
+                wait
+            } else {
+                wait.min(INVALIDATION_RETRY)
             };
             let notified = async {
                 match listener.as_mut() {

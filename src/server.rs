@@ -9,6 +9,7 @@ use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::auth::DefaultTenantLayer;
+use crate::cache::{SummaryCache, redis::RedisCache};
 use crate::config::{Config, ServiceKind, ServiceSet};
 use crate::domain::tenant::TenantId;
 use crate::error::Error;
@@ -81,6 +82,20 @@ fn rubric_client(
     )?)))
 }
 
+/// Redis when `REDIS_URL` is set; no cache otherwise.
+fn summary_cache(config: &Config) -> Result<Option<Arc<dyn SummaryCache>>, StartError> {
+    let Some(url) = config.redis_url.as_deref() else {
+        return Ok(None);
+    };
+    let cache = RedisCache::new(
+        url,
+        Duration::from_millis(config.redis_timeout_ms),
+        Duration::from_millis(config.cache_ttl_ms),
+    )
+    .map_err(|err| StartError::Store(Error::Internal(err)))?;
+    Ok(Some(Arc::new(cache)))
+}
+
 /// Connects to PostgreSQL and applies the migrations.
 pub async fn connect_store(config: &Config) -> Result<PostgresStore, StartError> {
     let url = config
@@ -107,6 +122,7 @@ pub struct Server {
     evaluation_store: Arc<dyn EvaluationStore>,
     analytics_store: Arc<dyn AnalyticsStore>,
     rubric_client: Arc<dyn RubricClient>,
+    cache: Option<Arc<dyn SummaryCache>>,
     pool: PgPool,
 }
 
@@ -136,6 +152,7 @@ impl Server {
             evaluation_store: store.clone(),
             analytics_store: store.clone(),
             pool: store.pool().clone(),
+            cache: summary_cache(config)?,
             rubric_client,
         })
     }
@@ -175,14 +192,20 @@ impl Server {
                 self.rubric_client.clone(),
             ))
         });
-        let analytics = self
-            .services
-            .contains(ServiceKind::Analytics)
-            .then(|| AnalyticsServiceServer::new(AnalyticsApi::new(self.analytics_store.clone())));
+        let analytics = self.services.contains(ServiceKind::Analytics).then(|| {
+            AnalyticsServiceServer::new(AnalyticsApi::new(
+                self.analytics_store.clone(),
+                self.cache.clone(),
+            ))
+        });
         // The analytics service keeps its rollups fresh: it runs the projector.
         let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
         let projector = self.services.contains(ServiceKind::Analytics).then(|| {
-            let projector = Projector::new(self.analytics_store.clone(), self.pool.clone(), None);
+            let projector = Projector::new(
+                self.analytics_store.clone(),
+                self.pool.clone(),
+                self.cache.clone(),
+            );
             tokio::spawn(projector.run(projector_stopped))
         });
 

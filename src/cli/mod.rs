@@ -32,6 +32,16 @@ enum Command {
     /// Generate load against a running server.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Analytics maintenance.
+    #[command(subcommand)]
+    Analytics(AnalyticsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyticsCommand {
+    /// Rebuild every rollup by replaying the evaluation outbox, in one transaction:
+    /// running servers keep answering with the previous figures until it commits.
+    Rebuild,
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +61,7 @@ pub fn run() -> ExitCode {
             listen_addr: args.listen,
             services: args.services.clone(),
         },
-        Command::Migrate | Command::Bench(_) => FlagOverrides::default(),
+        Command::Migrate | Command::Bench(_) | Command::Analytics(_) => FlagOverrides::default(),
     };
     let config = match config::load(cli.config.as_deref(), &flags) {
         Ok(config) => config,
@@ -76,6 +86,7 @@ pub fn run() -> ExitCode {
             Command::Serve(_) => serve(&config).await.map_err(|err| err.to_string()),
             Command::Migrate => migrate(&config).await.map_err(|err| err.to_string()),
             Command::Bench(command) => bench::run(command).await,
+            Command::Analytics(AnalyticsCommand::Rebuild) => rebuild(&config).await,
         }
     });
     match outcome {
@@ -96,6 +107,20 @@ async fn serve(config: &Config) -> Result<(), server::StartError> {
 async fn migrate(config: &Config) -> Result<(), server::StartError> {
     server::connect_store(config).await?;
     println!("migrations applied");
+    Ok(())
+}
+
+async fn rebuild(config: &Config) -> Result<(), String> {
+    use crate::store::AnalyticsStore;
+    let store = server::connect_store(config)
+        .await
+        .map_err(|err| err.to_string())?;
+    let started = std::time::Instant::now();
+    let events = store.rebuild().await.map_err(|err| err.to_string())?;
+    println!(
+        "rebuilt analytics from {events} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -3,12 +3,15 @@
 
 use std::{pin::Pin, sync::Arc};
 
+use prost::Message;
+
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert::{from_timestamp, kind_from_proto, kind_to_proto, state_to_proto, timestamp};
 use crate::auth::principal;
+use crate::cache::{CacheEntity, Lookup, SummaryCache};
 use crate::domain::{
     analytics::{Dimension, Interval, ScoreFilter, Totals, previous_period},
     evaluation::{EvaluationEvent, EvaluationKind},
@@ -31,11 +34,40 @@ const DEFAULT_ROOT_CAUSES: usize = 10;
 
 pub struct AnalyticsApi {
     store: Arc<dyn AnalyticsStore>,
+    cache: Option<Arc<dyn SummaryCache>>,
 }
 
 impl AnalyticsApi {
-    pub fn new(store: Arc<dyn AnalyticsStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn AnalyticsStore>, cache: Option<Arc<dyn SummaryCache>>) -> Self {
+        Self { store, cache }
+    }
+
+    /// The summary of one agent or team: from the cache when it holds a current one,
+    /// else computed and offered to the cache.
+    async fn cached_summary(
+        &self,
+        tenant: TenantId,
+        entity: CacheEntity,
+        filter: ScoreFilter,
+    ) -> Result<pb::ScoreSummary> {
+        let Some(cache) = self.cache.clone() else {
+            return self.summary(tenant, filter).await;
+        };
+        let request_key = filter_fingerprint(&format!("{filter:?}"));
+        let version = match cache.get(&entity, &request_key).await {
+            Lookup::Hit(bytes) => match pb::ScoreSummary::decode(bytes.as_slice()) {
+                Ok(summary) => return Ok(summary),
+                Err(_) => None,
+            },
+            Lookup::Miss { version } => Some(version),
+            Lookup::Unavailable => None,
+        };
+        let summary = self.summary(tenant, filter).await?;
+        if let Some(version) = version {
+            let value = summary.encode_to_vec();
+            tokio::spawn(async move { cache.put(&entity, &request_key, &version, value).await });
+        }
+        Ok(summary)
     }
 
     async fn summary(&self, tenant: TenantId, filter: ScoreFilter) -> Result<pb::ScoreSummary> {
@@ -248,8 +280,11 @@ impl AnalyticsService for AnalyticsApi {
             &mut violations,
         );
         violations.finish(()).map_err(Error::from)?;
-        filter.agent_ids = vec![agent_id];
-        Ok(Response::new(self.summary(tenant, filter).await?))
+        filter.agent_ids = vec![agent_id.clone()];
+        let entity = CacheEntity::Agent(tenant, agent_id);
+        Ok(Response::new(
+            self.cached_summary(tenant, entity, filter).await?,
+        ))
     }
 
     async fn get_team_score(
@@ -267,8 +302,11 @@ impl AnalyticsService for AnalyticsApi {
             &mut violations,
         );
         violations.finish(()).map_err(Error::from)?;
-        filter.team_ids = vec![team_id];
-        Ok(Response::new(self.summary(tenant, filter).await?))
+        filter.team_ids = vec![team_id.clone()];
+        let entity = CacheEntity::Team(tenant, team_id);
+        Ok(Response::new(
+            self.cached_summary(tenant, entity, filter).await?,
+        ))
     }
 
     async fn query_scores(

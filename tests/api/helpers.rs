@@ -51,6 +51,8 @@ pub struct AppOptions {
     pub tenant: Uuid,
     pub services: ServiceSet,
     pub rubric_endpoint: Option<String>,
+    pub redis_url: Option<String>,
+    pub cache_ttl_ms: u64,
 }
 
 impl Default for AppOptions {
@@ -60,6 +62,8 @@ impl Default for AppOptions {
             tenant: Uuid::nil(),
             services: ServiceSet::all(),
             rubric_endpoint: None,
+            redis_url: None,
+            cache_ttl_ms: 1_000,
         }
     }
 }
@@ -84,6 +88,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         default_tenant: options.tenant,
         services: options.services,
         rubric_endpoint: options.rubric_endpoint,
+        redis_url: options.redis_url,
+        cache_ttl_ms: options.cache_ttl_ms,
         database_max_connections: 4,
         shutdown_grace_ms: 2_000,
         ..Config::default()

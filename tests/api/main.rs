@@ -2,6 +2,7 @@
 //! test), called through the generated tonic clients.
 
 mod analytics;
+mod cache;
 mod evaluation;
 mod helpers;
 mod rubric;

@@ -1,0 +1,232 @@
+//! The Redis summary cache, against a Redis server of the test's own that it stops,
+//! pauses and restarts.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use iqs::proto::analytics::{self as pb, analytics_service_client::AnalyticsServiceClient};
+use iqs::proto::evaluation::submit_evaluation_request::InteractionRef;
+
+use crate::helpers::{AppOptions, TestApp, published_rubric, rating, spawn_app_with};
+
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian/Ubuntu: apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child }
+    }
+
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+
+    fn cached_summaries(&self) -> usize {
+        let output = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "--scan",
+                "--pattern",
+                "iqs:*:summaries",
+            ])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn submit(app: &TestApp, rubric_id: &str, n: usize) {
+    let mut request = crate::helpers::submission(rubric_id, &format!("C-{n}"), 1, 4);
+    if let Some(InteractionRef::Interaction(inline)) = request.interaction_ref.as_mut() {
+        inline.agent_id = "cached-agent".into();
+    }
+    request.ratings = vec![rating("greeting", (n % 2) as i32), rating("empathy", 4)];
+    app.evaluations().submit_evaluation(request).await.unwrap();
+}
+
+async fn agent_score(app: &TestApp) -> pb::ScoreSummary {
+    AnalyticsServiceClient::new(app.channel.clone())
+        .get_agent_score(pb::GetAgentScoreRequest {
+            agent_id: "cached-agent".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Waits until the agent's score counts `count` evaluations; fails after `limit`.
+async fn wait_for_count(app: &TestApp, count: u64, limit: Duration) -> pb::ScoreSummary {
+    let started = Instant::now();
+    loop {
+        let summary = agent_score(app).await;
+        if summary.evaluation_count == count {
+            return summary;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "count {} != {count}",
+            summary.evaluation_count
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn summaries_are_cached_in_redis_and_refreshed_when_the_projector_applies() {
+    let redis = Redis::start();
+    let app = spawn_app_with(AppOptions {
+        redis_url: Some(redis.url()),
+        cache_ttl_ms: 60_000,
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    submit(&app, &rubric.id, 0).await;
+    let first = wait_for_count(&app, 1, Duration::from_secs(1)).await;
+    // The put happens in the background.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis.cached_summaries() == 0 {
+        assert!(Instant::now() < deadline, "nothing was cached");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(agent_score(&app).await, first);
+    // A new evaluation invalidates the cached summary: no stale value, even with a
+    // TTL of a minute.
+    submit(&app, &rubric.id, 1).await;
+    let second = wait_for_count(&app, 2, Duration::from_secs(1)).await;
+    assert_ne!(second.iqs, first.iqs);
+}
+
+#[tokio::test]
+async fn with_redis_stopped_every_answer_still_comes_from_postgres_and_hits_resume_after() {
+    let redis = Redis::start();
+    let app = spawn_app_with(AppOptions {
+        redis_url: Some(redis.url()),
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    submit(&app, &rubric.id, 0).await;
+    wait_for_count(&app, 1, Duration::from_secs(1)).await;
+
+    let port = redis.stop();
+    submit(&app, &rubric.id, 1).await;
+    let started = Instant::now();
+    let summary = wait_for_count(&app, 2, Duration::from_secs(2)).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(summary.scored_count, 2);
+    // Other analytics RPCs do not need Redis at all.
+    let rows = AnalyticsServiceClient::new(app.channel.clone())
+        .query_scores(pb::QueryScoresRequest {
+            filter: None,
+            group_by: vec![pb::Dimension::Agent as i32],
+            interval: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    assert_eq!(rows[0].evaluation_count, 2);
+
+    let redis = Redis::start_on(port);
+    submit(&app, &rubric.id, 2).await;
+    wait_for_count(&app, 3, Duration::from_secs(3)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.cached_summaries() == 0 {
+        assert!(Instant::now() < deadline, "caching did not resume");
+        agent_score(&app).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(agent_score(&app).await.evaluation_count, 3);
+}
+
+#[tokio::test]
+async fn a_paused_redis_is_bypassed_and_serves_nothing_stale_when_it_resumes() {
+    let redis = Redis::start();
+    let app = spawn_app_with(AppOptions {
+        redis_url: Some(redis.url()),
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    submit(&app, &rubric.id, 0).await;
+    wait_for_count(&app, 1, Duration::from_secs(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis.cached_summaries() == 0 {
+        assert!(Instant::now() < deadline, "nothing was cached");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Paused, Redis keeps its data but answers nothing: calls wait at most the timeout.
+    redis.signal("-STOP");
+    submit(&app, &rubric.id, 1).await;
+    let summary = wait_for_count(&app, 2, Duration::from_secs(3)).await;
+    assert_eq!(summary.evaluation_count, 2);
+    let started = Instant::now();
+    agent_score(&app).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "a paused Redis slowed a call"
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+
+    // Resumed with the old summary still in memory: it is never served.
+    redis.signal("-CONT");
+    for _ in 0..50 {
+        assert_eq!(agent_score(&app).await.evaluation_count, 2);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
