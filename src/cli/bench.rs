@@ -19,6 +19,34 @@ use crate::proto::{
 pub enum BenchCommand {
     /// Streams generated evaluations through ImportEvaluations and reports rows per second.
     Import(ImportArgs),
+    /// Submits evaluations one by one and measures how long each takes to show in
+    /// GetAgentScore.
+    Freshness(FreshnessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FreshnessArgs {
+    /// Address of the IQS server.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// Submissions to measure.
+    #[arg(long, default_value_t = 1_000)]
+    count: u64,
+    /// Prefix of request ids and interaction ids, so runs do not collide.
+    #[arg(long, default_value = "fresh")]
+    prefix: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct FreshnessReport {
+    scenario: &'static str,
+    count: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +82,7 @@ struct ImportReport {
 pub async fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Import(args) => import(args).await,
+        BenchCommand::Freshness(args) => freshness(args).await,
     }
 }
 
@@ -221,4 +250,108 @@ async fn import(args: ImportArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The value at quantile `q` (0..=1) of sorted samples.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+async fn freshness(args: FreshnessArgs) -> Result<(), String> {
+    use crate::proto::analytics::{
+        GetAgentScoreRequest, analytics_service_client::AnalyticsServiceClient,
+    };
+    let channel = connect(&args.target).await?;
+    let rubric_id = bench_rubric(channel.clone()).await?;
+    let mut evaluations = EvaluationServiceClient::new(channel.clone());
+    let mut analytics = AnalyticsServiceClient::new(channel);
+    let agent_id = format!("agent-{}", args.prefix);
+    let score = |analytics: &mut AnalyticsServiceClient<Channel>| {
+        let mut analytics = analytics.clone();
+        let agent_id = agent_id.clone();
+        async move {
+            analytics
+                .get_agent_score(GetAgentScoreRequest {
+                    agent_id,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().evaluation_count)
+                .map_err(|status| format!("GetAgentScore: {status}"))
+        }
+    };
+    let mut seen = score(&mut analytics).await?;
+    let mut samples = Vec::with_capacity(args.count as usize);
+    for i in 0..args.count {
+        let mut row = import_row(&args.prefix, &rubric_id, i, false);
+        if let Some(InteractionRef::Interaction(inline)) = row.interaction_ref.as_mut() {
+            inline.agent_id = agent_id.clone();
+        }
+        evaluations
+            .submit_evaluation(row)
+            .await
+            .map_err(|status| format!("SubmitEvaluation: {status}"))?;
+        let submitted = Instant::now();
+        loop {
+            let count = score(&mut analytics).await?;
+            if count > seen {
+                seen = count;
+                break;
+            }
+            if submitted.elapsed() > Duration::from_secs(30) {
+                return Err("an evaluation did not show within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples.push(submitted.elapsed());
+    }
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let report = FreshnessReport {
+        scenario: "freshness",
+        count: args.count,
+        p50_ms: ms(quantile(&samples, 0.5)),
+        p99_ms: ms(quantile(&samples, 0.99)),
+        max_ms: ms(samples.last().copied().unwrap_or_default()),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|err| err.to_string())?
+        );
+    } else {
+        println!(
+            "freshness over {} submissions: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            report.count, report.p50_ms, report.p99_ms, report.max_ms
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_pick_the_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&samples, 0.5), Duration::from_millis(50));
+        assert_eq!(quantile(&samples, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&samples, 1.0), Duration::from_millis(100));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn generated_rows_are_deterministic_and_bad_rows_break_the_scale() {
+        assert_eq!(
+            import_row("p", "r", 7, false),
+            import_row("p", "r", 7, false)
+        );
+        let bad = import_row("p", "r", 7, true);
+        assert!(bad.ratings.iter().any(|r| r.value == Some(9)));
+    }
 }

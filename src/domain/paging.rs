@@ -7,6 +7,8 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
+use super::validation::Violations;
+
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
@@ -54,6 +56,50 @@ pub fn decode_token(token: &str, fingerprint: &str) -> Result<Option<String>, &'
     }
 }
 
+/// The key of a page token, parsed by `parse`; a token that is not one of ours, or was
+/// issued for other filters, is a violation of `field`.
+pub fn read_token<K>(
+    token: &str,
+    fingerprint: &str,
+    field: &str,
+    parse: impl FnOnce(&str) -> Option<K>,
+    violations: &mut Violations,
+) -> Option<K> {
+    match decode_token(token, fingerprint) {
+        Ok(None) => None,
+        Ok(Some(key)) => {
+            let parsed = parse(&key);
+            if parsed.is_none() {
+                violations.add(field, "is not a page token returned by this API");
+            }
+            parsed
+        }
+        Err(reason) => {
+            violations.add(field, reason);
+            None
+        }
+    }
+}
+
+/// Cuts rows fetched with `limit + 1` down to `limit`, with the token of the last row
+/// kept when more remain (empty otherwise).
+pub fn finish_page<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    fingerprint: &str,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, String) {
+    if rows.len() <= limit as usize {
+        return (rows, String::new());
+    }
+    rows.truncate(limit as usize);
+    let token = rows
+        .last()
+        .map(|last| encode_token(fingerprint, &key(last)))
+        .unwrap_or_default();
+    (rows, token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +121,40 @@ mod tests {
             Some("0192e4a0-7b1a-7c3e-9f00-000000000001")
         );
         assert_eq!(decode_token("", &fingerprint), Ok(None));
+    }
+
+    #[test]
+    fn a_full_page_carries_the_token_of_its_last_row() {
+        let (rows, token) = finish_page(vec![1, 2, 3], 2, "f", |n| n.to_string());
+        assert_eq!(rows, [1, 2]);
+        let mut violations = Violations::new();
+        let key = read_token(
+            &token,
+            "f",
+            "page_token",
+            |k| k.parse::<i32>().ok(),
+            &mut violations,
+        );
+        assert_eq!(key, Some(2));
+        let (rows, token) = finish_page(vec![1, 2], 2, "f", |n| n.to_string());
+        assert_eq!((rows.len(), token.as_str()), (2, ""));
+    }
+
+    #[test]
+    fn an_unparsable_key_is_a_violation_of_the_field() {
+        let mut violations = Violations::new();
+        let token = encode_token("f", "not a number");
+        assert_eq!(
+            read_token(
+                &token,
+                "f",
+                "cursor",
+                |k| k.parse::<i32>().ok(),
+                &mut violations
+            ),
+            None
+        );
+        assert_eq!(violations.as_slice()[0].field, "cursor");
     }
 
     #[test]

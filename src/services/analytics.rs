@@ -16,7 +16,7 @@ use crate::domain::{
     analytics::{Dimension, Interval, ScoreFilter, Totals, previous_period},
     evaluation::{EvaluationEvent, EvaluationKind},
     interaction::{MAX_ID_LEN, is_external_id},
-    paging::{decode_token, encode_token, filter_fingerprint},
+    paging::{encode_token, filter_fingerprint, read_token},
     statistics::{pearson, spearman},
     tenant::TenantId,
     validation::Violations,
@@ -474,17 +474,13 @@ impl AnalyticsService for AnalyticsApi {
         let filter = filter_from_proto(request.filter, &mut violations);
         let fingerprint =
             filter_fingerprint(&format!("export;{filter:?};{}", request.include_deleted));
-        let mut after = match decode_token(&request.cursor, &fingerprint) {
-            Ok(key) => key.and_then(|key| {
-                Uuid::parse_str(&key)
-                    .map_err(|_| violations.add("cursor", "is not a cursor returned by this API"))
-                    .ok()
-            }),
-            Err(reason) => {
-                violations.add("cursor", reason);
-                None
-            }
-        };
+        let mut after = read_token(
+            &request.cursor,
+            &fingerprint,
+            "cursor",
+            |key| Uuid::parse_str(key).ok(),
+            &mut violations,
+        );
         violations.finish(()).map_err(Error::from)?;
         // Two pages in flight at most: memory stays flat however many rows there are.
         let (sender, receiver) = tokio::sync::mpsc::channel(2 * EXPORT_PAGE as usize);

@@ -17,7 +17,7 @@ use crate::domain::{
         EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
     },
     interaction::{InteractionInput, MAX_ID_LEN, is_external_id},
-    paging::{decode_token, encode_token, filter_fingerprint, page_size},
+    paging::{filter_fingerprint, finish_page, page_size, read_token},
     rubric::RubricVersion,
     scoring::{self, MAX_COMMENT_CHARS, Rating, ScoreOutcome},
     tenant::TenantId,
@@ -408,22 +408,19 @@ impl EvaluationService for EvaluationApi {
             request.include_inactive
         );
         let fingerprint = filter_fingerprint(&filters);
-        let before = match decode_token(&request.page_token, &fingerprint) {
-            Ok(key) => key.and_then(|key| {
+        let before = read_token(
+            &request.page_token,
+            &fingerprint,
+            "page_token",
+            |key| {
                 let (id, revision) = key.split_once(':')?;
-                Some((Uuid::parse_str(id).ok()?, revision.parse::<u32>().ok()?)).or_else(|| {
-                    violations.add("page_token", "is not a page token returned by this API");
-                    None
-                })
-            }),
-            Err(reason) => {
-                violations.add("page_token", reason);
-                None
-            }
-        };
+                Some((Uuid::parse_str(id).ok()?, revision.parse::<u32>().ok()?))
+            },
+            &mut violations,
+        );
         violations.finish(()).map_err(Error::from)?;
         let non_empty = |value: String| Some(value).filter(|v| !v.is_empty());
-        let mut evaluations = self
+        let evaluations = self
             .store
             .list_evaluations(
                 tenant,
@@ -442,15 +439,10 @@ impl EvaluationService for EvaluationApi {
                 },
             )
             .await?;
-        let next_page_token = if evaluations.len() > limit as usize {
-            evaluations.truncate(limit as usize);
-            evaluations
-                .last()
-                .map(|last| encode_token(&fingerprint, &format!("{}:{}", last.id, last.revision)))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (evaluations, next_page_token) =
+            finish_page(evaluations, limit, &fingerprint, |last| {
+                format!("{}:{}", last.id, last.revision)
+            });
         Ok(Response::new(pb::ListEvaluationsResponse {
             evaluations: evaluations.into_iter().map(evaluation_to_proto).collect(),
             next_page_token,

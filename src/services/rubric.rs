@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::convert::{draft_from_proto, rubric_to_proto, version_to_proto};
 use crate::auth::principal;
 use crate::domain::{
-    paging::{decode_token, encode_token, filter_fingerprint, page_size},
+    paging::{filter_fingerprint, finish_page, page_size, read_token},
     rubric::{DraftPatch, NewRubric, validate_criteria, validate_pass_threshold},
     validation::Violations,
 };
@@ -130,21 +130,15 @@ impl RubricService for RubricApi {
             violations.add("page_size", reason);
             0
         });
-        let after = match decode_token(&request.page_token, &fingerprint) {
-            Ok(key) => key.and_then(|key| {
-                Uuid::parse_str(&key)
-                    .map_err(|_| {
-                        violations.add("page_token", "is not a page token returned by this API")
-                    })
-                    .ok()
-            }),
-            Err(reason) => {
-                violations.add("page_token", reason);
-                None
-            }
-        };
+        let after = read_token(
+            &request.page_token,
+            &fingerprint,
+            "page_token",
+            |key| Uuid::parse_str(key).ok(),
+            &mut violations,
+        );
         violations.finish(()).map_err(Error::from)?;
-        let mut rubrics = self
+        let rubrics = self
             .store
             .list_rubrics(
                 tenant,
@@ -155,15 +149,8 @@ impl RubricService for RubricApi {
                 },
             )
             .await?;
-        let next_page_token = if rubrics.len() > limit as usize {
-            rubrics.truncate(limit as usize);
-            rubrics
-                .last()
-                .map(|last| encode_token(&fingerprint, &last.id.to_string()))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (rubrics, next_page_token) =
+            finish_page(rubrics, limit, &fingerprint, |last| last.id.to_string());
         Ok(Response::new(pb::ListRubricsResponse {
             rubrics: rubrics.into_iter().map(rubric_to_proto).collect(),
             next_page_token,
@@ -219,23 +206,17 @@ impl RubricService for RubricApi {
             violations.add("page_size", reason);
             0
         });
-        let before = match decode_token(&request.page_token, &fingerprint) {
-            Ok(key) => key.and_then(|key| {
-                key.parse::<u32>()
-                    .map_err(|_| {
-                        violations.add("page_token", "is not a page token returned by this API")
-                    })
-                    .ok()
-            }),
-            Err(reason) => {
-                violations.add("page_token", reason);
-                None
-            }
-        };
+        let before = read_token(
+            &request.page_token,
+            &fingerprint,
+            "page_token",
+            |key| key.parse::<u32>().ok(),
+            &mut violations,
+        );
         violations.finish(()).map_err(Error::from)?;
         let rubric_id =
             rubric_id.ok_or_else(|| Error::invalid_field("rubric_id", "is required"))?;
-        let mut versions = self
+        let versions = self
             .store
             .list_versions(
                 tenant,
@@ -246,15 +227,9 @@ impl RubricService for RubricApi {
                 },
             )
             .await?;
-        let next_page_token = if versions.len() > limit as usize {
-            versions.truncate(limit as usize);
-            versions
-                .last()
-                .map(|last| encode_token(&fingerprint, &last.version.to_string()))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (versions, next_page_token) = finish_page(versions, limit, &fingerprint, |last| {
+            last.version.to_string()
+        });
         Ok(Response::new(pb::ListRubricVersionsResponse {
             rubric_versions: versions.into_iter().map(version_to_proto).collect(),
             next_page_token,

@@ -181,14 +181,14 @@ pub struct GroupTotals {
     pub totals: Totals,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SectionTotals {
     pub section: String,
     pub score_sum: f64,
     pub score_count: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CriterionTotals {
     pub criterion_key: String,
     pub score_sum: f64,
@@ -196,7 +196,7 @@ pub struct CriterionTotals {
     pub not_applicable_count: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct RootCauseTotals {
     pub criterion_key: String,
     pub root_cause: String,

@@ -754,3 +754,112 @@ async fn an_agent_without_evaluations_has_no_iqs() {
         (None, 0, 0.0)
     );
 }
+
+#[tokio::test]
+async fn iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answering() {
+    let app = spawn_app().await;
+    let rubric = two_rubrics(&app).await.remove(1);
+    for n in 0..5 {
+        let request = eval_pb::SubmitEvaluationRequest {
+            request_id: format!("rebuild-{n}"),
+            interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
+                source: "zendesk".into(),
+                external_id: format!("RB-{n}"),
+                channel: "email".into(),
+                agent_id: "rebuilt".into(),
+                ..Default::default()
+            })),
+            rubric_id: rubric.clone(),
+            reviewer_id: "qa".into(),
+            ratings: vec![
+                crate::helpers::rating("verify_identity", 1),
+                crate::helpers::rating("accuracy", n),
+            ],
+            ..Default::default()
+        };
+        app.evaluations().submit_evaluation(request).await.unwrap();
+    }
+    wait_for_projection(&app).await;
+    let before = analytics(&app)
+        .get_agent_score(pb::GetAgentScoreRequest {
+            agent_id: "rebuilt".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_iqs"))
+        .args(["analytics", "rebuild"])
+        .env("DATABASE_URL", &app.database_url)
+        .env_remove("IQS_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("rebuilt analytics from 5 events"));
+    let after = analytics(&app)
+        .get_agent_score(pb::GetAgentScoreRequest {
+            agent_id: "rebuilt".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (after.iqs, after.evaluation_count),
+        (before.iqs, before.evaluation_count)
+    );
+}
+
+#[tokio::test]
+async fn a_rebuild_waits_for_older_transactions_elsewhere_instead_of_stopping_short() {
+    use iqs::store::AnalyticsStore;
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    let rubric = two_rubrics(&app).await.remove(1);
+    // A transaction elsewhere in the cluster, older than the evaluations below.
+    let mut blocker = sqlx::PgConnection::connect(&crate::helpers::admin_database_url())
+        .await
+        .unwrap();
+    let mut blocking = blocker.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *blocking)
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let request = eval_pb::SubmitEvaluationRequest {
+            request_id: format!("blocked-{n}"),
+            interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
+                source: "zendesk".into(),
+                external_id: format!("BL-{n}"),
+                channel: "email".into(),
+                agent_id: "blocked".into(),
+                ..Default::default()
+            })),
+            rubric_id: rubric.clone(),
+            reviewer_id: "qa".into(),
+            ratings: vec![
+                crate::helpers::rating("verify_identity", 1),
+                crate::helpers::rating("accuracy", n),
+            ],
+            ..Default::default()
+        };
+        app.evaluations().submit_evaluation(request).await.unwrap();
+    }
+    let store =
+        iqs::store::postgres::PostgresStore::connect(&app.database_url, &Default::default())
+            .await
+            .unwrap();
+    let rebuild = tokio::spawn(async move { store.rebuild().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !rebuild.is_finished(),
+        "the rebuild applied events that were not safe yet"
+    );
+    blocking.rollback().await.unwrap();
+    assert_eq!(rebuild.await.unwrap(), 3);
+}

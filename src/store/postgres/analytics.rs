@@ -409,6 +409,30 @@ fn group_columns(group_by: &[Dimension]) -> Vec<String> {
         .collect()
 }
 
+impl PostgresStore {
+    /// `head FROM (parts) AS parts tail`, read into `T` by column name.
+    async fn aggregate<T>(
+        &self,
+        tenant: TenantId,
+        filter: &ScoreFilter,
+        head: &str,
+        parts: &Parts<'_>,
+        tail: &str,
+    ) -> Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let mut query = QueryBuilder::<Postgres>::new(format!("{head} FROM "));
+        push_parts(&mut query, tenant, filter, parts);
+        query.push(tail);
+        query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+    }
+}
+
 #[async_trait]
 impl AnalyticsStore for PostgresStore {
     async fn apply_pending(&self, limit: u32) -> Result<AppliedBatch> {
@@ -541,35 +565,21 @@ impl AnalyticsStore for PostgresStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<SectionTotals>> {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT section, sum(score_sum)::float8, sum(score_count)::bigint FROM ",
-        );
-        push_parts(
-            &mut query,
+        let parts = Parts {
+            rollup_select: "r.section, r.score_sum, r.score_count",
+            rollup_from: "analytics.daily_section_scores r",
+            facts_select: "s->>'section' AS section, (s->>'score')::float8 AS score_sum, 1::bigint AS score_count",
+            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'section_scores') s",
+            facts_where: "s->>'score' IS NOT NULL",
+        };
+        self.aggregate(
             tenant,
             filter,
-            &Parts {
-                rollup_select: "r.section, r.score_sum, r.score_count",
-                rollup_from: "analytics.daily_section_scores r",
-                facts_select: "s->>'section' AS section, (s->>'score')::float8 AS score_sum, 1::bigint AS score_count",
-                facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'section_scores') s",
-                facts_where: "s->>'score' IS NOT NULL",
-            },
-        );
-        query.push(" GROUP BY section HAVING sum(score_count) > 0 ORDER BY section");
-        let rows: Vec<(String, f64, i64)> = query
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|(section, score_sum, score_count)| SectionTotals {
-                section,
-                score_sum,
-                score_count,
-            })
-            .collect())
+            "SELECT section, sum(score_sum)::float8 AS score_sum, sum(score_count)::bigint AS score_count",
+            &parts,
+            " GROUP BY section HAVING sum(score_count) > 0 ORDER BY section",
+        )
+        .await
     }
 
     async fn criterion_totals(
@@ -577,42 +587,25 @@ impl AnalyticsStore for PostgresStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<CriterionTotals>> {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT criterion_key, sum(score_sum)::float8, sum(rated_count)::bigint,
-                    sum(not_applicable_count)::bigint FROM ",
-        );
-        push_parts(
-            &mut query,
+        let parts = Parts {
+            rollup_select: "r.criterion_key, r.score_sum, r.rated_count, r.not_applicable_count",
+            rollup_from: "analytics.daily_criterion_scores r",
+            facts_select: "c->>'criterion_key' AS criterion_key,
+                           COALESCE((c->>'score')::float8, 0) AS score_sum,
+                           (c->>'score' IS NOT NULL)::int::bigint AS rated_count,
+                           (c->>'score' IS NULL)::int::bigint AS not_applicable_count",
+            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'criterion_scores') c",
+            facts_where: "",
+        };
+        self.aggregate(
             tenant,
             filter,
-            &Parts {
-                rollup_select: "r.criterion_key, r.score_sum, r.rated_count, r.not_applicable_count",
-                rollup_from: "analytics.daily_criterion_scores r",
-                facts_select: "c->>'criterion_key' AS criterion_key,
-                               COALESCE((c->>'score')::float8, 0) AS score_sum,
-                               (c->>'score' IS NOT NULL)::int::bigint AS rated_count,
-                               (c->>'score' IS NULL)::int::bigint AS not_applicable_count",
-                facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'criterion_scores') c",
-                facts_where: "",
-            },
-        );
-        query.push(" GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key");
-        let rows: Vec<(String, f64, i64, i64)> = query
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(criterion_key, score_sum, rated_count, not_applicable_count)| CriterionTotals {
-                    criterion_key,
-                    score_sum,
-                    rated_count,
-                    not_applicable_count,
-                },
-            )
-            .collect())
+            "SELECT criterion_key, sum(score_sum)::float8 AS score_sum, sum(rated_count)::bigint AS rated_count,
+                    sum(not_applicable_count)::bigint AS not_applicable_count",
+            &parts,
+            " GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key",
+        )
+        .await
     }
 
     async fn root_cause_totals(
@@ -620,35 +613,21 @@ impl AnalyticsStore for PostgresStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<RootCauseTotals>> {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT criterion_key, root_cause, sum(count)::bigint AS total FROM ",
-        );
-        push_parts(
-            &mut query,
+        let parts = Parts {
+            rollup_select: "r.criterion_key, r.root_cause, r.count",
+            rollup_from: "analytics.daily_root_causes r",
+            facts_select: "rc->>0 AS criterion_key, rc->>1 AS root_cause, 1::bigint AS count",
+            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'root_causes') rc",
+            facts_where: "",
+        };
+        self.aggregate(
             tenant,
             filter,
-            &Parts {
-                rollup_select: "r.criterion_key, r.root_cause, r.count",
-                rollup_from: "analytics.daily_root_causes r",
-                facts_select: "rc->>0 AS criterion_key, rc->>1 AS root_cause, 1::bigint AS count",
-                facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'root_causes') rc",
-                facts_where: "",
-            },
-        );
-        query.push(" GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY total DESC, criterion_key, root_cause");
-        let rows: Vec<(String, String, i64)> = query
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|(criterion_key, root_cause, count)| RootCauseTotals {
-                criterion_key,
-                root_cause,
-                count,
-            })
-            .collect())
+            "SELECT criterion_key, root_cause, sum(count)::bigint AS count",
+            &parts,
+            " GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY count DESC, criterion_key, root_cause",
+        )
+        .await
     }
 
     async fn export_page(
@@ -709,21 +688,38 @@ impl AnalyticsStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        // Replay up to the last event committed when the rebuild started. Events of
+        // transactions older than one still running elsewhere are not safe to apply
+        // yet: wait for them rather than stop short.
+        let target: Option<(String, i64)> = sqlx::query_as(
+            "SELECT txid::text, position FROM evaluation.outbox ORDER BY txid DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some((target_txid, target_position)) = target else {
+            tx.commit().await.map_err(classify)?;
+            return Ok(0);
+        };
+        let target = (
+            target_txid.parse::<u64>().unwrap_or(u64::MAX),
+            target_position,
+        );
         let (mut txid, mut position) = ("0".to_owned(), 0i64);
         let mut total = 0u64;
-        loop {
+        while (txid.parse::<u64>().unwrap_or(0), position) < target {
             let applied = apply_next(&mut tx, &txid, position, 5_000).await?;
             if applied.events == 0 {
-                break;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
             }
             total += applied.events as u64;
-            let cursor: (String, i64) = sqlx::query_as(
+            (txid, position) = sqlx::query_as(
                 "SELECT last_txid::text, last_position FROM analytics.projector_cursor",
             )
             .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
-            (txid, position) = cursor;
         }
         tx.commit().await.map_err(classify)?;
         Ok(total)
