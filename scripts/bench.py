@@ -68,6 +68,14 @@ class Bench:
             raise SystemExit("iqs serve did not log its address")
         return proc, "http://" + address["value"]
 
+    def admin_key(self, url):
+        """A tenant and an admin key in the database at `url`, made by the iqs CLI."""
+        env = dict(os.environ, DATABASE_URL=url)
+        subprocess.run([self.iqs, "tenant", "create", "bench"], env=env, check=True, stdout=subprocess.DEVNULL)
+        out = subprocess.run([self.iqs, "key", "create", "--tenant", "bench", "--role", "admin"], env=env,
+                             check=True, capture_output=True, text=True).stdout
+        return out.strip().splitlines()[-1]
+
     @staticmethod
     def peak_rss_mb(pid):
         with open(f"/proc/{pid}/status") as status:
@@ -89,7 +97,8 @@ class Bench:
             name = f"iqs_bench_import_{rep}"
             url = self.fresh_database(name)
             proc, target = self.start_server(url)
-            out = subprocess.run([self.iqs, "bench", "import", "--target", target, "--rows", str(rows),
+            key = self.admin_key(url)
+            out = subprocess.run([self.iqs, "bench", "import", "--target", target, "--key", key, "--rows", str(rows),
                                   "--prefix", f"rep{rep}", "--json"],
                                  check=True, capture_output=True, text=True).stdout
             report = json.loads(out.strip().splitlines()[-1])
@@ -124,7 +133,8 @@ class Bench:
             name = f"iqs_bench_fresh_{rep}"
             url = self.fresh_database(name)
             proc, target = self.start_server(url, self.args.redis_url)
-            out = subprocess.run([self.iqs, "bench", "freshness", "--target", target, "--count", str(count),
+            key = self.admin_key(url)
+            out = subprocess.run([self.iqs, "bench", "freshness", "--target", target, "--key", key, "--count", str(count),
                                   "--prefix", f"fresh{rep}", "--json"],
                                  check=True, capture_output=True, text=True).stdout
             report = json.loads(out.strip().splitlines()[-1])

@@ -17,6 +17,7 @@ use figment::{
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
+use crate::auth::limits::RoleRates;
 use crate::domain::tenant::TenantId;
 
 pub const DEFAULT_CONFIG_FILE: &str = "iqs.toml";
@@ -125,6 +126,13 @@ impl<'de> Deserialize<'de> for ServiceSet {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Keys,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Readable in a terminal.
     Text,
@@ -153,8 +161,13 @@ pub struct Config {
     pub cache_ttl_ms: u64,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
-    /// The tenant every request is served as until API keys are configured.
+    /// `keys`: every call needs an API key. `disabled`: every call is served as an
+    /// admin of `default_tenant` (only behind a gateway that authenticates).
+    pub auth: AuthMode,
+    /// The tenant of a server without keys.
     pub default_tenant: Uuid,
+    /// Rate limit per key, by role.
+    pub rate_limits: RoleRates,
     pub database_max_connections: u32,
     /// How long a call waits for a database connection before answering UNAVAILABLE.
     pub database_acquire_timeout_ms: u64,
@@ -174,7 +187,9 @@ impl Default for Config {
             cache_ttl_ms: 1_000,
             rubric_endpoint: None,
             data_dir: PathBuf::from("./iqs-data"),
+            auth: AuthMode::Keys,
             default_tenant: Uuid::nil(),
+            rate_limits: RoleRates::default(),
             database_max_connections: 16,
             database_acquire_timeout_ms: 5000,
             log_format: LogFormat::Text,

@@ -8,10 +8,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::auth::DefaultTenantLayer;
+use crate::auth::{
+    keys::KeyVerifier,
+    layer::{AuthLayer, Authentication},
+    limits::RateLimiter,
+};
 use crate::cache::{SummaryCache, redis::RedisCache};
-use crate::config::{Config, ServiceKind, ServiceSet};
-use crate::domain::tenant::TenantId;
+use crate::config::{AuthMode, Config, ServiceKind, ServiceSet};
 use crate::error::Error;
 use crate::projector::Projector;
 use crate::proto::{
@@ -24,7 +27,7 @@ use crate::services::rubric_client::{
 };
 use crate::services::{analytics::AnalyticsApi, evaluation::EvaluationApi, rubric::RubricApi};
 use crate::store::{
-    AnalyticsStore, EvaluationStore, RubricStore,
+    AccessStore, AnalyticsStore, EvaluationStore, RubricStore,
     postgres::{PoolSettings, PostgresStore},
 };
 
@@ -116,7 +119,8 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     services: ServiceSet,
-    tenant: TenantId,
+    authentication: Authentication,
+    access_store: Arc<dyn AccessStore>,
     shutdown_grace: Duration,
     rubric_store: Arc<dyn RubricStore>,
     evaluation_store: Arc<dyn EvaluationStore>,
@@ -146,7 +150,14 @@ impl Server {
             listener,
             local_addr,
             services: config.services.clone(),
-            tenant: config.default_tenant(),
+            authentication: match config.auth {
+                AuthMode::Keys => Authentication::Keys(
+                    Arc::new(KeyVerifier::new(store.clone())),
+                    Arc::new(RateLimiter::new(config.rate_limits.clone())),
+                ),
+                AuthMode::Disabled => Authentication::Disabled(config.default_tenant()),
+            },
+            access_store: store.clone(),
             shutdown_grace: config.shutdown_grace(),
             rubric_store: store.clone(),
             evaluation_store: store.clone(),
@@ -229,7 +240,10 @@ impl Server {
             }
         };
         let serving = tonic::transport::Server::builder()
-            .layer(DefaultTenantLayer::new(self.tenant))
+            .layer(AuthLayer::new(
+                self.authentication.clone(),
+                self.access_store.clone(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

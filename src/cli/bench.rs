@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::Channel;
 
 use crate::proto::{
@@ -29,6 +31,9 @@ pub struct FreshnessArgs {
     /// Address of the IQS server.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     target: String,
+    /// API key (admin or qa_reviewer).
+    #[arg(long, env = "IQS_API_KEY", hide_env_values = true)]
+    key: Option<String>,
     /// Submissions to measure.
     #[arg(long, default_value_t = 1_000)]
     count: u64,
@@ -54,6 +59,9 @@ pub struct ImportArgs {
     /// Address of the IQS server.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     target: String,
+    /// API key (admin, qa_reviewer or integration).
+    #[arg(long, env = "IQS_API_KEY", hide_env_values = true)]
+    key: Option<String>,
     /// Rows to import.
     #[arg(long, default_value_t = 100_000)]
     rows: u64,
@@ -86,17 +94,42 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
     }
 }
 
-async fn connect(target: &str) -> Result<Channel, String> {
-    Channel::from_shared(target.to_owned())
+/// A channel whose calls carry the API key, if any.
+type Authed = InterceptedService<Channel, BearerKey>;
+
+#[derive(Clone)]
+struct BearerKey(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for BearerKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+async fn connect(target: &str, key: Option<&str>) -> Result<Authed, String> {
+    let channel = Channel::from_shared(target.to_owned())
         .map_err(|err| format!("bad target {target:?}: {err}"))?
         .connect()
         .await
-        .map_err(|err| format!("cannot connect to {target}: {err}"))
+        .map_err(|err| format!("cannot connect to {target}: {err}"))?;
+    let value = key
+        .map(|key| format!("Bearer {key}").parse::<MetadataValue<Ascii>>())
+        .transpose()
+        .map_err(|_| "the key has characters that cannot be sent".to_owned())?;
+    Ok(InterceptedService::new(channel, BearerKey(value)))
 }
 
 /// A rubric shaped like a real chat scorecard: a critical compliance check, binary
 /// checks and 4-point soft-skill criteria, one of them N/A-able.
-async fn bench_rubric(channel: Channel) -> Result<String, String> {
+async fn bench_rubric(channel: Authed) -> Result<String, String> {
     let mut client = RubricServiceClient::new(channel);
     let criterion = |key: &str, section: &str, weight, min, max| rubric_pb::Criterion {
         key: key.into(),
@@ -204,7 +237,7 @@ pub fn import_row(
 }
 
 async fn import(args: ImportArgs) -> Result<(), String> {
-    let channel = connect(&args.target).await?;
+    let channel = connect(&args.target, args.key.as_deref()).await?;
     let rubric_id = bench_rubric(channel.clone()).await?;
     let mut client =
         EvaluationServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
@@ -265,12 +298,12 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
     use crate::proto::analytics::{
         GetAgentScoreRequest, analytics_service_client::AnalyticsServiceClient,
     };
-    let channel = connect(&args.target).await?;
+    let channel = connect(&args.target, args.key.as_deref()).await?;
     let rubric_id = bench_rubric(channel.clone()).await?;
     let mut evaluations = EvaluationServiceClient::new(channel.clone());
     let mut analytics = AnalyticsServiceClient::new(channel);
     let agent_id = format!("agent-{}", args.prefix);
-    let score = |analytics: &mut AnalyticsServiceClient<Channel>| {
+    let score = |analytics: &mut AnalyticsServiceClient<Authed>| {
         let mut analytics = analytics.clone();
         let agent_id = agent_id.clone();
         async move {

@@ -1,5 +1,6 @@
 //! The `iqs` command line.
 
+mod access;
 mod bench;
 
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -35,6 +36,14 @@ enum Command {
     /// Analytics maintenance.
     #[command(subcommand)]
     Analytics(AnalyticsCommand),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(access::TenantCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Key(access::KeyCommand),
+    /// The audit log of writes, newest first.
+    Audit(access::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,7 +70,7 @@ pub fn run() -> ExitCode {
             listen_addr: args.listen,
             services: args.services.clone(),
         },
-        Command::Migrate | Command::Bench(_) | Command::Analytics(_) => FlagOverrides::default(),
+        _ => FlagOverrides::default(),
     };
     let config = match config::load(cli.config.as_deref(), &flags) {
         Ok(config) => config,
@@ -87,6 +96,11 @@ pub fn run() -> ExitCode {
             Command::Migrate => migrate(&config).await.map_err(|err| err.to_string()),
             Command::Bench(command) => bench::run(command).await,
             Command::Analytics(AnalyticsCommand::Rebuild) => rebuild(&config).await,
+            Command::Tenant(command) => {
+                access::tenant(&access_store(&config).await?, command).await
+            }
+            Command::Key(command) => access::key(&access_store(&config).await?, command).await,
+            Command::Audit(args) => access::audit(&access_store(&config).await?, args).await,
         }
     });
     match outcome {
@@ -110,6 +124,12 @@ async fn migrate(config: &Config) -> Result<(), server::StartError> {
     Ok(())
 }
 
+async fn access_store(config: &Config) -> Result<crate::store::postgres::PostgresStore, String> {
+    server::connect_store(config)
+        .await
+        .map_err(|err| err.to_string())
+}
+
 async fn rebuild(config: &Config) -> Result<(), String> {
     use crate::store::AnalyticsStore;
     let store = server::connect_store(config)
@@ -126,7 +146,7 @@ async fn rebuild(config: &Config) -> Result<(), String> {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

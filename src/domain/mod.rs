@@ -1,6 +1,7 @@
 //! The pure core: the rubric model and its rules, field validation and paging.
 //! No IO, no async, no transport types.
 
+pub mod access;
 pub mod analytics;
 pub mod evaluation;
 pub mod interaction;

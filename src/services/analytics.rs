@@ -269,8 +269,16 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetAgentScoreRequest>,
     ) -> Result<Response<pb::ScoreSummary>, Status> {
-        let tenant = principal(&request)?.tenant;
+        let caller = principal(&request)?.clone();
+        let tenant = caller.tenant;
         let request = request.into_inner();
+        if let Some(own) = caller.own_agent()
+            && request.agent_id != own
+        {
+            return Err(Status::permission_denied(
+                "an agent key reads only its own score",
+            ));
+        }
         let mut violations = Violations::new();
         let agent_id = require_id("agent_id", &request.agent_id, &mut violations);
         let mut filter = score_filter(

@@ -11,7 +11,7 @@ use super::convert::{
     interaction_to_proto, kind_from_proto, rating_from_proto, section_scores_to_proto,
 };
 use super::rubric_client::RubricClient;
-use crate::auth::principal;
+use crate::auth::{Credential, credential, principal};
 use crate::domain::{
     evaluation::{
         EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
@@ -163,6 +163,7 @@ impl EvaluationApi {
     async fn version_for(
         &self,
         tenant: TenantId,
+        credential: Option<&Credential>,
         rubric_id: Uuid,
         requested: Option<u32>,
         latest: Option<&mut LatestVersions>,
@@ -172,11 +173,18 @@ impl EvaluationApi {
                 if let Some(version) = latest.0.get(&rubric_id) {
                     return Ok(version.clone());
                 }
-                let version = self.rubrics.version(tenant, rubric_id, None).await?;
+                let version = self
+                    .rubrics
+                    .version(tenant, credential, rubric_id, None)
+                    .await?;
                 latest.0.insert(rubric_id, version.clone());
                 Ok(version)
             }
-            (requested, _) => self.rubrics.version(tenant, rubric_id, requested).await,
+            (requested, _) => {
+                self.rubrics
+                    .version(tenant, credential, rubric_id, requested)
+                    .await
+            }
         }
     }
 
@@ -184,6 +192,7 @@ impl EvaluationApi {
     async fn prepare(
         &self,
         tenant: TenantId,
+        credential: Option<&Credential>,
         submission: CheckedSubmission,
         mut violations: Violations,
         latest: Option<&mut LatestVersions>,
@@ -191,6 +200,7 @@ impl EvaluationApi {
         let version = self
             .version_for(
                 tenant,
+                credential,
                 submission.rubric_id,
                 submission.requested_version,
                 latest,
@@ -216,6 +226,36 @@ impl EvaluationApi {
             comment: submission.comment,
             outcome,
         })
+    }
+
+    /// An agent submits only SELF evaluations of its own interactions.
+    async fn check_self_review(
+        &self,
+        tenant: TenantId,
+        own: &str,
+        submission: &CheckedSubmission,
+    ) -> Result<(), Status> {
+        if submission.kind != EvaluationKind::SelfReview {
+            return Err(Status::permission_denied(
+                "an agent key submits only SELF evaluations",
+            ));
+        }
+        let reviewed = match &submission.interaction {
+            InteractionRef::Inline(input) => input.agent_id.clone(),
+            InteractionRef::Id(id) => {
+                self.store
+                    .get_interaction(tenant, *id)
+                    .await?
+                    .input
+                    .agent_id
+            }
+        };
+        if reviewed != own || submission.reviewer_id != own {
+            return Err(Status::permission_denied(
+                "an agent key reviews only its own interactions, as itself",
+            ));
+        }
+        Ok(())
     }
 
     async fn import_batch(
@@ -291,12 +331,17 @@ impl EvaluationService for EvaluationApi {
         &self,
         request: Request<pb::SubmitEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
-        let tenant = principal(&request)?.tenant;
+        let caller = principal(&request)?.clone();
+        let credential = credential(&request);
+        let tenant = caller.tenant;
         let mut violations = Violations::new();
         let submission = check_submission(request.into_inner(), &mut violations);
         let Some(submission) = submission else {
             return Err(Error::from(violations.into_vec()).into());
         };
+        if let Some(own) = caller.own_agent() {
+            self.check_self_review(tenant, own, &submission).await?;
+        }
         if violations.is_empty()
             && let Some(request_id) = submission.request_id.as_deref()
             && let Some(stored) = self.store.find_request(tenant, request_id).await?
@@ -311,7 +356,9 @@ impl EvaluationService for EvaluationApi {
                 .into())
             };
         }
-        let new = self.prepare(tenant, submission, violations, None).await?;
+        let new = self
+            .prepare(tenant, credential.as_ref(), submission, violations, None)
+            .await?;
         let stored = self.store.submit(tenant, new).await?;
         Ok(Response::new(evaluation_to_proto(stored)))
     }
@@ -321,6 +368,7 @@ impl EvaluationService for EvaluationApi {
         request: Request<pb::ScoreEvaluationRequest>,
     ) -> Result<Response<pb::ScoreResult>, Status> {
         let tenant = principal(&request)?.tenant;
+        let credential = credential(&request);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let rubric_id = violations.require_uuid("rubric_id", &request.rubric_id);
@@ -328,7 +376,10 @@ impl EvaluationService for EvaluationApi {
         let rubric_id =
             rubric_id.ok_or_else(|| Error::invalid_field("rubric_id", "is required"))?;
         let requested = Some(request.rubric_version).filter(|v| *v > 0);
-        let version = self.rubrics.version(tenant, rubric_id, requested).await?;
+        let version = self
+            .rubrics
+            .version(tenant, credential.as_ref(), rubric_id, requested)
+            .await?;
         let ratings: Vec<Rating> = request.ratings.into_iter().map(rating_from_proto).collect();
         let mut violations = Violations::new();
         let outcome = score_against(&version, &ratings, &mut violations);
@@ -348,13 +399,20 @@ impl EvaluationService for EvaluationApi {
         &self,
         request: Request<pb::GetEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
-        let tenant = principal(&request)?.tenant;
+        let caller = principal(&request)?.clone();
+        let tenant = caller.tenant;
         let mut violations = Violations::new();
         let id = violations.require_uuid("id", &request.get_ref().id);
         violations.finish(()).map_err(Error::from)?;
         let id = id.ok_or_else(|| Error::invalid_field("id", "is required"))?;
         let revision = Some(request.get_ref().revision).filter(|r| *r > 0);
         let evaluation = self.store.get_evaluation(tenant, id, revision).await?;
+        if let Some(own) = caller.own_agent()
+            && evaluation.agent_id != own
+        {
+            // Another agent's evaluation is as absent as one that does not exist.
+            return Err(Error::not_found("evaluation", id).into());
+        }
         Ok(Response::new(evaluation_to_proto(evaluation)))
     }
 
@@ -362,8 +420,17 @@ impl EvaluationService for EvaluationApi {
         &self,
         request: Request<pb::ListEvaluationsRequest>,
     ) -> Result<Response<pb::ListEvaluationsResponse>, Status> {
-        let tenant = principal(&request)?.tenant;
-        let request = request.into_inner();
+        let caller = principal(&request)?.clone();
+        let tenant = caller.tenant;
+        let mut request = request.into_inner();
+        if let Some(own) = caller.own_agent() {
+            if !request.agent_id.is_empty() && request.agent_id != own {
+                return Err(Status::permission_denied(
+                    "an agent key lists only its own evaluations",
+                ));
+            }
+            request.agent_id = own.to_owned();
+        }
         let mut violations = Violations::new();
         let limit = page_size(request.page_size).unwrap_or_else(|reason| {
             violations.add("page_size", reason);
@@ -454,6 +521,7 @@ impl EvaluationService for EvaluationApi {
         request: Request<pb::ReviseEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
         let tenant = principal(&request)?.tenant;
+        let credential = credential(&request);
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = violations.require_uuid("id", &request.id);
@@ -493,7 +561,12 @@ impl EvaluationService for EvaluationApi {
         };
         let version = self
             .rubrics
-            .version(tenant, current.rubric_id, Some(current.rubric_version))
+            .version(
+                tenant,
+                credential.as_ref(),
+                current.rubric_id,
+                Some(current.rubric_version),
+            )
             .await?;
         let outcome = score_against(&version, &ratings, &mut violations);
         violations.finish(()).map_err(Error::from)?;
@@ -536,6 +609,7 @@ impl EvaluationService for EvaluationApi {
         request: Request<Streaming<pb::SubmitEvaluationRequest>>,
     ) -> Result<Response<pb::ImportEvaluationsResponse>, Status> {
         let tenant = principal(&request)?.tenant;
+        let credential = credential(&request);
         let mut stream = request.into_inner();
         let mut response = pb::ImportEvaluationsResponse::default();
         let mut latest = LatestVersions::default();
@@ -546,8 +620,14 @@ impl EvaluationService for EvaluationApi {
             let mut violations = Violations::new();
             let prepared = match check_submission(row, &mut violations) {
                 Some(submission) => {
-                    self.prepare(tenant, submission, violations, Some(&mut latest))
-                        .await
+                    self.prepare(
+                        tenant,
+                        credential.as_ref(),
+                        submission,
+                        violations,
+                        Some(&mut latest),
+                    )
+                    .await
                 }
                 None => Err(Error::from(violations.into_vec())),
             };

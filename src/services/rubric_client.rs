@@ -12,6 +12,7 @@ use tonic::{Code, transport::Channel};
 use uuid::Uuid;
 
 use super::convert::criteria_from_proto;
+use crate::auth::Credential;
 use crate::domain::{rubric::RubricVersion, tenant::TenantId, validation::Violations};
 use crate::error::{Error, Result};
 use crate::proto::rubric::{self as pb, rubric_service_client::RubricServiceClient};
@@ -19,10 +20,12 @@ use crate::store::RubricStore;
 
 #[async_trait]
 pub trait RubricClient: Send + Sync + 'static {
-    /// A published version; `None` = the latest.
+    /// A published version; `None` = the latest. `credential` is the caller's key, for
+    /// a rubric service elsewhere.
     async fn version(
         &self,
         tenant: TenantId,
+        credential: Option<&Credential>,
         rubric_id: Uuid,
         version: Option<u32>,
     ) -> Result<Arc<RubricVersion>>;
@@ -41,9 +44,11 @@ impl InProcessRubricClient {
 
 #[async_trait]
 impl RubricClient for InProcessRubricClient {
+    /// The caller was authenticated by this process already: no credential to pass.
     async fn version(
         &self,
         tenant: TenantId,
+        _: Option<&Credential>,
         rubric_id: Uuid,
         version: Option<u32>,
     ) -> Result<Arc<RubricVersion>> {
@@ -75,16 +80,23 @@ impl RubricClient for RemoteRubricClient {
     async fn version(
         &self,
         _tenant: TenantId,
+        credential: Option<&Credential>,
         rubric_id: Uuid,
         version: Option<u32>,
     ) -> Result<Arc<RubricVersion>> {
+        let mut request = tonic::Request::new(pb::GetRubricVersionRequest {
+            rubric_id: rubric_id.to_string(),
+            version: version.unwrap_or(0),
+        });
+        if let Some(credential) = credential
+            && let Ok(value) = format!("Bearer {}", credential.0).parse()
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
         let response = self
             .client
             .clone()
-            .get_rubric_version(pb::GetRubricVersionRequest {
-                rubric_id: rubric_id.to_string(),
-                version: version.unwrap_or(0),
-            })
+            .get_rubric_version(request)
             .await
             .map_err(|status| match status.code() {
                 Code::NotFound => Error::not_found(
@@ -142,6 +154,7 @@ impl<C: RubricClient> RubricClient for CachedRubricClient<C> {
     async fn version(
         &self,
         tenant: TenantId,
+        credential: Option<&Credential>,
         rubric_id: Uuid,
         version: Option<u32>,
     ) -> Result<Arc<RubricVersion>> {
@@ -155,7 +168,10 @@ impl<C: RubricClient> RubricClient for CachedRubricClient<C> {
                 return Ok(cached);
             }
         }
-        let fetched = self.inner.version(tenant, rubric_id, version).await?;
+        let fetched = self
+            .inner
+            .version(tenant, credential, rubric_id, version)
+            .await?;
         if let Ok(mut versions) = self.versions.write() {
             versions.insert((tenant, rubric_id, fetched.version), fetched.clone());
         }
@@ -176,6 +192,7 @@ mod tests {
         async fn version(
             &self,
             _: TenantId,
+            _: Option<&Credential>,
             rubric_id: Uuid,
             version: Option<u32>,
         ) -> Result<Arc<RubricVersion>> {
@@ -195,14 +212,14 @@ mod tests {
         let client = CachedRubricClient::new(Counting(AtomicUsize::new(0)));
         let tenant = TenantId(Uuid::nil());
         let rubric = Uuid::now_v7();
-        client.version(tenant, rubric, Some(1)).await.unwrap();
-        client.version(tenant, rubric, Some(1)).await.unwrap();
+        client.version(tenant, None, rubric, Some(1)).await.unwrap();
+        client.version(tenant, None, rubric, Some(1)).await.unwrap();
         assert_eq!(client.inner.0.load(Ordering::SeqCst), 1);
-        client.version(tenant, rubric, None).await.unwrap();
-        client.version(tenant, rubric, None).await.unwrap();
+        client.version(tenant, None, rubric, None).await.unwrap();
+        client.version(tenant, None, rubric, None).await.unwrap();
         assert_eq!(client.inner.0.load(Ordering::SeqCst), 3);
         // The latest, once seen, is cached under its number.
-        client.version(tenant, rubric, Some(3)).await.unwrap();
+        client.version(tenant, None, rubric, Some(3)).await.unwrap();
         assert_eq!(client.inner.0.load(Ordering::SeqCst), 3);
     }
 
@@ -211,11 +228,11 @@ mod tests {
         let client = CachedRubricClient::new(Counting(AtomicUsize::new(0)));
         let rubric = Uuid::now_v7();
         client
-            .version(TenantId(Uuid::nil()), rubric, Some(1))
+            .version(TenantId(Uuid::nil()), None, rubric, Some(1))
             .await
             .unwrap();
         client
-            .version(TenantId(Uuid::now_v7()), rubric, Some(1))
+            .version(TenantId(Uuid::now_v7()), None, rubric, Some(1))
             .await
             .unwrap();
         assert_eq!(client.inner.0.load(Ordering::SeqCst), 2);

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
+    access::Role,
     analytics::{Dimension, Interval, ScoreFilter, Totals},
     evaluation::{Evaluation, EvaluationEvent, EvaluationKind, NewEvaluation, NewRevision},
     interaction::{Interaction, InteractionInput},
@@ -257,4 +258,65 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// Empties the rollups and applies the whole outbox again, in one transaction:
     /// readers keep seeing the previous figures until it commits.
     async fn rebuild(&self) -> Result<u64>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub create_time: DateTime<Utc>,
+}
+
+/// A stored API key: everything but its secret, of which only a hash is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub tenant: TenantId,
+    pub tenant_name: String,
+    pub key_id: Uuid,
+    pub secret_hash: Vec<u8>,
+    pub role: Role,
+    pub agent_id: Option<String>,
+    pub create_time: DateTime<Utc>,
+    pub revoke_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub tenant: TenantId,
+    pub key_id: Option<Uuid>,
+    pub role: Role,
+    pub rpc: String,
+    pub request_id: String,
+    pub status_code: i32,
+    pub time: DateTime<Utc>,
+}
+
+/// Tenants, API keys and the audit log.
+#[async_trait]
+pub trait AccessStore: Send + Sync + 'static {
+    /// Creates a tenant, or returns the one with this name.
+    async fn create_tenant(&self, name: &str) -> Result<Tenant>;
+
+    async fn find_tenant(&self, name: &str) -> Result<Option<Tenant>>;
+
+    async fn create_key(
+        &self,
+        tenant: TenantId,
+        key_id: Uuid,
+        secret_hash: Vec<u8>,
+        role: Role,
+        agent_id: Option<String>,
+    ) -> Result<ApiKeyRecord>;
+
+    async fn find_key(&self, tenant: TenantId, key_id: Uuid) -> Result<Option<ApiKeyRecord>>;
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Revokes a key by id; false when no such key exists.
+    async fn revoke_key(&self, key_id: Uuid) -> Result<bool>;
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()>;
+
+    /// The newest entries first, of one tenant or all.
+    async fn list_audit(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<AuditEntry>>;
 }

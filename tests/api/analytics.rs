@@ -6,7 +6,6 @@ use iqs::proto::common::TimeRange;
 use iqs::proto::evaluation::{self as eval_pb, submit_evaluation_request::InteractionRef};
 use iqs::proto::rubric as rubric_pb;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use crate::helpers::{AppOptions, TestApp, criterion, new_rubric, spawn_app, spawn_app_with};
 
@@ -19,8 +18,8 @@ fn assert_close(actual: Option<f64>, expected: Option<f64>, what: &str) {
     }
 }
 
-fn analytics(app: &TestApp) -> AnalyticsServiceClient<Channel> {
-    AnalyticsServiceClient::new(app.channel.clone()).max_decoding_message_size(64 * 1024 * 1024)
+fn analytics(app: &TestApp) -> AnalyticsServiceClient<crate::helpers::Authed> {
+    app.analytics()
 }
 
 /// Waits until the projector has applied every outbox event.

@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use iqs::proto::analytics::{self as pb, analytics_service_client::AnalyticsServiceClient};
+use iqs::proto::analytics as pb;
 use iqs::proto::evaluation::submit_evaluation_request::InteractionRef;
 
 use crate::helpers::{AppOptions, TestApp, published_rubric, rating, spawn_app_with};
@@ -97,7 +97,7 @@ async fn submit(app: &TestApp, rubric_id: &str, n: usize) {
 }
 
 async fn agent_score(app: &TestApp) -> pb::ScoreSummary {
-    AnalyticsServiceClient::new(app.channel.clone())
+    app.analytics()
         .get_agent_score(pb::GetAgentScoreRequest {
             agent_id: "cached-agent".into(),
             ..Default::default()
@@ -169,7 +169,8 @@ async fn with_redis_stopped_every_answer_still_comes_from_postgres_and_hits_resu
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(summary.scored_count, 2);
     // Other analytics RPCs do not need Redis at all.
-    let rows = AnalyticsServiceClient::new(app.channel.clone())
+    let rows = app
+        .analytics()
         .query_scores(pb::QueryScoresRequest {
             filter: None,
             group_by: vec![pb::Dimension::Agent as i32],

@@ -819,22 +819,28 @@ async fn an_evaluation_server_reads_rubrics_from_a_remote_rubric_server() {
         ..AppOptions::default()
     })
     .await;
+    // One database, one tenant: the caller's key is passed on to the rubric service.
     let evaluation_server = spawn_app_with(AppOptions {
         services: "evaluation".parse::<ServiceSet>().unwrap(),
+        database_url: Some(rubric_server.database_url.clone()),
         rubric_endpoint: Some(format!("http://{}", rubric_server_addr(&rubric_server))),
         ..AppOptions::default()
     })
     .await;
     let (rubric, _) = published_rubric(&mut rubric_server.rubrics()).await;
-    let evaluation = evaluation_server
-        .evaluations()
+    let caller = crate::helpers::with_key(
+        evaluation_server.raw_channel.clone(),
+        &rubric_server.admin_key,
+    );
+    let mut evaluations =
+        iqs::proto::evaluation::evaluation_service_client::EvaluationServiceClient::new(caller);
+    let evaluation = evaluations
         .submit_evaluation(submission(&rubric.id, "REMOTE-1", 1, 4))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(evaluation.score, Some(100.0));
-    let status = evaluation_server
-        .evaluations()
+    let status = evaluations
         .submit_evaluation(submission(&Uuid::now_v7().to_string(), "REMOTE-2", 1, 4))
         .await
         .unwrap_err();

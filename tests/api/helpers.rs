@@ -1,11 +1,17 @@
 use std::str::FromStr;
 
-use iqs::config::{Config, ServiceSet};
+use iqs::auth::{keys, limits::RoleRates};
+use iqs::config::{AuthMode, Config, ServiceSet};
+use iqs::domain::{access::Role, tenant::TenantId};
+use iqs::proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use iqs::proto::evaluation::{self as eval_pb, evaluation_service_client::EvaluationServiceClient};
 use iqs::proto::rubric::{self as pb, rubric_service_client::RubricServiceClient};
 use iqs::server::Server;
+use iqs::store::{AccessStore, postgres::PostgresStore};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -37,9 +43,40 @@ pub async fn create_test_database() -> String {
     url.to_string()
 }
 
+/// Adds `authorization: Bearer <key>` to every call.
+#[derive(Clone)]
+pub struct Bearer(pub Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry an API key.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+pub fn with_key(channel: Channel, key: &str) -> Authed {
+    let value = format!("Bearer {key}").parse().ok();
+    InterceptedService::new(channel, Bearer(value))
+}
+
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
-    pub channel: Channel,
+    /// Calls as an admin of the app's tenant.
+    pub channel: Authed,
+    /// Calls without any key.
+    pub raw_channel: Channel,
+    pub tenant: TenantId,
+    pub admin_key: String,
     pub database_url: String,
     pub pool: PgPool,
     shutdown: Option<oneshot::Sender<()>>,
@@ -48,22 +85,24 @@ pub struct TestApp {
 
 pub struct AppOptions {
     pub database_url: Option<String>,
-    pub tenant: Uuid,
+    pub auth: AuthMode,
     pub services: ServiceSet,
     pub rubric_endpoint: Option<String>,
     pub redis_url: Option<String>,
     pub cache_ttl_ms: u64,
+    pub rate_limits: RoleRates,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
             database_url: None,
-            tenant: Uuid::nil(),
+            auth: AuthMode::Keys,
             services: ServiceSet::all(),
             rubric_endpoint: None,
             redis_url: None,
             cache_ttl_ms: 1_000,
+            rate_limits: RoleRates::default(),
         }
     }
 }
@@ -85,11 +124,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let config = Config {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(database_url.clone()),
-        default_tenant: options.tenant,
+        auth: options.auth,
         services: options.services,
         rubric_endpoint: options.rubric_endpoint,
         redis_url: options.redis_url,
         cache_ttl_ms: options.cache_ttl_ms,
+        rate_limits: options.rate_limits,
         database_max_connections: 4,
         shutdown_grace_ms: 2_000,
         ..Config::default()
@@ -105,15 +145,25 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .await
             .expect("server runs");
     });
-    let channel = Channel::from_shared(format!("http://{addr}"))
+    let raw_channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .expect("connect to the server");
     let pool = PgPool::connect(&database_url).await.expect("test pool");
+    let store = PostgresStore::from_pool(pool.clone());
+    let tenant = store
+        .create_tenant(&format!("tenant-{}", Uuid::now_v7().simple()))
+        .await
+        .expect("tenant")
+        .id;
+    let admin_key = create_key(&store, tenant, Role::Admin, None).await;
     TestApp {
         addr,
-        channel,
+        channel: with_key(raw_channel.clone(), &admin_key),
+        raw_channel,
+        tenant,
+        admin_key,
         database_url,
         pool,
         shutdown: Some(shutdown),
@@ -121,12 +171,48 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
 }
 
+/// A new API key of `tenant` with `role`, as `iqs key create` makes one.
+pub async fn create_key(
+    store: &PostgresStore,
+    tenant: TenantId,
+    role: Role,
+    agent_id: Option<&str>,
+) -> String {
+    let new = keys::generate(tenant).unwrap();
+    store
+        .create_key(
+            tenant,
+            new.key_id,
+            new.secret_hash,
+            role,
+            agent_id.map(str::to_owned),
+        )
+        .await
+        .expect("create key");
+    new.key
+}
+
 impl TestApp {
-    pub fn rubrics(&self) -> RubricServiceClient<Channel> {
+    pub fn store(&self) -> PostgresStore {
+        PostgresStore::from_pool(self.pool.clone())
+    }
+
+    /// A channel calling with a new key of this app's tenant.
+    pub async fn channel_as(&self, role: Role, agent_id: Option<&str>) -> Authed {
+        let key = create_key(&self.store(), self.tenant, role, agent_id).await;
+        with_key(self.raw_channel.clone(), &key)
+    }
+
+    pub fn analytics(&self) -> AnalyticsServiceClient<Authed> {
+        AnalyticsServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    pub fn rubrics(&self) -> RubricServiceClient<Authed> {
         RubricServiceClient::new(self.channel.clone())
     }
 
-    pub fn evaluations(&self) -> EvaluationServiceClient<Channel> {
+    pub fn evaluations(&self) -> EvaluationServiceClient<Authed> {
         EvaluationServiceClient::new(self.channel.clone())
             .max_decoding_message_size(64 * 1024 * 1024)
     }
@@ -181,7 +267,7 @@ pub fn new_rubric(name: &str, draft: pb::RubricDraft) -> pb::CreateRubricRequest
 
 /// A rubric with two weighted criteria, created and published once.
 pub async fn published_rubric(
-    client: &mut RubricServiceClient<Channel>,
+    client: &mut RubricServiceClient<Authed>,
 ) -> (pb::Rubric, pb::RubricVersion) {
     let rubric = client
         .create_rubric(new_rubric(

@@ -42,7 +42,7 @@ async fn health_of(
 #[tokio::test]
 async fn health_reports_serving_for_each_service() {
     let app = spawn_app().await;
-    let mut health = HealthClient::new(app.channel.clone());
+    let mut health = HealthClient::new(app.raw_channel.clone());
     for service in SERVICES.into_iter().chain([""]) {
         assert_eq!(
             health_of(&mut health, service).await,
@@ -55,7 +55,7 @@ async fn health_reports_serving_for_each_service() {
 #[tokio::test]
 async fn reflection_v1_lists_the_three_services() {
     let app = spawn_app().await;
-    let mut reflection = ServerReflectionClient::new(app.channel.clone());
+    let mut reflection = ServerReflectionClient::new(app.raw_channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -85,7 +85,7 @@ async fn only_the_chosen_services_are_served() {
         ..AppOptions::default()
     })
     .await;
-    let mut health = HealthClient::new(app.channel.clone());
+    let mut health = HealthClient::new(app.raw_channel.clone());
     assert_eq!(
         health_of(&mut health, SERVICES[0]).await,
         Ok(ServingStatus::Serving as i32)
@@ -104,7 +104,7 @@ async fn only_the_chosen_services_are_served() {
 #[tokio::test]
 async fn shutdown_turns_health_not_serving_and_stops_within_the_grace_period() {
     let mut app = spawn_app().await;
-    let mut health = HealthClient::new(app.channel.clone());
+    let mut health = HealthClient::new(app.raw_channel.clone());
     let mut watch = health
         .watch(HealthCheckRequest {
             service: SERVICES[0].to_owned(),

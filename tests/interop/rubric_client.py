@@ -37,6 +37,28 @@ def start_server(binary):
     return proc, address["value"]
 
 
+class BearerKey(grpc.UnaryUnaryClientInterceptor):
+    """Adds `authorization: Bearer <key>` to every call."""
+
+    def __init__(self, key):
+        self.header = ("authorization", f"Bearer {key}")
+
+    def intercept_unary_unary(self, continuation, details, request):
+        metadata = list(details.metadata or []) + [self.header]
+        details = details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+        return continuation(details, request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, details, metadata):
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = details.wait_for_ready
+        self.compression = details.compression
+
+
 def criterion(key, weight, scale_min, scale_max, **extra):
     return pb.Criterion(key=key, display_name=key, weight=weight,
                         scale_min=scale_min, scale_max=scale_max, **extra)
@@ -45,8 +67,13 @@ def criterion(key, weight, scale_min, scale_max, **extra):
 def main():
     proc, address = start_server(sys.argv[1])
     try:
-        channel = grpc.insecure_channel(address)
+        channel = grpc.intercept_channel(grpc.insecure_channel(address), BearerKey(os.environ["IQS_API_KEY"]))
         rubrics = pb_grpc.RubricServiceStub(channel)
+        try:
+            pb_grpc.RubricServiceStub(grpc.insecure_channel(address)).ListRubrics(pb.ListRubricsRequest())
+            raise AssertionError("a call without a key was served")
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
         created = rubrics.CreateRubric(pb.CreateRubricRequest(
             request_id=str(uuid.uuid4()),
             rubric=pb.Rubric(display_name="Python chat rubric", draft=pb.RubricDraft(

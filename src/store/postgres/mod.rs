@@ -1,5 +1,6 @@
 //! The PostgreSQL adapter: production storage, one schema per service.
 
+mod access;
 mod analytics;
 mod errors;
 mod evaluation;

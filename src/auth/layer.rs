@@ -1,0 +1,229 @@
+//! The authentication tower layer, in front of every service.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use chrono::Utc;
+use tonic::Status;
+use tonic_types::{ErrorDetails, StatusExt};
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+use super::{
+    Credential, Principal,
+    keys::{KeyVerifier, Refusal},
+    limits::RateLimiter,
+};
+use crate::domain::{
+    access::{Role, is_open, is_write, may_call},
+    tenant::TenantId,
+};
+use crate::store::{AccessStore, AuditEntry};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// How callers are identified.
+#[derive(Clone)]
+pub enum Authentication {
+    /// Every call needs `authorization: Bearer <key>`.
+    Keys(Arc<KeyVerifier>, Arc<RateLimiter>),
+    /// Every call is served as an admin of one tenant (single-tenant deployments
+    /// behind their own gateway).
+    Disabled(TenantId),
+}
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    authentication: Authentication,
+    audit: Arc<dyn AccessStore>,
+}
+
+impl AuthLayer {
+    pub fn new(authentication: Authentication, audit: Arc<dyn AccessStore>) -> Self {
+        Self {
+            authentication,
+            audit,
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+fn bearer(request: &http::Request<impl Sized>) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+/// The caller, or the status that refuses the call.
+async fn authenticate(
+    authentication: &Authentication,
+    key: Option<String>,
+    path: &str,
+) -> Result<Principal, Status> {
+    let principal = match authentication {
+        Authentication::Disabled(tenant) => {
+            return Ok(Principal {
+                tenant: *tenant,
+                role: Role::Admin,
+                agent_id: None,
+                key_id: None,
+            });
+        }
+        Authentication::Keys(verifier, limiter) => {
+            let key = key.ok_or_else(|| Status::unauthenticated("a valid API key is required"))?;
+            let principal = verifier
+                .verify(&key)
+                .await
+                .map_err(|refusal| match refusal {
+                    Refusal::Unauthenticated => {
+                        Status::unauthenticated("a valid API key is required")
+                    }
+                    Refusal::Unavailable => {
+                        Status::unavailable("cannot verify the API key now; retrying is safe")
+                    }
+                })?;
+            if !may_call(principal.role, path) {
+                return Err(Status::permission_denied(format!(
+                    "the {} role may not call {}",
+                    principal.role,
+                    path.rsplit('/').next().unwrap_or(path)
+                )));
+            }
+            if let Some(key_id) = principal.key_id
+                && let Err(wait) = limiter.take(key_id, principal.role)
+            {
+                let details = ErrorDetails::with_retry_info(Some(wait));
+                return Err(Status::with_error_details(
+                    tonic::Code::ResourceExhausted,
+                    format!(
+                        "rate limit of the {} role exceeded; retry in {} ms",
+                        principal.role,
+                        wait.as_millis().max(1)
+                    ),
+                    details,
+                ));
+            }
+            principal
+        }
+    };
+    Ok(principal)
+}
+
+impl<S, B> Service<http::Request<B>> for Auth<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The ready service handles this call; a fresh clone waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            if is_open(&path) {
+                return inner.call(request).await;
+            }
+            let request_id = request
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| !value.is_empty() && value.len() <= 128)
+                .map(str::to_owned)
+                .unwrap_or_else(|| Uuid::now_v7().to_string());
+            let key = bearer(&request).map(str::to_owned);
+            let key_for_calls_onward = key.clone();
+            let principal = match authenticate(&layer.authentication, key, &path).await {
+                Ok(principal) => principal,
+                Err(status) => return Ok(status.into_http()),
+            };
+            request.extensions_mut().insert(principal.clone());
+            if let Some(key) = key_for_calls_onward {
+                request.extensions_mut().insert(Credential(key.into()));
+            }
+            let mut response = inner.call(request).await?;
+            if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            }
+            if is_write(&path) {
+                // Unary and client-streaming calls that fail answer with the status in
+                // the headers ("trailers only"); success puts it in the trailers.
+                let status_code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<i32>().ok())
+                    .unwrap_or(0);
+                let entry = AuditEntry {
+                    tenant: principal.tenant,
+                    key_id: principal.key_id,
+                    role: principal.role,
+                    rpc: path.rsplit('/').next().unwrap_or(&path).to_owned(),
+                    request_id,
+                    status_code,
+                    time: Utc::now(),
+                };
+                if let Err(err) = layer.audit.record_audit(entry).await {
+                    tracing::error!(%err, rpc = %path, "cannot write the audit log");
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_required() {
+        let with = |value: &str| {
+            http::Request::builder()
+                .header(http::header::AUTHORIZATION, value)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(bearer(&with("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(&with("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(&with("Basic abc")), None);
+        assert_eq!(bearer(&http::Request::new(())), None);
+    }
+}

@@ -1,0 +1,60 @@
+//! Who is calling. A tower layer authenticates every call (but health checks and
+//! reflection) by its API key, checks the role × RPC matrix and the key's rate limit,
+//! records writes in the audit log, and puts the caller's `Principal` into the request
+//! extensions, where the services read it.
+
+pub mod keys;
+pub mod layer;
+pub mod limits;
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+use crate::domain::{access::Role, tenant::TenantId};
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub role: Role,
+    /// The agent an `agent` key is bound to.
+    pub agent_id: Option<String>,
+    /// `None` when the server runs without keys.
+    pub key_id: Option<Uuid>,
+}
+
+impl Principal {
+    /// The agent whose data alone this caller may see, if it is bound to one.
+    pub fn own_agent(&self) -> Option<&str> {
+        match self.role {
+            Role::Agent => self.agent_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The API key a call came with, kept to pass on to services this one calls on the
+/// caller's behalf (the rubric service, when it runs elsewhere). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(pub Arc<str>);
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(<redacted>)")
+    }
+}
+
+/// The caller's key, when it came with one.
+pub fn credential<T>(request: &Request<T>) -> Option<Credential> {
+    request.extensions().get::<Credential>().cloned()
+}
+
+/// The caller's principal, put into the request by the authentication layer.
+pub fn principal<T>(request: &Request<T>) -> Result<&Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Status::unauthenticated("no credentials"))
+}
