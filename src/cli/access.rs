@@ -110,7 +110,7 @@ pub async fn key(store: &dyn AccessStore, command: KeyCommand) -> Result<(), Str
                     "{:<36}  {:<20}  {:<12}  {:<16}  {:<20}  {}",
                     key.key_id,
                     key.tenant_name,
-                    key.role,
+                    key.role.as_str(),
                     key.agent_id.as_deref().unwrap_or("-"),
                     key.create_time.format("%Y-%m-%d %H:%M:%S"),
                     key.revoke_time
@@ -168,7 +168,7 @@ pub async fn audit(store: &dyn AccessStore, args: AuditArgs) -> Result<(), Strin
                 .key_id
                 .map(|id| id.to_string())
                 .unwrap_or_else(|| "-".into()),
-            entry.role,
+            entry.role.as_str(),
             entry.rpc,
             entry.status_code,
             entry.request_id
