@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Lints the chart the way `helm lint --strict` does, through the Helm library that the
+helm-sdkpy package bundles, once with the default values and once per values file given:
+each values set is merged over values.yaml, checked against values.schema.json, and
+linted; any message of warning severity or worse fails (strict). Also checks that every
+path the Dockerfile copies exists."""
+
+import asyncio
+import copy
+import json
+import pathlib
+import shutil
+import sys
+import tempfile
+
+import jsonschema
+import yaml
+from helm_sdkpy import Configuration, Lint
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "iqs"
+# helm's support.Severity: 0 unknown, 1 info, 2 warning, 3 error.
+WARNING = 2
+SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
+
+
+def merge(base, override):
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def lint(values, label):
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.validate(values, schema)
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = pathlib.Path(tmp) / "iqs"
+        shutil.copytree(CHART, chart)
+        (chart / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+        result = asyncio.run(Lint(Configuration()).run(str(chart)))
+    problems = [m for m in result.get("Messages") or [] if m.get("Severity", 0) >= WARNING]
+    problems += [{"Severity": 3, "Path": "", "Err": e} for e in result.get("Errors") or []]
+    for message in problems:
+        print(f"{label}: {SEVERITY.get(message['Severity'])} {message.get('Path')}: {message.get('Err')}")
+    print(f"{label}: {'FAILED' if problems else 'ok'} ({len(result.get('Messages') or [])} messages, none of warning severity or worse)"
+          if not problems else f"{label}: FAILED")
+    return not problems
+
+
+def dockerfile_paths_exist():
+    missing = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words and words[0] == "COPY" and not any(w.startswith("--from") for w in words):
+            for source in words[1:-1]:
+                if not (ROOT / source).exists():
+                    missing.append(source)
+    for source in missing:
+        print(f"Dockerfile: COPY {source}: no such path")
+    print(f"Dockerfile: {'FAILED' if missing else 'ok'} (every copied path exists)")
+    return not missing
+
+
+def main():
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    ok = lint(defaults, "default values")
+    for path in sys.argv[1:]:
+        ok &= lint(merge(defaults, yaml.safe_load(pathlib.Path(path).read_text())), path)
+    ok &= dockerfile_paths_exist()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
