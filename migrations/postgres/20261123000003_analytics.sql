@@ -61,6 +61,27 @@ CREATE TABLE analytics.daily_scores (
 CREATE INDEX daily_scores_by_agent ON analytics.daily_scores (tenant_id, agent_id, day);
 CREATE INDEX daily_scores_by_team ON analytics.daily_scores (tenant_id, team_id, day);
 
+-- The same figures summed over every agent and reviewer (both '' here): dashboards that
+-- group or filter by team, channel, region, rubric or kind read far fewer rows.
+CREATE TABLE analytics.daily_team_scores (
+    tenant_id     uuid    NOT NULL,
+    day           date    NOT NULL,
+    agent_id      text    NOT NULL,
+    team_id       text    NOT NULL,
+    channel       text    NOT NULL,
+    region        text    NOT NULL,
+    rubric_id     uuid    NOT NULL,
+    reviewer_id   text    NOT NULL,
+    kind          text    NOT NULL,
+    evaluation_count     bigint           NOT NULL,
+    scored_count         bigint           NOT NULL,
+    score_sum            double precision NOT NULL,
+    passed_count         bigint           NOT NULL,
+    critical_fail_count  bigint           NOT NULL,
+    csat_sum             bigint           NOT NULL,
+    csat_count           bigint           NOT NULL,
+    PRIMARY KEY (tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind)
+);
 CREATE TABLE analytics.daily_section_scores (
     tenant_id     uuid    NOT NULL,
     day           date    NOT NULL,

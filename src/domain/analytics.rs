@@ -19,6 +19,11 @@ pub enum Dimension {
 }
 
 impl Dimension {
+    /// Whether the coarse rollup (summed over agents and reviewers) can answer for it.
+    pub fn in_team_rollup(self) -> bool {
+        !matches!(self, Self::Agent | Self::Reviewer)
+    }
+
     /// The column holding it, in facts and rollups alike.
     pub fn column(self) -> &'static str {
         match self {
@@ -140,6 +145,15 @@ pub struct RollupKey {
 }
 
 impl RollupKey {
+    /// The key of the coarser rollup that sums over agents and reviewers.
+    pub fn without_agent_and_reviewer(&self) -> Self {
+        Self {
+            agent_id: String::new(),
+            reviewer_id: String::new(),
+            ..self.clone()
+        }
+    }
+
     pub fn of(tenant_id: Uuid, event: &EvaluationEvent) -> Self {
         Self {
             tenant_id,
@@ -172,6 +186,8 @@ pub struct CriterionDelta {
 #[derive(Debug, Default)]
 pub struct RollupDeltas {
     pub scores: HashMap<RollupKey, Totals>,
+    /// The same, summed over every agent and reviewer (their ids blank).
+    pub team_scores: HashMap<RollupKey, Totals>,
     pub sections: HashMap<(RollupKey, String), MeanDelta>,
     pub criteria: HashMap<(RollupKey, String), CriterionDelta>,
     pub root_causes: HashMap<(RollupKey, String, String), i64>,
@@ -182,6 +198,10 @@ impl RollupDeltas {
     pub fn add(&mut self, tenant_id: Uuid, event: &EvaluationEvent, sign: i64) {
         let key = RollupKey::of(tenant_id, event);
         self.scores.entry(key.clone()).or_default().add(event, sign);
+        self.team_scores
+            .entry(key.without_agent_and_reviewer())
+            .or_default()
+            .add(event, sign);
         for section in &event.section_scores {
             if let Some(score) = section.score {
                 let delta = self
@@ -413,8 +433,16 @@ mod tests {
             deltas.root_causes[&(key.clone(), "x".into(), "slow".into())],
             1
         );
+        assert_eq!(
+            deltas.team_scores[&key.without_agent_and_reviewer()].evaluation_count,
+            1
+        );
         deltas.add(Uuid::nil(), &e, -1);
         assert_eq!(deltas.scores[&key], Totals::default());
+        assert_eq!(
+            deltas.team_scores[&key.without_agent_and_reviewer()],
+            Totals::default()
+        );
         assert_eq!(deltas.sections[&(key, String::new())], MeanDelta::default());
     }
 

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{PostgresStore, classify};
 use crate::domain::{
     analytics::{
-        Dimension, Interval, RollupDeltas, ScoreFilter, TimeSplit, Totals, Transition, split_time,
-        transition,
+        Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, TimeSplit, Totals, Transition,
+        split_time, transition,
     },
     evaluation::EvaluationEvent,
     tenant::TenantId,
@@ -165,10 +165,24 @@ macro_rules! push_key {
 }
 
 async fn upsert_rollups(conn: &mut PgConnection, deltas: &RollupDeltas) -> Result<()> {
-    let scores: Vec<_> = deltas.scores.iter().collect();
+    for (table, scores) in [
+        ("daily_scores", &deltas.scores),
+        ("daily_team_scores", &deltas.team_scores),
+    ] {
+        upsert_scores(conn, table, scores).await?;
+    }
+    upsert_breakdowns(conn, deltas).await
+}
+
+async fn upsert_scores(
+    conn: &mut PgConnection,
+    table: &str,
+    scores: &HashMap<RollupKey, Totals>,
+) -> Result<()> {
+    let scores: Vec<_> = scores.iter().collect();
     for chunk in scores.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Postgres>::new(format!(
-            "INSERT INTO analytics.daily_scores AS r ({ROLLUP_KEY}, evaluation_count, scored_count,
+            "INSERT INTO analytics.{table} AS r ({ROLLUP_KEY}, evaluation_count, scored_count,
                  score_sum, passed_count, critical_fail_count, csat_sum, csat_count) "
         ));
         query.push_values(chunk, |mut row, (key, totals)| {
@@ -193,6 +207,10 @@ async fn upsert_rollups(conn: &mut PgConnection, deltas: &RollupDeltas) -> Resul
         ));
         query.build().execute(&mut *conn).await.map_err(classify)?;
     }
+    Ok(())
+}
+
+async fn upsert_breakdowns(conn: &mut PgConnection, deltas: &RollupDeltas) -> Result<()> {
     let sections: Vec<_> = deltas.sections.iter().collect();
     for chunk in sections.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Postgres>::new(format!(
@@ -479,6 +497,8 @@ impl AnalyticsStore for PostgresStore {
         interval: Interval,
     ) -> Result<Vec<GroupTotals>> {
         let dims = group_columns(group_by);
+        // Without agents or reviewers in the question, the coarse rollup answers it.
+        let coarse = filter.agent_ids.is_empty() && group_by.iter().all(|d| d.in_team_rollup());
         let (rollup_bucket, facts_bucket) = match interval.unit() {
             Some(unit) => (
                 format!("date_trunc('{unit}', r.day::timestamp) AS bucket"),
@@ -519,7 +539,11 @@ impl AnalyticsStore for PostgresStore {
             filter,
             &Parts {
                 rollup_select: &rollup_select,
-                rollup_from: "analytics.daily_scores r",
+                rollup_from: if coarse {
+                    "analytics.daily_team_scores r"
+                } else {
+                    "analytics.daily_scores r"
+                },
                 facts_select: &facts_select,
                 facts_from: FACTS,
                 facts_where: "",
@@ -674,6 +698,7 @@ impl AnalyticsStore for PostgresStore {
         for table in [
             "evaluation_facts",
             "daily_scores",
+            "daily_team_scores",
             "daily_section_scores",
             "daily_criterion_scores",
             "daily_root_causes",
