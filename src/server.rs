@@ -250,7 +250,7 @@ impl Server {
             .add_optional_service(rubric)
             .add_optional_service(evaluation)
             .add_optional_service(analytics)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain);
+            .serve_with_incoming_shutdown(without_nagle(self.listener), drain);
         tokio::select! {
             served = serving => served.map_err(|err| StartError::Store(Error::Internal(err.to_string())))?,
             () = grace_elapsed => tracing::warn!(?grace, "grace period over; closing remaining connections"),
@@ -262,6 +262,21 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: a response larger than one segment
+/// otherwise waits for the client's delayed ACK (tens of milliseconds).
+fn without_nagle(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(%err, "cannot set TCP_NODELAY");
+            }
+        })
+    })
 }
 
 async fn mark_not_serving(health: &HealthReporter, services: &ServiceSet) {

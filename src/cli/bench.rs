@@ -24,6 +24,67 @@ pub enum BenchCommand {
     /// Submits evaluations one by one and measures how long each takes to show in
     /// GetAgentScore.
     Freshness(FreshnessArgs),
+    /// Calls QueryScores (team × week over a time range) repeatedly and reports latency.
+    Query(QueryArgs),
+    /// Streams ExportEvaluations and reports rows per second.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Address of the IQS server.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// API key (admin, qa_reviewer or analyst).
+    #[arg(long, env = "IQS_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Stop after this many rows (0 = the whole export).
+    #[arg(long, default_value_t = 0)]
+    rows: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ExportReport {
+    scenario: &'static str,
+    rows: u64,
+    seconds: f64,
+    rows_per_second: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Address of the IQS server.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// API key (admin, qa_reviewer or analyst).
+    #[arg(long, env = "IQS_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Start of the range, RFC 3339.
+    #[arg(long)]
+    start: chrono::DateTime<chrono::Utc>,
+    /// End of the range (exclusive), RFC 3339.
+    #[arg(long)]
+    end: chrono::DateTime<chrono::Utc>,
+    /// Calls to make, one after another.
+    #[arg(long, default_value_t = 200)]
+    requests: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct LatencyReport {
+    scenario: &'static str,
+    requests: u64,
+    rows: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +152,8 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Import(args) => import(args).await,
         BenchCommand::Freshness(args) => freshness(args).await,
+        BenchCommand::Query(args) => query(args).await,
+        BenchCommand::Export(args) => export(args).await,
     }
 }
 
@@ -360,6 +423,118 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
         println!(
             "freshness over {} submissions: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             report.count, report.p50_ms, report.p99_ms, report.max_ms
+        );
+    }
+    Ok(())
+}
+
+async fn export(args: ExportArgs) -> Result<(), String> {
+    use crate::proto::analytics::{
+        ExportEvaluationsRequest, analytics_service_client::AnalyticsServiceClient,
+    };
+    let channel = connect(&args.target, args.key.as_deref()).await?;
+    let mut analytics =
+        AnalyticsServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let started = Instant::now();
+    let mut stream = analytics
+        .export_evaluations(ExportEvaluationsRequest::default())
+        .await
+        .map_err(|status| format!("ExportEvaluations: {status}"))?
+        .into_inner();
+    let mut rows = 0u64;
+    while let Some(row) = stream
+        .message()
+        .await
+        .map_err(|status| format!("ExportEvaluations: {status}"))?
+    {
+        std::hint::black_box(&row);
+        rows += 1;
+        if args.rows > 0 && rows >= args.rows {
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let report = ExportReport {
+        scenario: "export",
+        rows,
+        seconds,
+        rows_per_second: rows as f64 / seconds.max(1e-6),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|err| err.to_string())?
+        );
+    } else {
+        println!(
+            "export: {} rows in {:.1} s = {:.0} rows/s",
+            report.rows, report.seconds, report.rows_per_second
+        );
+    }
+    Ok(())
+}
+
+async fn query(args: QueryArgs) -> Result<(), String> {
+    use crate::proto::{
+        analytics::{
+            Dimension, Interval, QueryScoresRequest, ScoreFilter,
+            analytics_service_client::AnalyticsServiceClient,
+        },
+        common::TimeRange,
+    };
+    let channel = connect(&args.target, args.key.as_deref()).await?;
+    let mut analytics = AnalyticsServiceClient::new(channel);
+    let ts = |t: chrono::DateTime<chrono::Utc>| prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    };
+    let request = QueryScoresRequest {
+        filter: Some(ScoreFilter {
+            time_range: Some(TimeRange {
+                start_time: Some(ts(args.start)),
+                end_time: Some(ts(args.end)),
+            }),
+            ..Default::default()
+        }),
+        group_by: vec![Dimension::Team as i32],
+        interval: Interval::Week as i32,
+    };
+    let mut samples = Vec::with_capacity(args.requests as usize);
+    let mut rows = 0;
+    for _ in 0..args.requests {
+        let started = Instant::now();
+        let response = analytics
+            .query_scores(request.clone())
+            .await
+            .map_err(|status| format!("QueryScores: {status}"))?;
+        samples.push(started.elapsed());
+        rows = response.into_inner().rows.len();
+    }
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let report = LatencyReport {
+        scenario: "query",
+        requests: args.requests,
+        rows,
+        p50_ms: ms(quantile(&samples, 0.5)),
+        p95_ms: ms(quantile(&samples, 0.95)),
+        p99_ms: ms(quantile(&samples, 0.99)),
+        max_ms: ms(samples.last().copied().unwrap_or_default()),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|err| err.to_string())?
+        );
+    } else {
+        println!(
+            "QueryScores team x week: {} calls, {} rows each: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            report.requests,
+            report.rows,
+            report.p50_ms,
+            report.p95_ms,
+            report.p99_ms,
+            report.max_ms
         );
     }
     Ok(())

@@ -1,0 +1,60 @@
+-- Generates :n evaluations (with their outbox events) for tenant :'tenant' straight into
+-- the evaluation schema, spread over six months from 2026-04-01, for the query and export
+-- benchmarks. Run with psql -v n=... -v first=... -v tenant=...; rows :first .. :first+:n-1.
+-- Each evaluation has four criteria (weights 1, 2, 1, 2; scores on a 1..4 scale), 30
+-- agents in 3 teams, 3 channels, 3 rubrics, 10 reviewers, and kinds MANUAL (85%), SELF
+-- (10%) and CALIBRATION (5%). Ratings rows are not generated: no figure reads them.
+WITH gen AS (
+    SELECT g,
+           gen_random_uuid() AS id,
+           ('00000000-0000-4000-8000-' || lpad((g % 100000)::text, 12, '0'))::uuid AS interaction_id,
+           'agent-' || (g % 30) AS agent_id,
+           'team-' || (g % 30 % 3) AS team_id,
+           (ARRAY['emea', 'amer', 'apac'])[1 + g % 30 % 3] AS region,
+           (ARRAY['chat', 'email', 'voice'])[1 + (g * 7 / 3) % 3] AS channel,
+           ('00000000-0000-4000-9000-00000000000' || (g * 11 % 3))::uuid AS rubric_id,
+           'qa-' || (g * 13 % 10) AS reviewer_id,
+           CASE WHEN g % 20 < 17 THEN 'manual' WHEN g % 20 < 19 THEN 'self' ELSE 'calibration' END AS kind,
+           TIMESTAMPTZ '2026-04-01 00:00:00+00' + (abs(hashint8(g * 8 + 6)) % 15724800) * INTERVAL '1 second' AS t,
+           (abs(hashint8(g * 8 + 1)) % 4) * 100.0 / 3 AS c1,
+           (abs(hashint8(g * 8 + 2)) % 4) * 100.0 / 3 AS c2,
+           (abs(hashint8(g * 8 + 3)) % 4) * 100.0 / 3 AS c3,
+           (abs(hashint8(g * 8 + 4)) % 4) * 100.0 / 3 AS c4,
+           1 + abs(hashint8(g * 8 + 5)) % 5 AS csat
+    FROM generate_series(:first::bigint, :first::bigint + :n - 1) AS g
+), scored AS (
+    SELECT gen.*,
+           ((c1 + 2 * c2 + c3 + 2 * c4) / 6)::float8 AS score,
+           to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t_text
+    FROM gen
+), evaluations AS (
+    INSERT INTO evaluation.evaluations
+        (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region, rubric_id,
+         rubric_version, reviewer_id, kind, comment, score, section_scores, criterion_scores,
+         critical_failed, passed, state, create_time, first_create_time)
+    SELECT :'tenant'::uuid, id, 1, interaction_id, agent_id, team_id, channel, region, rubric_id,
+           1, reviewer_id, kind, '', score,
+           jsonb_build_array(jsonb_build_object('section', '', 'score', score)),
+           jsonb_build_array(
+               jsonb_build_object('criterion_key', 'c1', 'score', c1::float8),
+               jsonb_build_object('criterion_key', 'c2', 'score', c2::float8),
+               jsonb_build_object('criterion_key', 'c3', 'score', c3::float8),
+               jsonb_build_object('criterion_key', 'c4', 'score', c4::float8)),
+           false, score >= 80, 'active', t, t
+    FROM scored
+)
+INSERT INTO evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
+SELECT :'tenant'::uuid, 'submitted', id, 1, jsonb_build_object(
+           'evaluation_id', id, 'revision', 1, 'state', 'active', 'interaction_id', interaction_id,
+           'agent_id', agent_id, 'team_id', team_id, 'channel', channel, 'region', region,
+           'rubric_id', rubric_id, 'rubric_version', 1, 'reviewer_id', reviewer_id, 'kind', kind,
+           'score', score, 'passed', score >= 80, 'critical_failed', false,
+           'section_scores', jsonb_build_array(jsonb_build_object('section', '', 'score', score)),
+           'criterion_scores', jsonb_build_array(
+               jsonb_build_object('criterion_key', 'c1', 'score', c1::float8),
+               jsonb_build_object('criterion_key', 'c2', 'score', c2::float8),
+               jsonb_build_object('criterion_key', 'c3', 'score', c3::float8),
+               jsonb_build_object('criterion_key', 'c4', 'score', c4::float8)),
+           'root_causes', '[]'::jsonb, 'csat', csat, 'first_create_time', t_text)
+FROM scored
+ORDER BY t;
