@@ -104,6 +104,31 @@ impl AnalyticsApi {
         })
     }
 
+    /// The summary of one agent (`field` "agent_id") or team ("team_id").
+    async fn entity_summary(
+        &self,
+        tenant: TenantId,
+        request: EntityRequest<'_>,
+    ) -> Result<pb::ScoreSummary> {
+        let mut violations = Violations::new();
+        let id = require_id(request.field, request.id, &mut violations);
+        let mut filter = score_filter(
+            request.time_range,
+            request.rubric_id,
+            request.kinds,
+            &mut violations,
+        );
+        violations.finish(())?;
+        let entity = if request.field == "agent_id" {
+            filter.agent_ids = vec![id.clone()];
+            CacheEntity::Agent(tenant, id)
+        } else {
+            filter.team_ids = vec![id.clone()];
+            CacheEntity::Team(tenant, id)
+        };
+        self.cached_summary(tenant, entity, filter).await
+    }
+
     async fn totals(&self, tenant: TenantId, filter: &ScoreFilter) -> Result<Totals> {
         Ok(self
             .store
@@ -114,6 +139,15 @@ impl AnalyticsApi {
             .map(|group| group.totals)
             .unwrap_or_default())
     }
+}
+
+/// The fields of GetAgentScore and GetTeamScore.
+struct EntityRequest<'a> {
+    field: &'static str,
+    id: &'a str,
+    time_range: Option<common::TimeRange>,
+    rubric_id: &'a str,
+    kinds: &'a [i32],
 }
 
 /// The common filter of every analytics request; kinds default to MANUAL.
@@ -279,20 +313,19 @@ impl AnalyticsService for AnalyticsApi {
                 "an agent key reads only its own score",
             ));
         }
-        let mut violations = Violations::new();
-        let agent_id = require_id("agent_id", &request.agent_id, &mut violations);
-        let mut filter = score_filter(
-            request.time_range,
-            &request.rubric_id,
-            &request.kinds,
-            &mut violations,
-        );
-        violations.finish(()).map_err(Error::from)?;
-        filter.agent_ids = vec![agent_id.clone()];
-        let entity = CacheEntity::Agent(tenant, agent_id);
-        Ok(Response::new(
-            self.cached_summary(tenant, entity, filter).await?,
-        ))
+        let summary = self
+            .entity_summary(
+                tenant,
+                EntityRequest {
+                    field: "agent_id",
+                    id: &request.agent_id,
+                    time_range: request.time_range,
+                    rubric_id: &request.rubric_id,
+                    kinds: &request.kinds,
+                },
+            )
+            .await?;
+        Ok(Response::new(summary))
     }
 
     async fn get_team_score(
@@ -301,20 +334,19 @@ impl AnalyticsService for AnalyticsApi {
     ) -> Result<Response<pb::ScoreSummary>, Status> {
         let tenant = principal(&request)?.tenant;
         let request = request.into_inner();
-        let mut violations = Violations::new();
-        let team_id = require_id("team_id", &request.team_id, &mut violations);
-        let mut filter = score_filter(
-            request.time_range,
-            &request.rubric_id,
-            &request.kinds,
-            &mut violations,
-        );
-        violations.finish(()).map_err(Error::from)?;
-        filter.team_ids = vec![team_id.clone()];
-        let entity = CacheEntity::Team(tenant, team_id);
-        Ok(Response::new(
-            self.cached_summary(tenant, entity, filter).await?,
-        ))
+        let summary = self
+            .entity_summary(
+                tenant,
+                EntityRequest {
+                    field: "team_id",
+                    id: &request.team_id,
+                    time_range: request.time_range,
+                    rubric_id: &request.rubric_id,
+                    kinds: &request.kinds,
+                },
+            )
+            .await?;
+        Ok(Response::new(summary))
     }
 
     async fn query_scores(

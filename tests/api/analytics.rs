@@ -648,29 +648,40 @@ async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations()
     }
 }
 
+/// A review of `agent` on the email rubric of `two_rubrics`, with `request_id` as both
+/// the request id and the interaction's external id.
+fn email_review(
+    rubric: &str,
+    agent: &str,
+    request_id: &str,
+    accuracy: i32,
+) -> eval_pb::SubmitEvaluationRequest {
+    eval_pb::SubmitEvaluationRequest {
+        request_id: request_id.into(),
+        interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
+            source: "zendesk".into(),
+            external_id: request_id.into(),
+            channel: "email".into(),
+            agent_id: agent.into(),
+            ..Default::default()
+        })),
+        rubric_id: rubric.into(),
+        reviewer_id: "qa".into(),
+        ratings: vec![
+            crate::helpers::rating("verify_identity", 1),
+            crate::helpers::rating("accuracy", accuracy),
+        ],
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn a_submitted_evaluation_shows_in_the_agent_score_within_a_second() {
     let app = spawn_app().await;
     let rubric = two_rubrics(&app).await.remove(1);
     let mut client = analytics(&app);
     for n in 0..20 {
-        let request = eval_pb::SubmitEvaluationRequest {
-            request_id: format!("fresh-{n}"),
-            interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
-                source: "zendesk".into(),
-                external_id: format!("F-{n}"),
-                channel: "chat".into(),
-                agent_id: "fresh-agent".into(),
-                ..Default::default()
-            })),
-            rubric_id: rubric.clone(),
-            reviewer_id: "qa".into(),
-            ratings: vec![
-                crate::helpers::rating("verify_identity", 1),
-                crate::helpers::rating("accuracy", 4),
-            ],
-            ..Default::default()
-        };
+        let request = email_review(&rubric, "fresh-agent", &format!("fresh-{n}"), 4);
         app.evaluations().submit_evaluation(request).await.unwrap();
         let submitted = Instant::now();
         loop {
@@ -759,23 +770,7 @@ async fn iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answeri
     let app = spawn_app().await;
     let rubric = two_rubrics(&app).await.remove(1);
     for n in 0..5 {
-        let request = eval_pb::SubmitEvaluationRequest {
-            request_id: format!("rebuild-{n}"),
-            interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
-                source: "zendesk".into(),
-                external_id: format!("RB-{n}"),
-                channel: "email".into(),
-                agent_id: "rebuilt".into(),
-                ..Default::default()
-            })),
-            rubric_id: rubric.clone(),
-            reviewer_id: "qa".into(),
-            ratings: vec![
-                crate::helpers::rating("verify_identity", 1),
-                crate::helpers::rating("accuracy", n),
-            ],
-            ..Default::default()
-        };
+        let request = email_review(&rubric, "rebuilt", &format!("rebuild-{n}"), n);
         app.evaluations().submit_evaluation(request).await.unwrap();
     }
     wait_for_projection(&app).await;
@@ -830,23 +825,7 @@ async fn a_rebuild_waits_for_older_transactions_elsewhere_instead_of_stopping_sh
         .await
         .unwrap();
     for n in 0..3 {
-        let request = eval_pb::SubmitEvaluationRequest {
-            request_id: format!("blocked-{n}"),
-            interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
-                source: "zendesk".into(),
-                external_id: format!("BL-{n}"),
-                channel: "email".into(),
-                agent_id: "blocked".into(),
-                ..Default::default()
-            })),
-            rubric_id: rubric.clone(),
-            reviewer_id: "qa".into(),
-            ratings: vec![
-                crate::helpers::rating("verify_identity", 1),
-                crate::helpers::rating("accuracy", n),
-            ],
-            ..Default::default()
-        };
+        let request = email_review(&rubric, "blocked", &format!("blocked-{n}"), n);
         app.evaluations().submit_evaluation(request).await.unwrap();
     }
     let store =
