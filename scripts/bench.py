@@ -29,6 +29,10 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.iqs = os.path.abspath(args.iqs)
+        # The benchmarks measure IQS, not its per-key rate limits: lift the admin's.
+        self.config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+        self.config.write("[rate_limits.admin]\nper_second = 1000000.0\nburst = 1000000.0\n")
+        self.config.close()
 
     def psql(self, url, *commands):
         cmd = [self.args.psql, url, "-v", "ON_ERROR_STOP=1", "-q", "-X"]
@@ -46,7 +50,7 @@ class Bench:
         self.psql(self.args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def start_server(self, url, redis_url=None):
-        env = dict(os.environ, DATABASE_URL=url, IQS_LISTEN_ADDR="127.0.0.1:0",
+        env = dict(os.environ, DATABASE_URL=url, IQS_LISTEN_ADDR="127.0.0.1:0", IQS_CONFIG=self.config.name,
                    IQS_LOG_FORMAT="json", RUST_LOG="warn,iqs::server=info")
         env.pop("REDIS_URL", None)
         if redis_url:
@@ -98,10 +102,8 @@ class Bench:
             url = self.fresh_database(name)
             proc, target = self.start_server(url)
             key = self.admin_key(url)
-            out = subprocess.run([self.iqs, "bench", "import", "--target", target, "--key", key, "--rows", str(rows),
-                                  "--prefix", f"rep{rep}", "--json"],
-                                 check=True, capture_output=True, text=True).stdout
-            report = json.loads(out.strip().splitlines()[-1])
+            report = run_json([self.iqs, "bench", "import", "--target", target, "--key", key, "--rows", str(rows),
+                                  "--prefix", f"rep{rep}", "--json"])
             assert report["accepted"] == rows, report
             rss.append(self.peak_rss_mb(proc.pid))
             self.stop_server(proc)
@@ -134,10 +136,8 @@ class Bench:
             url = self.fresh_database(name)
             proc, target = self.start_server(url, self.args.redis_url)
             key = self.admin_key(url)
-            out = subprocess.run([self.iqs, "bench", "freshness", "--target", target, "--key", key, "--count", str(count),
-                                  "--prefix", f"fresh{rep}", "--json"],
-                                 check=True, capture_output=True, text=True).stdout
-            report = json.loads(out.strip().splitlines()[-1])
+            report = run_json([self.iqs, "bench", "freshness", "--target", target, "--key", key, "--count", str(count),
+                                  "--prefix", f"fresh{rep}", "--json"])
             report["rss"] = self.peak_rss_mb(proc.pid)
             self.stop_server(proc)
             self.drop_database(name)
@@ -193,10 +193,8 @@ class Bench:
         iqs_p95, iqs_p50, baseline = [], [], []
         proc, target = self.start_server(url)
         for rep in range(reps):
-            out = subprocess.run([self.iqs, "bench", "query", "--target", target, "--key", key, "--start", start,
-                                  "--end", end, "--requests", "200", "--json"],
-                                 check=True, capture_output=True, text=True).stdout
-            report = json.loads(out.strip().splitlines()[-1])
+            report = run_json([self.iqs, "bench", "query", "--target", target, "--key", key, "--start", start,
+                                  "--end", end, "--requests", "200", "--json"])
             iqs_p95.append(report["p95_ms"])
             iqs_p50.append(report["p50_ms"])
             baseline.append(self.timed_sql(url, baseline_sql))
@@ -208,9 +206,8 @@ class Bench:
         # Export from a server of its own, so its peak memory is the export's alone.
         export_rows = min(evaluations, 1_000_000)
         proc, target = self.start_server(url)
-        out = subprocess.run([self.iqs, "bench", "export", "--target", target, "--key", key, "--rows",
-                              str(export_rows), "--json"], check=True, capture_output=True, text=True).stdout
-        export = json.loads(out.strip().splitlines()[-1])
+        export = run_json([self.iqs, "bench", "export", "--target", target, "--key", key, "--rows",
+                              str(export_rows), "--json"])
         export["rss"] = self.peak_rss_mb(proc.pid)
         self.stop_server(proc)
         print(f"export: {export['rows']:,} rows at {export['rows_per_second']:,.0f} rows/s, "
@@ -218,6 +215,14 @@ class Bench:
         self.drop_database(name)
         return {"evaluations": evaluations, "p95": iqs_p95, "p50": iqs_p50, "baseline": baseline,
                 "rss": query_rss, "replay_rate": evaluations / replay, "export": export}
+
+
+def run_json(command):
+    """Runs an `iqs bench` command and returns its JSON report; on failure, shows why."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def spread(values, unit, digits=0):
