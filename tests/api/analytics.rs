@@ -841,3 +841,47 @@ async fn a_rebuild_waits_for_older_transactions_elsewhere_instead_of_stopping_sh
     blocking.rollback().await.unwrap();
     assert_eq!(rebuild.await.unwrap(), 3);
 }
+
+#[tokio::test]
+async fn the_projector_reads_the_outbox_in_numeric_txid_order_past_a_power_of_ten() {
+    use iqs::store::AnalyticsStore;
+    // No analytics service, so no projector runs: the test applies the outbox itself.
+    let app = spawn_app_with(AppOptions {
+        services: "rubric,evaluation"
+            .parse::<iqs::config::ServiceSet>()
+            .unwrap(),
+        ..Default::default()
+    })
+    .await;
+    let rubric = two_rubrics(&app).await.remove(1);
+    for n in 0..2 {
+        let request = email_review(&rubric, "ordered", &format!("ordered-{n}"), n);
+        app.evaluations().submit_evaluation(request).await.unwrap();
+    }
+    // Transaction ids 9 and 10 sort the other way round as text.
+    sqlx::query(
+        "UPDATE evaluation.outbox o SET txid = ranked.txid
+         FROM (SELECT position, (8 + row_number() OVER (ORDER BY position))::text::xid8 AS txid
+               FROM evaluation.outbox) ranked
+         WHERE o.position = ranked.position",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let store =
+        iqs::store::postgres::PostgresStore::connect(&app.database_url, &Default::default())
+            .await
+            .unwrap();
+    assert_eq!(store.apply_pending(100).await.unwrap().events, 2);
+    assert_eq!(
+        store.apply_pending(100).await.unwrap().events,
+        0,
+        "an event was read twice"
+    );
+    let cursor: String =
+        sqlx::query_scalar("SELECT last_txid::text FROM analytics.projector_cursor")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(cursor, "10");
+}

@@ -278,10 +278,12 @@ async fn apply_next(
     limit: u32,
 ) -> Result<AppliedBatch> {
     let rows: Vec<OutboxRow> = sqlx::query_as(
-        "SELECT tenant_id, position, txid::text AS txid, payload FROM evaluation.outbox
-         WHERE (txid, position) > ($1::text::xid8, $2)
-           AND txid < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY txid, position
+        // Qualified names matter: a bare `ORDER BY txid` would sort by the text output
+        // column (out of order past a power of ten, and without the index).
+        "SELECT o.tenant_id, o.position, o.txid::text AS txid, o.payload FROM evaluation.outbox o
+         WHERE (o.txid, o.position) > ($1::text::xid8, $2)
+           AND o.txid < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY o.txid, o.position
          LIMIT $3",
     )
     .bind(last_txid)
