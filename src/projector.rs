@@ -1,14 +1,13 @@
-//! The analytics projector: applies the evaluation outbox to the rollups, woken by
-//! LISTEN/NOTIFY, with polling as the fallback. Several replicas may run; one applies at
+//! The analytics projector: applies the evaluation outbox to the rollups, woken by the
+//! store's outbox wake-ups (LISTEN/NOTIFY on PostgreSQL), with polling as the fallback. Several replicas may run; one applies at
 //! a time (the cursor row is locked with SKIP LOCKED).
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::watch;
 
 use crate::cache::{CacheEntity, SummaryCache};
-use crate::store::{AnalyticsStore, AppliedBatch};
+use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
 
 /// Events applied per transaction.
 pub const BATCH_SIZE: u32 = 500;
@@ -23,7 +22,6 @@ const INVALIDATION_RETRY: Duration = Duration::from_millis(250);
 
 pub struct Projector {
     store: Arc<dyn AnalyticsStore>,
-    pool: PgPool,
     cache: Option<Arc<dyn SummaryCache>>,
     /// Entities whose cached summaries are older than the rollups, until the cache
     /// confirms their invalidation.
@@ -31,14 +29,9 @@ pub struct Projector {
 }
 
 impl Projector {
-    pub fn new(
-        store: Arc<dyn AnalyticsStore>,
-        pool: PgPool,
-        cache: Option<Arc<dyn SummaryCache>>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn AnalyticsStore>, cache: Option<Arc<dyn SummaryCache>>) -> Self {
         Self {
             store,
-            pool,
             cache,
             stale: BTreeSet::new(),
         }
@@ -76,16 +69,10 @@ impl Projector {
 
     /// Runs until `stop` turns true.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(mut listener) => match listener.listen("iqs_outbox").await {
-                Ok(()) => Some(listener),
-                Err(err) => {
-                    tracing::warn!(%err, "cannot LISTEN for outbox events; polling only");
-                    None
-                }
-            },
+        let mut wakeups: Option<Box<dyn OutboxWakeups>> = match self.store.outbox_wakeups().await {
+            Ok(wakeups) => Some(wakeups),
             Err(err) => {
-                tracing::warn!(%err, "cannot LISTEN for outbox events; polling only");
+                tracing::warn!(%err, "cannot subscribe to outbox events; polling only");
                 None
             }
         };
@@ -120,13 +107,8 @@ impl Projector {
                 wait.min(INVALIDATION_RETRY)
             };
             let notified = async {
-                match listener.as_mut() {
-                    Some(listener) => {
-                        if let Err(err) = listener.recv().await {
-                            tracing::debug!(%err, "outbox listener reconnecting");
-                            tokio::time::sleep(ERROR_BACKOFF).await;
-                        }
-                    }
+                match wakeups.as_mut() {
+                    Some(wakeups) => wakeups.wait().await,
                     None => std::future::pending::<()>().await,
                 }
             };

@@ -2,7 +2,6 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
@@ -13,7 +12,7 @@ use crate::auth::{
     layer::{AuthLayer, Authentication},
     limits::RateLimiter,
 };
-use crate::cache::{SummaryCache, redis::RedisCache};
+use crate::cache::{SummaryCache, memory::MemoryCache, redis::RedisCache};
 use crate::config::{AuthMode, Config, ServiceKind, ServiceSet};
 use crate::error::Error;
 use crate::projector::Projector;
@@ -27,17 +26,17 @@ use crate::services::rubric_client::{
 };
 use crate::services::{analytics::AnalyticsApi, evaluation::EvaluationApi, rubric::RubricApi};
 use crate::store::{
-    AccessStore, AnalyticsStore, EvaluationStore, RubricStore,
+    AccessStore, AnalyticsStore, EvaluationStore, RubricStore, Store,
     postgres::{PoolSettings, PostgresStore},
+    sqlite::SqliteStore,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "DATABASE_URL is not set. Set it to a PostgreSQL URL, e.g. \
-         DATABASE_URL=postgres://postgres@127.0.0.1:5432/iqs"
+        "DATABASE_URL {0:?} is neither a PostgreSQL URL (postgres://…) nor a SQLite one (sqlite:…)"
     )]
-    NoDatabase,
+    UnknownDatabase(String),
     #[error(
         "the evaluation service runs without the rubric service here: set IQS_RUBRIC_ENDPOINT \
          to the rubric service's address, e.g. http://rubric:50051"
@@ -67,7 +66,7 @@ pub fn grpc_service_name(kind: ServiceKind) -> &'static str {
 /// `rubric_endpoint`; cached either way.
 fn rubric_client(
     config: &Config,
-    store: Arc<PostgresStore>,
+    store: Arc<dyn Store>,
 ) -> Result<Arc<dyn RubricClient>, StartError> {
     if config.services.contains(ServiceKind::Rubric)
         || !config.services.contains(ServiceKind::Evaluation)
@@ -85,32 +84,50 @@ fn rubric_client(
     )?)))
 }
 
-/// Redis when `REDIS_URL` is set; no cache otherwise.
+/// Redis when `REDIS_URL` is set; otherwise a cache in this process's memory.
 fn summary_cache(config: &Config) -> Result<Option<Arc<dyn SummaryCache>>, StartError> {
+    let ttl = Duration::from_millis(config.cache_ttl_ms);
     let Some(url) = config.redis_url.as_deref() else {
-        return Ok(None);
+        return Ok(Some(Arc::new(MemoryCache::new(ttl))));
     };
-    let cache = RedisCache::new(
-        url,
-        Duration::from_millis(config.redis_timeout_ms),
-        Duration::from_millis(config.cache_ttl_ms),
-    )
-    .map_err(|err| StartError::Store(Error::Internal(err)))?;
+    let cache = RedisCache::new(url, Duration::from_millis(config.redis_timeout_ms), ttl)
+        .map_err(|err| StartError::Store(Error::Internal(err)))?;
     Ok(Some(Arc::new(cache)))
 }
 
-/// Connects to PostgreSQL and applies the migrations.
-pub async fn connect_store(config: &Config) -> Result<PostgresStore, StartError> {
-    let url = config
+/// Whether the store is the embedded SQLite one (no `DATABASE_URL`, or a `sqlite:` one).
+pub fn is_embedded(config: &Config) -> bool {
+    config
         .database_url
         .as_deref()
-        .ok_or(StartError::NoDatabase)?;
-    let settings = PoolSettings {
-        max_connections: config.database_max_connections,
-        acquire_timeout: config.database_acquire_timeout(),
+        .is_none_or(|url| url.starts_with("sqlite:"))
+}
+
+/// Opens the store `DATABASE_URL` names (PostgreSQL or SQLite), else the embedded SQLite
+/// store under the data directory, and applies its migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let store: Arc<dyn Store> = match config.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let settings = PoolSettings {
+                max_connections: config.database_max_connections,
+                acquire_timeout: config.database_acquire_timeout(),
+            };
+            let store = PostgresStore::connect(url, &settings).await?;
+            store.migrate().await?;
+            Arc::new(store)
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            let store = SqliteStore::connect(url).await?;
+            store.migrate().await?;
+            Arc::new(store)
+        }
+        Some(url) => return Err(StartError::UnknownDatabase(url.to_owned())),
+        None => {
+            let store = SqliteStore::open_dir(&config.data_dir).await?;
+            store.migrate().await?;
+            Arc::new(store)
+        }
     };
-    let store = PostgresStore::connect(url, &settings).await?;
-    store.migrate().await?;
     Ok(store)
 }
 
@@ -127,13 +144,13 @@ pub struct Server {
     analytics_store: Arc<dyn AnalyticsStore>,
     rubric_client: Arc<dyn RubricClient>,
     cache: Option<Arc<dyn SummaryCache>>,
-    pool: PgPool,
+    embedded: bool,
 }
 
 impl Server {
     /// Migrates the database, then binds the listener.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
-        let store = connect_store(config).await?;
+        let store = open_store(config).await?;
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -144,7 +161,6 @@ impl Server {
             addr: config.listen_addr,
             source,
         })?;
-        let store = Arc::new(store);
         let rubric_client = rubric_client(config, store.clone())?;
         Ok(Self {
             listener,
@@ -162,10 +178,19 @@ impl Server {
             rubric_store: store.clone(),
             evaluation_store: store.clone(),
             analytics_store: store.clone(),
-            pool: store.pool().clone(),
             cache: summary_cache(config)?,
             rubric_client,
+            embedded: is_embedded(config),
         })
+    }
+
+    /// On the embedded store's first run (no key at all), an admin key of a new `default`
+    /// tenant, to be shown once; `None` otherwise.
+    pub async fn first_run_key(&self) -> Result<Option<String>, StartError> {
+        if !self.embedded || !matches!(self.authentication, Authentication::Keys(..)) {
+            return Ok(None);
+        }
+        Ok(crate::auth::bootstrap::first_admin_key(self.access_store.as_ref()).await?)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -212,11 +237,7 @@ impl Server {
         // The analytics service keeps its rollups fresh: it runs the projector.
         let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
         let projector = self.services.contains(ServiceKind::Analytics).then(|| {
-            let projector = Projector::new(
-                self.analytics_store.clone(),
-                self.pool.clone(),
-                self.cache.clone(),
-            );
+            let projector = Projector::new(self.analytics_store.clone(), self.cache.clone());
             tokio::spawn(projector.run(projector_stopped))
         });
 

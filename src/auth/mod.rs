@@ -3,6 +3,7 @@
 //! records writes in the audit log, and puts the caller's `Principal` into the request
 //! extensions, where the services read it.
 
+pub mod bootstrap;
 pub mod keys;
 pub mod layer;
 pub mod limits;

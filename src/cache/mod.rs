@@ -2,6 +2,7 @@
 //! is never the source of truth: every read falls back to the store when the cache
 //! misses, fails or is slow.
 
+pub mod memory;
 pub mod redis;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -296,6 +296,7 @@ pub fn import_row(
         kind: eval_pb::EvaluationKind::Manual as i32,
         ratings,
         comment: String::new(),
+        create_time: None,
     }
 }
 

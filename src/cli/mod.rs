@@ -2,6 +2,7 @@
 
 mod access;
 mod bench;
+mod demo;
 
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -44,6 +45,16 @@ enum Command {
     Key(access::KeyCommand),
     /// The audit log of writes, newest first.
     Audit(access::AuditArgs),
+    /// Demo data.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoCommand {
+    /// Fill the store with six months of realistic reviews of 30 agents in 3 teams,
+    /// through the API (deterministic for a seed; seeding again adds nothing).
+    Seed(demo::SeedArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,10 +108,11 @@ pub fn run() -> ExitCode {
             Command::Bench(command) => bench::run(command).await,
             Command::Analytics(AnalyticsCommand::Rebuild) => rebuild(&config).await,
             Command::Tenant(command) => {
-                access::tenant(&access_store(&config).await?, command).await
+                access::tenant(&*access_store(&config).await?, command).await
             }
-            Command::Key(command) => access::key(&access_store(&config).await?, command).await,
-            Command::Audit(args) => access::audit(&access_store(&config).await?, args).await,
+            Command::Key(command) => access::key(&*access_store(&config).await?, command).await,
+            Command::Audit(args) => access::audit(&*access_store(&config).await?, args).await,
+            Command::Demo(DemoCommand::Seed(args)) => demo::seed(&config, args).await,
         }
     });
     match outcome {
@@ -115,24 +127,36 @@ pub fn run() -> ExitCode {
 
 async fn serve(config: &Config) -> Result<(), server::StartError> {
     let server = Server::build(config).await?;
+    if let Some(key) = server.first_run_key().await? {
+        print_first_run(&key, server.local_addr());
+    }
     server.serve(server::shutdown_signal()).await
 }
 
+fn print_first_run(key: &str, addr: std::net::SocketAddr) {
+    let tenant = crate::auth::bootstrap::FIRST_TENANT;
+    println!(
+        "First run on an empty store: created tenant {tenant:?} and this admin key \
+         (shown once; `iqs key create` makes more):\n\n    {key}\n\n\
+         Try it:\n\n    grpcurl -plaintext -H 'authorization: Bearer {key}' \
+         {addr} iqs.rubric.v1.RubricService/ListRubrics\n"
+    );
+}
+
 async fn migrate(config: &Config) -> Result<(), server::StartError> {
-    server::connect_store(config).await?;
+    server::open_store(config).await?;
     println!("migrations applied");
     Ok(())
 }
 
-async fn access_store(config: &Config) -> Result<crate::store::postgres::PostgresStore, String> {
-    server::connect_store(config)
+async fn access_store(config: &Config) -> Result<std::sync::Arc<dyn crate::store::Store>, String> {
+    server::open_store(config)
         .await
         .map_err(|err| err.to_string())
 }
 
 async fn rebuild(config: &Config) -> Result<(), String> {
-    use crate::store::AnalyticsStore;
-    let store = server::connect_store(config)
+    let store = server::open_store(config)
         .await
         .map_err(|err| err.to_string())?;
     let started = std::time::Instant::now();

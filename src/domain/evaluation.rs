@@ -116,6 +116,8 @@ pub struct NewEvaluation {
     pub ratings: Vec<Rating>,
     pub comment: String,
     pub outcome: ScoreOutcome,
+    /// When an imported review was made elsewhere; `None` = when it is stored.
+    pub review_time: Option<DateTime<Utc>>,
 }
 
 /// A scored revision of an existing evaluation, ready to store.

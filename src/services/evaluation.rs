@@ -2,6 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -50,6 +51,9 @@ struct SubmissionContent<'a> {
     kind: EvaluationKind,
     ratings: &'a [Rating],
     comment: &'a str,
+    // Absent from the fingerprints of undated submissions, so theirs never change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    review_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize)]
@@ -71,6 +75,16 @@ struct CheckedSubmission {
     kind: EvaluationKind,
     ratings: Vec<Rating>,
     comment: String,
+    review_time: Option<DateTime<Utc>>,
+}
+
+/// Whether a submission may carry the time of a review made elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dating {
+    /// SubmitEvaluation: dated when stored.
+    Live,
+    /// ImportEvaluations: history may keep its own time.
+    History,
 }
 
 fn check_id_field(field: &str, value: &str, violations: &mut Violations) {
@@ -91,9 +105,27 @@ fn optional_request_id(request_id: String) -> Option<String> {
 /// Checks every field that does not need the rubric.
 fn check_submission(
     request: pb::SubmitEvaluationRequest,
+    dating: Dating,
     violations: &mut Violations,
 ) -> Option<CheckedSubmission> {
     violations.check_request_id("request_id", &request.request_id);
+    let review_time = match (dating, request.create_time) {
+        (_, None) => None,
+        (Dating::Live, Some(_)) => {
+            violations.add(
+                "create_time",
+                "is only for ImportEvaluations; a submitted review is dated when it is submitted",
+            );
+            None
+        }
+        (Dating::History, time) => {
+            let time = from_timestamp(time, "create_time", violations);
+            if time.is_some_and(|time| time > Utc::now()) {
+                violations.add("create_time", "must not be in the future");
+            }
+            time
+        }
+    };
     let interaction = match request.interaction_ref {
         Some(PbInteractionRef::InteractionId(id)) => violations
             .require_uuid("interaction_id", &id)
@@ -126,6 +158,7 @@ fn check_submission(
         kind,
         ratings: &ratings,
         comment: &request.comment,
+        review_time,
     });
     Some(CheckedSubmission {
         request_id: optional_request_id(request.request_id),
@@ -137,6 +170,7 @@ fn check_submission(
         kind,
         ratings,
         comment: request.comment,
+        review_time,
     })
 }
 
@@ -225,6 +259,7 @@ impl EvaluationApi {
             ratings: submission.ratings,
             comment: submission.comment,
             outcome,
+            review_time: submission.review_time,
         })
     }
 
@@ -335,7 +370,7 @@ impl EvaluationService for EvaluationApi {
         let credential = credential(&request);
         let tenant = caller.tenant;
         let mut violations = Violations::new();
-        let submission = check_submission(request.into_inner(), &mut violations);
+        let submission = check_submission(request.into_inner(), Dating::Live, &mut violations);
         let Some(submission) = submission else {
             return Err(Error::from(violations.into_vec()).into());
         };
@@ -618,7 +653,7 @@ impl EvaluationService for EvaluationApi {
         while let Some(row) = stream.message().await? {
             let request_id = row.request_id.clone();
             let mut violations = Violations::new();
-            let prepared = match check_submission(row, &mut violations) {
+            let prepared = match check_submission(row, Dating::History, &mut violations) {
                 Some(submission) => {
                     self.prepare(
                         tenant,

@@ -1,6 +1,8 @@
 //! Persistence ports (traits) and their adapters. The services depend on the ports only.
 
 pub mod postgres;
+mod shared;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -258,6 +260,17 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// Empties the rollups and applies the whole outbox again, in one transaction:
     /// readers keep seeing the previous figures until it commits.
     async fn rebuild(&self) -> Result<u64>;
+
+    /// Wake-ups for the projector when outbox events may have been written.
+    async fn outbox_wakeups(&self) -> Result<Box<dyn OutboxWakeups>>;
+}
+
+/// Tells the projector that outbox events may be waiting; it polls as well, so a missed
+/// wake-up only delays it.
+#[async_trait]
+pub trait OutboxWakeups: Send {
+    /// Returns when events may have been written since the last return.
+    async fn wait(&mut self);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -320,3 +333,8 @@ pub trait AccessStore: Send + Sync + 'static {
     /// The newest entries first, of one tenant or all.
     async fn list_audit(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<AuditEntry>>;
 }
+
+/// Every store port on one backend: what the server and the CLI open.
+pub trait Store: RubricStore + EvaluationStore + AnalyticsStore + AccessStore {}
+
+impl<T: RubricStore + EvaluationStore + AnalyticsStore + AccessStore> Store for T {}

@@ -12,14 +12,13 @@ use iqs::proto::{
     },
     rubric::{self as rb, rubric_service_client::RubricServiceClient},
 };
-use iqs::store::AccessStore;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::helpers::{
-    AppOptions, Authed, TestApp, published_rubric, rating, spawn_app, spawn_app_with, submission,
-    with_key,
+    AppOptions, Authed, Backend, TestApp, published_rubric, rating, spawn_app_on, spawn_app_with,
+    submission, with_key,
 };
 
 /// Ids of real resources, so that an allowed call can succeed.
@@ -208,9 +207,8 @@ async fn resources(app: &TestApp) -> Ids {
     }
 }
 
-#[tokio::test]
-async fn every_cell_of_the_role_matrix_is_enforced() {
-    let app = spawn_app().await;
+async fn every_cell_of_the_role_matrix_is_enforced(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let ids = resources(&app).await;
     let mut checked = 0;
     for role in Role::ALL {
@@ -261,9 +259,8 @@ async fn the_matrix_in_the_security_docs_is_the_one_enforced() {
     }
 }
 
-#[tokio::test]
-async fn calls_without_a_valid_key_are_unauthenticated_and_say_nothing_more() {
-    let app = spawn_app().await;
+async fn calls_without_a_valid_key_are_unauthenticated_and_say_nothing_more(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let ids = resources(&app).await;
     let unknown = iqs::auth::keys::generate(app.tenant).unwrap().key;
     let mut messages = Vec::new();
@@ -288,11 +285,10 @@ async fn calls_without_a_valid_key_are_unauthenticated_and_say_nothing_more() {
     assert!(messages.iter().all(|m| *m == messages[0]));
 }
 
-#[tokio::test]
-async fn a_revoked_key_is_refused_within_5_seconds() {
-    let app = spawn_app().await;
+async fn a_revoked_key_is_refused_within_5_seconds(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let ids = resources(&app).await;
-    let key = crate::helpers::create_key(&app.store(), app.tenant, Role::Analyst, None).await;
+    let key = crate::helpers::create_key(app.store.as_ref(), app.tenant, Role::Analyst, None).await;
     let channel = with_key(app.raw_channel.clone(), &key);
     call("GetRubric", channel.clone(), &ids).await.unwrap();
     let parsed = iqs::auth::keys::parse(&key).unwrap();
@@ -310,9 +306,8 @@ async fn a_revoked_key_is_refused_within_5_seconds() {
     }
 }
 
-#[tokio::test]
-async fn an_agent_key_sees_only_its_own_score_and_evaluations() {
-    let app = spawn_app().await;
+async fn an_agent_key_sees_only_its_own_score_and_evaluations(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     for (n, agent) in ["agent-a", "agent-b"].iter().enumerate() {
         let mut request = submission(&rubric.id, &format!("AG-{n}"), 1, 4);
@@ -405,11 +400,11 @@ async fn an_agent_key_sees_only_its_own_score_and_evaluations() {
     );
 }
 
-#[tokio::test]
-async fn ids_of_another_tenant_answer_not_found_on_every_rpc() {
-    let first = spawn_app().await;
+async fn ids_of_another_tenant_answer_not_found_on_every_rpc(backend: Backend) {
+    let first = spawn_app_on(backend).await;
     let ids = resources(&first).await;
     let second = spawn_app_with(AppOptions {
+        backend,
         database_url: Some(first.database_url.clone()),
         ..AppOptions::default()
     })
@@ -467,9 +462,9 @@ async fn ids_of_another_tenant_answer_not_found_on_every_rpc() {
     assert_eq!(score.evaluation_count, 0);
 }
 
-#[tokio::test]
-async fn a_key_over_its_rate_gets_resource_exhausted_with_retry_info() {
+async fn a_key_over_its_rate_gets_resource_exhausted_with_retry_info(backend: Backend) {
     let app = spawn_app_with(AppOptions {
+        backend,
         rate_limits: RoleRates {
             analyst: Rate {
                 per_second: 1.0,
@@ -501,9 +496,8 @@ async fn a_key_over_its_rate_gets_resource_exhausted_with_retry_info() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn every_write_is_in_the_audit_log_with_key_role_and_request_id() {
-    let app = spawn_app().await;
+async fn every_write_is_in_the_audit_log_with_key_role_and_request_id(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let mut request = tonic::Request::new(submission(&rubric.id, "AU-1", 1, 4));
     request
@@ -560,10 +554,9 @@ async fn every_write_is_in_the_audit_log_with_key_role_and_request_id() {
     assert_eq!(delete.status_code, Code::NotFound as i32);
 }
 
-#[tokio::test]
-async fn keys_never_reach_the_logs() {
+async fn keys_never_reach_the_logs(backend: Backend) {
     use tokio::io::AsyncBufReadExt;
-    let app = spawn_app().await;
+    let app = spawn_app_on(backend).await;
     let tenant_name = format!("logs-{}", uuid::Uuid::now_v7().simple());
     let iqs = |args: &[&str]| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_iqs"));
@@ -646,4 +639,15 @@ async fn keys_never_reach_the_logs() {
     );
     // The key is shown once, alone on the last line, and nowhere else.
     assert_eq!(stdout.matches(&secret).count(), 1);
+}
+
+crate::on_every_store! {
+    every_cell_of_the_role_matrix_is_enforced,
+    calls_without_a_valid_key_are_unauthenticated_and_say_nothing_more,
+    a_revoked_key_is_refused_within_5_seconds,
+    an_agent_key_sees_only_its_own_score_and_evaluations,
+    ids_of_another_tenant_answer_not_found_on_every_rpc,
+    a_key_over_its_rate_gets_resource_exhausted_with_retry_info,
+    every_write_is_in_the_audit_log_with_key_role_and_request_id,
+    keys_never_reach_the_logs,
 }

@@ -7,7 +7,9 @@ use iqs::proto::evaluation::{self as eval_pb, submit_evaluation_request::Interac
 use iqs::proto::rubric as rubric_pb;
 use tokio_stream::StreamExt;
 
-use crate::helpers::{AppOptions, TestApp, criterion, new_rubric, spawn_app, spawn_app_with};
+use crate::helpers::{
+    AppOptions, Backend, TestApp, criterion, new_rubric, spawn_app, spawn_app_on, spawn_app_with,
+};
 
 const TOLERANCE: f64 = 1e-9;
 
@@ -26,13 +28,7 @@ fn analytics(app: &TestApp) -> AnalyticsServiceClient<crate::helpers::Authed> {
 async fn wait_for_projection(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let pending: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM evaluation.outbox o, analytics.projector_cursor c
-                            WHERE (o.txid, o.position) > (c.last_txid, c.last_position))",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+        let pending = app.store.has_pending().await.unwrap();
         if !pending {
             return;
         }
@@ -210,11 +206,11 @@ fn random_ratings(rng: &mut Rng, rubric: usize) -> Vec<eval_pb::Rating> {
     }
 }
 
-#[tokio::test]
-async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations() {
-    let app = spawn_app().await;
+async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     // A second replica on the same database: two projectors compete for the outbox.
     let replica = spawn_app_with(AppOptions {
+        backend,
         database_url: Some(app.database_url.clone()),
         ..AppOptions::default()
     })
@@ -259,6 +255,7 @@ async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations()
             kind: kinds[(rng.next_u32() as usize) % kinds.len()] as i32,
             ratings: random_ratings(&mut rng, rubric),
             comment: String::new(),
+            create_time: None,
         };
         let evaluation = app
             .evaluations()
@@ -624,12 +621,7 @@ async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations()
         .await
         .unwrap()
         .into_inner();
-    let store =
-        iqs::store::postgres::PostgresStore::connect(&app.database_url, &Default::default())
-            .await
-            .unwrap();
-    use iqs::store::AnalyticsStore;
-    let replayed = store.rebuild().await.unwrap();
+    let replayed = app.store.rebuild().await.unwrap();
     assert_eq!(replayed as i64, app.count("evaluation.outbox").await);
     let after = client
         .query_scores(pb::QueryScoresRequest {
@@ -675,9 +667,8 @@ fn email_review(
     }
 }
 
-#[tokio::test]
-async fn a_submitted_evaluation_shows_in_the_agent_score_within_a_second() {
-    let app = spawn_app().await;
+async fn a_submitted_evaluation_shows_in_the_agent_score_within_a_second(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let rubric = two_rubrics(&app).await.remove(1);
     let mut client = analytics(&app);
     for n in 0..20 {
@@ -705,9 +696,8 @@ async fn a_submitted_evaluation_shows_in_the_agent_score_within_a_second() {
     }
 }
 
-#[tokio::test]
-async fn analytics_requests_with_bad_fields_name_each_one() {
-    let app = spawn_app().await;
+async fn analytics_requests_with_bad_fields_name_each_one(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = analytics(&app);
     let status = client
         .get_agent_score(pb::GetAgentScoreRequest {
@@ -748,9 +738,8 @@ async fn analytics_requests_with_bad_fields_name_each_one() {
     );
 }
 
-#[tokio::test]
-async fn an_agent_without_evaluations_has_no_iqs() {
-    let app = spawn_app().await;
+async fn an_agent_without_evaluations_has_no_iqs(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let summary = analytics(&app)
         .get_agent_score(pb::GetAgentScoreRequest {
             agent_id: "nobody".into(),
@@ -765,9 +754,10 @@ async fn an_agent_without_evaluations_has_no_iqs() {
     );
 }
 
-#[tokio::test]
-async fn iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answering() {
-    let app = spawn_app().await;
+async fn iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answering(
+    backend: Backend,
+) {
+    let app = spawn_app_on(backend).await;
     let rubric = two_rubrics(&app).await.remove(1);
     for n in 0..5 {
         let request = email_review(&rubric, "rebuilt", &format!("rebuild-{n}"), n);
@@ -865,7 +855,7 @@ async fn the_projector_reads_the_outbox_in_numeric_txid_order_past_a_power_of_te
                FROM evaluation.outbox) ranked
          WHERE o.position = ranked.position",
     )
-    .execute(&app.pool)
+    .execute(app.pg_pool())
     .await
     .unwrap();
     let store =
@@ -880,8 +870,16 @@ async fn the_projector_reads_the_outbox_in_numeric_txid_order_past_a_power_of_te
     );
     let cursor: String =
         sqlx::query_scalar("SELECT last_txid::text FROM analytics.projector_cursor")
-            .fetch_one(&app.pool)
+            .fetch_one(app.pg_pool())
             .await
             .unwrap();
     assert_eq!(cursor, "10");
+}
+
+crate::on_every_store! {
+    every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations,
+    a_submitted_evaluation_shows_in_the_agent_score_within_a_second,
+    analytics_requests_with_bad_fields_name_each_one,
+    an_agent_without_evaluations_has_no_iqs,
+    iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answering,
 }

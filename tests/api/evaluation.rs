@@ -8,8 +8,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::helpers::{
-    AppOptions, criterion, draft, interaction, new_rubric, published_rubric, rating, spawn_app,
-    spawn_app_with, submission, violated_fields,
+    AppOptions, Backend, criterion, draft, interaction, new_rubric, published_rubric, rating,
+    spawn_app_on, spawn_app_with, submission, violated_fields,
 };
 
 const TOLERANCE: f64 = 1e-9;
@@ -38,9 +38,8 @@ fn case_criterion(value: &Value) -> rubric_pb::Criterion {
     c
 }
 
-#[tokio::test]
-async fn every_shared_scoring_case_scores_as_expected_through_submit_and_score() {
-    let app = spawn_app().await;
+async fn every_shared_scoring_case_scores_as_expected_through_submit_and_score(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let cases: Value = serde_json::from_str(include_str!("../data/scoring-cases.json")).unwrap();
     for (n, case) in cases["cases"].as_array().unwrap().iter().enumerate() {
         let name = case["name"].as_str().unwrap();
@@ -141,9 +140,8 @@ async fn every_shared_scoring_case_scores_as_expected_through_submit_and_score()
     }
 }
 
-#[tokio::test]
-async fn upserting_the_same_interaction_key_updates_it_and_never_duplicates() {
-    let app = spawn_app().await;
+async fn upserting_the_same_interaction_key_updates_it_and_never_duplicates(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.evaluations();
     let first = client
         .upsert_interaction(pb::UpsertInteractionRequest {
@@ -176,9 +174,8 @@ async fn upserting_the_same_interaction_key_updates_it_and_never_duplicates() {
     assert_eq!(read, second);
 }
 
-#[tokio::test]
-async fn an_interaction_with_bad_fields_is_refused_naming_each() {
-    let app = spawn_app().await;
+async fn an_interaction_with_bad_fields_is_refused_naming_each(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut bad = interaction("has space", "");
     bad.csat = Some(9);
     bad.nps = Some(11);
@@ -209,9 +206,8 @@ async fn an_interaction_with_bad_fields_is_refused_naming_each() {
     assert_eq!(app.count("evaluation.interactions").await, 0);
 }
 
-#[tokio::test]
-async fn submit_scores_and_copies_the_interactions_dimensions() {
-    let app = spawn_app().await;
+async fn submit_scores_and_copies_the_interactions_dimensions(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let evaluation = app
         .evaluations()
@@ -257,9 +253,8 @@ async fn submit_scores_and_copies_the_interactions_dimensions() {
     assert_eq!(read.agent_id, "agent-1");
 }
 
-#[tokio::test]
-async fn a_submission_can_name_a_stored_interaction_by_id() {
-    let app = spawn_app().await;
+async fn a_submission_can_name_a_stored_interaction_by_id(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let stored = app
         .evaluations()
@@ -290,9 +285,8 @@ async fn a_submission_can_name_a_stored_interaction_by_id() {
     assert_eq!(status.code(), Code::NotFound);
 }
 
-#[tokio::test]
-async fn a_hundred_concurrent_submits_with_one_request_id_store_one_evaluation() {
-    let app = spawn_app().await;
+async fn a_hundred_concurrent_submits_with_one_request_id_store_one_evaluation(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let request = submission(&rubric.id, "ZD-100", 1, 4);
     let calls: Vec<_> = (0..100)
@@ -318,9 +312,8 @@ async fn a_hundred_concurrent_submits_with_one_request_id_store_one_evaluation()
     assert_eq!(app.count("evaluation.interactions").await, 1);
 }
 
-#[tokio::test]
-async fn the_same_request_id_with_other_content_is_already_exists() {
-    let app = spawn_app().await;
+async fn the_same_request_id_with_other_content_is_already_exists(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let request = submission(&rubric.id, "ZD-2", 1, 4);
     app.evaluations()
@@ -338,9 +331,10 @@ async fn the_same_request_id_with_other_content_is_already_exists() {
     assert_eq!(app.count("evaluation.evaluations").await, 1);
 }
 
-#[tokio::test]
-async fn a_refused_submission_leaves_no_evaluation_rating_outbox_or_interaction_row() {
-    let app = spawn_app().await;
+async fn a_refused_submission_leaves_no_evaluation_rating_outbox_or_interaction_row(
+    backend: Backend,
+) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let mut request = submission(&rubric.id, "ZD-3", 1, 4);
     request.ratings = vec![
@@ -379,9 +373,8 @@ async fn a_refused_submission_leaves_no_evaluation_rating_outbox_or_interaction_
     }
 }
 
-#[tokio::test]
-async fn unknown_and_unpublished_rubrics_are_not_found_and_failed_precondition() {
-    let app = spawn_app().await;
+async fn unknown_and_unpublished_rubrics_are_not_found_and_failed_precondition(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let request = submission(&Uuid::now_v7().to_string(), "ZD-4", 1, 4);
     let status = app
         .evaluations()
@@ -407,9 +400,8 @@ async fn unknown_and_unpublished_rubrics_are_not_found_and_failed_precondition()
     assert_eq!(app.count("evaluation.evaluations").await, 0);
 }
 
-#[tokio::test]
-async fn publishing_version_2_leaves_version_1_scores_unchanged() {
-    let app = spawn_app().await;
+async fn publishing_version_2_leaves_version_1_scores_unchanged(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let v1 = app
         .evaluations()
@@ -469,9 +461,8 @@ async fn publishing_version_2_leaves_version_1_scores_unchanged() {
     assert_eq!(revised.score, v1.score);
 }
 
-#[tokio::test]
-async fn a_revision_supersedes_the_current_one_which_stays_readable() {
-    let app = spawn_app().await;
+async fn a_revision_supersedes_the_current_one_which_stays_readable(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let original = app
         .evaluations()
@@ -551,9 +542,8 @@ async fn a_revision_supersedes_the_current_one_which_stays_readable() {
     );
 }
 
-#[tokio::test]
-async fn deleting_is_soft_kept_for_audit_and_hidden_from_default_listings() {
-    let app = spawn_app().await;
+async fn deleting_is_soft_kept_for_audit_and_hidden_from_default_listings(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let evaluation = app
         .evaluations()
@@ -624,9 +614,8 @@ async fn deleting_is_soft_kept_for_audit_and_hidden_from_default_listings() {
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
 
-#[tokio::test]
-async fn listing_filters_and_pages_newest_first() {
-    let app = spawn_app().await;
+async fn listing_filters_and_pages_newest_first(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let mut ids = Vec::new();
     for n in 0..7 {
@@ -707,9 +696,8 @@ async fn listing_filters_and_pages_newest_first() {
     assert!(future.evaluations.is_empty());
 }
 
-#[tokio::test]
-async fn scoring_a_preview_stores_nothing() {
-    let app = spawn_app().await;
+async fn scoring_a_preview_stores_nothing(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let preview = app
         .evaluations()
@@ -727,9 +715,8 @@ async fn scoring_a_preview_stores_nothing() {
     assert_eq!(app.count("evaluation.outbox").await, 0);
 }
 
-#[tokio::test]
-async fn an_import_stores_every_good_row_and_reports_every_bad_one_by_index() {
-    let app = spawn_app().await;
+async fn an_import_stores_every_good_row_and_reports_every_bad_one_by_index(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     const ROWS: usize = 100_000;
     let bad: HashSet<usize> = (0..ROWS).filter(|i| i % 100 == 37).collect();
@@ -777,9 +764,8 @@ async fn an_import_stores_every_good_row_and_reports_every_bad_one_by_index() {
     );
 }
 
-#[tokio::test]
-async fn importing_again_counts_duplicates_and_refuses_changed_rows() {
-    let app = spawn_app().await;
+async fn importing_again_counts_duplicates_and_refuses_changed_rows(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let rows: Vec<_> = (0..50)
         .map(|i| {
@@ -812,15 +798,16 @@ async fn importing_again_counts_duplicates_and_refuses_changed_rows() {
     assert_eq!(app.count("evaluation.evaluations").await, 50);
 }
 
-#[tokio::test]
-async fn an_evaluation_server_reads_rubrics_from_a_remote_rubric_server() {
+async fn an_evaluation_server_reads_rubrics_from_a_remote_rubric_server(backend: Backend) {
     let rubric_server = spawn_app_with(AppOptions {
+        backend,
         services: "rubric".parse::<ServiceSet>().unwrap(),
         ..AppOptions::default()
     })
     .await;
     // One database, one tenant: the caller's key is passed on to the rubric service.
     let evaluation_server = spawn_app_with(AppOptions {
+        backend,
         services: "evaluation".parse::<ServiceSet>().unwrap(),
         database_url: Some(rubric_server.database_url.clone()),
         rubric_endpoint: Some(format!("http://{}", rubric_server_addr(&rubric_server))),
@@ -849,4 +836,76 @@ async fn an_evaluation_server_reads_rubrics_from_a_remote_rubric_server() {
 
 fn rubric_server_addr(app: &crate::helpers::TestApp) -> std::net::SocketAddr {
     app.addr
+}
+
+async fn an_import_keeps_the_review_time_of_history_and_a_submission_may_not_carry_one(
+    backend: Backend,
+) {
+    let app = spawn_app_on(backend).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let reviewed = chrono::DateTime::parse_from_rfc3339("2026-03-02T10:30:00Z")
+        .unwrap()
+        .to_utc();
+    let mut history = submission(&rubric.id, "HIST-1", 1, 4);
+    history.create_time = Some(prost_types::Timestamp {
+        seconds: reviewed.timestamp(),
+        nanos: 0,
+    });
+    let mut future = submission(&rubric.id, "HIST-2", 1, 4);
+    future.create_time = Some(prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + 86_400,
+        nanos: 0,
+    });
+    let response = app
+        .evaluations()
+        .import_evaluations(tokio_stream::iter(vec![history.clone(), future]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((response.accepted, response.rejected_count), (1, 1));
+    assert_eq!(response.rejected[0].index, 1);
+    assert!(response.rejected[0].reason.contains("create_time"));
+    let listed = app
+        .evaluations()
+        .list_evaluations(pb::ListEvaluationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.evaluations[0].create_time,
+        Some(prost_types::Timestamp {
+            seconds: reviewed.timestamp(),
+            nanos: 0,
+        })
+    );
+
+    history.request_id = uuid::Uuid::now_v7().to_string();
+    let refused = app
+        .evaluations()
+        .submit_evaluation(history)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["create_time".to_owned()]);
+}
+
+crate::on_every_store! {
+    an_import_keeps_the_review_time_of_history_and_a_submission_may_not_carry_one,
+    every_shared_scoring_case_scores_as_expected_through_submit_and_score,
+    upserting_the_same_interaction_key_updates_it_and_never_duplicates,
+    an_interaction_with_bad_fields_is_refused_naming_each,
+    submit_scores_and_copies_the_interactions_dimensions,
+    a_submission_can_name_a_stored_interaction_by_id,
+    a_hundred_concurrent_submits_with_one_request_id_store_one_evaluation,
+    the_same_request_id_with_other_content_is_already_exists,
+    a_refused_submission_leaves_no_evaluation_rating_outbox_or_interaction_row,
+    unknown_and_unpublished_rubrics_are_not_found_and_failed_precondition,
+    publishing_version_2_leaves_version_1_scores_unchanged,
+    a_revision_supersedes_the_current_one_which_stays_readable,
+    deleting_is_soft_kept_for_audit_and_hidden_from_default_listings,
+    listing_filters_and_pages_newest_first,
+    scoring_a_preview_stores_nothing,
+    an_import_stores_every_good_row_and_reports_every_bad_one_by_index,
+    importing_again_counts_duplicates_and_refuses_changed_rows,
+    an_evaluation_server_reads_rubrics_from_a_remote_rubric_server,
 }

@@ -7,8 +7,9 @@ use iqs::proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use iqs::proto::evaluation::{self as eval_pb, evaluation_service_client::EvaluationServiceClient};
 use iqs::proto::rubric::{self as pb, rubric_service_client::RubricServiceClient};
 use iqs::server::Server;
-use iqs::store::{AccessStore, postgres::PostgresStore};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use iqs::store::{AccessStore, Store};
+use sqlx::{Connection, Executor, PgConnection, PgPool, SqlitePool};
+use std::sync::Arc;
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::{Interceptor, interceptor::InterceptedService};
@@ -41,6 +42,102 @@ pub async fn create_test_database() -> String {
     let mut url = url::Url::from_str(&admin_url).expect("DATABASE_URL is a URL");
     url.set_path(&name);
     url.to_string()
+}
+
+/// The store a test runs on: every store behaviour is tested on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A fresh, empty database of its own for one test, on `backend`.
+pub async fn create_database_on(backend: Backend) -> String {
+    match backend {
+        Backend::Postgres => create_test_database().await,
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join("iqs-tests");
+            std::fs::create_dir_all(&dir).expect("temporary directory");
+            format!(
+                "sqlite://{}",
+                dir.join(format!("{}.db", Uuid::now_v7().simple()))
+                    .display()
+            )
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `<name>::on_postgres` and
+/// `<name>::on_sqlite`: one conformance suite across the store adapters.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn on_postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+
+                #[tokio::test]
+                async fn on_sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            }
+        )*
+    };
+}
+
+/// Direct access to a test's database, for what the API does not show.
+pub enum TestDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl TestDb {
+    async fn connect(url: &str) -> Self {
+        if url.starts_with("sqlite:") {
+            TestDb::Sqlite(SqlitePool::connect(url).await.expect("test SQLite pool"))
+        } else {
+            TestDb::Postgres(PgPool::connect(url).await.expect("test pool"))
+        }
+    }
+
+    /// The same statement for both: PostgreSQL's `schema.table` names lose their schema on
+    /// SQLite, whose tables have the same names in one file.
+    fn for_sqlite(sql: &str) -> String {
+        ["rubric.", "evaluation.", "analytics.", "access."]
+            .iter()
+            .fold(sql.to_owned(), |sql, schema| sql.replace(schema, ""))
+            .replace('$', "?")
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {table}");
+        match self {
+            TestDb::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+            TestDb::Sqlite(pool) => sqlx::query_scalar(&Self::for_sqlite(&sql))
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        }
+    }
+
+    /// Runs a statement with one UUID parameter (`$1`).
+    pub async fn execute_with(&self, sql: &str, id: Uuid) -> Result<u64, sqlx::Error> {
+        match self {
+            TestDb::Postgres(pool) => sqlx::query(sql)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()),
+            TestDb::Sqlite(pool) => sqlx::query(&Self::for_sqlite(sql))
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()),
+        }
+    }
 }
 
 /// Adds `authorization: Bearer <key>` to every call.
@@ -78,12 +175,15 @@ pub struct TestApp {
     pub tenant: TenantId,
     pub admin_key: String,
     pub database_url: String,
-    pub pool: PgPool,
+    pub db: TestDb,
+    pub store: Arc<dyn Store>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
 
 pub struct AppOptions {
+    pub backend: Backend,
+    /// An existing database (of `backend`) instead of a fresh one.
     pub database_url: Option<String>,
     pub auth: AuthMode,
     pub services: ServiceSet,
@@ -96,6 +196,7 @@ pub struct AppOptions {
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
+            backend: Backend::Postgres,
             database_url: None,
             auth: AuthMode::Keys,
             services: ServiceSet::all(),
@@ -111,6 +212,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+pub async fn spawn_app_on(backend: Backend) -> TestApp {
+    spawn_app_with(AppOptions {
+        backend,
+        ..AppOptions::default()
+    })
+    .await
+}
+
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     // Server logs show in a failing test's output.
     let _ = tracing_subscriber::fmt()
@@ -119,7 +228,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .try_init();
     let database_url = match options.database_url {
         Some(url) => url,
-        None => create_test_database().await,
+        None => create_database_on(options.backend).await,
     };
     let config = Config {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -150,14 +259,16 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .connect()
         .await
         .expect("connect to the server");
-    let pool = PgPool::connect(&database_url).await.expect("test pool");
-    let store = PostgresStore::from_pool(pool.clone());
+    let db = TestDb::connect(&database_url).await;
+    let store = iqs::server::open_store(&config)
+        .await
+        .expect("the test opens the store");
     let tenant = store
         .create_tenant(&format!("tenant-{}", Uuid::now_v7().simple()))
         .await
         .expect("tenant")
         .id;
-    let admin_key = create_key(&store, tenant, Role::Admin, None).await;
+    let admin_key = create_key(store.as_ref(), tenant, Role::Admin, None).await;
     TestApp {
         addr,
         channel: with_key(raw_channel.clone(), &admin_key),
@@ -165,7 +276,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         tenant,
         admin_key,
         database_url,
-        pool,
+        db,
+        store,
         shutdown: Some(shutdown),
         server: Some(handle),
     }
@@ -173,7 +285,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 
 /// A new API key of `tenant` with `role`, as `iqs key create` makes one.
 pub async fn create_key(
-    store: &PostgresStore,
+    store: &dyn AccessStore,
     tenant: TenantId,
     role: Role,
     agent_id: Option<&str>,
@@ -193,13 +305,21 @@ pub async fn create_key(
 }
 
 impl TestApp {
-    pub fn store(&self) -> PostgresStore {
-        PostgresStore::from_pool(self.pool.clone())
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// The PostgreSQL pool of a test that only PostgreSQL has (its transaction ids, say).
+    pub fn pg_pool(&self) -> &PgPool {
+        match &self.db {
+            TestDb::Postgres(pool) => pool,
+            TestDb::Sqlite(_) => panic!("a PostgreSQL-only test ran on SQLite"),
+        }
     }
 
     /// A channel calling with a new key of this app's tenant.
     pub async fn channel_as(&self, role: Role, agent_id: Option<&str>) -> Authed {
-        let key = create_key(&self.store(), self.tenant, role, agent_id).await;
+        let key = create_key(self.store.as_ref(), self.tenant, role, agent_id).await;
         with_key(self.raw_channel.clone(), &key)
     }
 
@@ -218,10 +338,7 @@ impl TestApp {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
+        self.db.count(table).await
     }
 
     /// Signals shutdown and waits until the server has stopped.
@@ -345,5 +462,6 @@ pub fn submission(
         kind: eval_pb::EvaluationKind::Manual as i32,
         ratings: vec![rating("greeting", greeting), rating("empathy", empathy)],
         comment: String::new(),
+        create_time: None,
     }
 }

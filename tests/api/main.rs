@@ -1,9 +1,12 @@
-//! Integration tests: the real server on 127.0.0.1:0, a real PostgreSQL (a database per
-//! test), called through the generated tonic clients.
+//! Integration tests: the real server on 127.0.0.1:0, on a real PostgreSQL (a database per
+//! test) and, for every store behaviour, on the embedded SQLite store too, called through
+//! the generated tonic clients.
 
 mod access;
 mod analytics;
 mod cache;
+mod cache_conformance;
+mod embedded;
 mod evaluation;
 mod helpers;
 mod rubric;

@@ -6,13 +6,12 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::helpers::{
-    AppOptions, criterion, draft, new_rubric, published_rubric, spawn_app, spawn_app_with,
-    violated_fields,
+    AppOptions, Backend, criterion, draft, new_rubric, published_rubric, spawn_app_on,
+    spawn_app_with, violated_fields,
 };
 
-#[tokio::test]
-async fn create_update_publish_and_read_a_rubric() {
-    let app = spawn_app().await;
+async fn create_update_publish_and_read_a_rubric(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let created = client
         .create_rubric(new_rubric(
@@ -63,9 +62,8 @@ async fn create_update_publish_and_read_a_rubric() {
     assert_eq!(read.create_time, created.create_time);
 }
 
-#[tokio::test]
-async fn version_1_reads_back_byte_identical_after_version_2_is_published() {
-    let app = spawn_app().await;
+async fn version_1_reads_back_byte_identical_after_version_2_is_published(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let (rubric, published) = published_rubric(&mut client).await;
     let get_v1 = || pb::GetRubricVersionRequest {
@@ -104,26 +102,30 @@ async fn version_1_reads_back_byte_identical_after_version_2_is_published() {
     assert_eq!(before.encode_to_vec(), after.encode_to_vec());
 }
 
-#[tokio::test]
-async fn published_versions_cannot_be_changed_even_in_the_database() {
-    let app = spawn_app().await;
+async fn published_versions_cannot_be_changed_even_in_the_database(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
-    let update =
-        sqlx::query("UPDATE rubric.rubric_versions SET pass_threshold = 1 WHERE rubric_id = $1")
-            .bind(Uuid::parse_str(&rubric.id).unwrap())
-            .execute(&app.pool)
-            .await;
+    let id = Uuid::parse_str(&rubric.id).unwrap();
+    let update = app
+        .db
+        .execute_with(
+            "UPDATE rubric.rubric_versions SET pass_threshold = 1 WHERE rubric_id = $1",
+            id,
+        )
+        .await;
     assert!(update.is_err());
-    let delete = sqlx::query("DELETE FROM rubric.rubric_versions WHERE rubric_id = $1")
-        .bind(Uuid::parse_str(&rubric.id).unwrap())
-        .execute(&app.pool)
+    let delete = app
+        .db
+        .execute_with(
+            "DELETE FROM rubric.rubric_versions WHERE rubric_id = $1",
+            id,
+        )
         .await;
     assert!(delete.is_err());
 }
 
-#[tokio::test]
-async fn a_draft_with_five_faults_is_refused_naming_all_five() {
-    let app = spawn_app().await;
+async fn a_draft_with_five_faults_is_refused_naming_all_five(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let request = pb::CreateRubricRequest {
         request_id: String::new(),
@@ -155,16 +157,12 @@ async fn a_draft_with_five_faults_is_refused_naming_all_five() {
     .map(String::from)
     .collect();
     assert_eq!(fields, expected);
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM rubric.rubrics")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let stored = app.count("rubric.rubrics").await;
     assert_eq!(stored, 0);
 }
 
-#[tokio::test]
-async fn update_with_invalid_draft_names_fields_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn update_with_invalid_draft_names_fields_and_changes_nothing(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let (rubric, _) = published_rubric(&mut client).await;
     let mut labelled = criterion("tone", 1, 1, 3);
@@ -191,9 +189,8 @@ async fn update_with_invalid_draft_names_fields_and_changes_nothing() {
     assert_eq!(read.draft, rubric.draft);
 }
 
-#[tokio::test]
-async fn a_rubric_without_a_display_name_is_refused() {
-    let app = spawn_app().await;
+async fn a_rubric_without_a_display_name_is_refused(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let status = app
         .rubrics()
         .create_rubric(new_rubric("", draft(vec![])))
@@ -208,9 +205,8 @@ async fn a_rubric_without_a_display_name_is_refused() {
     assert_eq!(violated_fields(&status), ["rubric"]);
 }
 
-#[tokio::test]
-async fn update_mask_replaces_only_the_named_part_of_the_draft() {
-    let app = spawn_app().await;
+async fn update_mask_replaces_only_the_named_part_of_the_draft(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let (rubric, _) = published_rubric(&mut client).await;
     let updated = client
@@ -232,9 +228,8 @@ async fn update_mask_replaces_only_the_named_part_of_the_draft() {
     assert_eq!(updated_draft.criteria, rubric.draft.unwrap().criteria);
 }
 
-#[tokio::test]
-async fn unknown_ids_give_not_found_and_malformed_ids_name_the_field() {
-    let app = spawn_app().await;
+async fn unknown_ids_give_not_found_and_malformed_ids_name_the_field(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let unknown = Uuid::now_v7().to_string();
     let codes = [
@@ -295,9 +290,8 @@ async fn unknown_ids_give_not_found_and_malformed_ids_name_the_field() {
     assert_eq!(violated_fields(&status), ["id"]);
 }
 
-#[tokio::test]
-async fn version_0_is_the_latest_and_missing_versions_are_not_found() {
-    let app = spawn_app().await;
+async fn version_0_is_the_latest_and_missing_versions_are_not_found(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let unpublished = client
         .create_rubric(new_rubric("Voice", draft(vec![criterion("hold", 1, 0, 1)])))
@@ -333,9 +327,8 @@ async fn version_0_is_the_latest_and_missing_versions_are_not_found() {
     assert_eq!(status.code(), Code::NotFound);
 }
 
-#[tokio::test]
-async fn publishing_needs_a_criterion_with_positive_weight() {
-    let app = spawn_app().await;
+async fn publishing_needs_a_criterion_with_positive_weight(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let rubric = client
         .create_rubric(new_rubric(
@@ -359,9 +352,8 @@ async fn publishing_needs_a_criterion_with_positive_weight() {
     );
 }
 
-#[tokio::test]
-async fn publishing_an_unchanged_draft_again_returns_the_latest_version() {
-    let app = spawn_app().await;
+async fn publishing_an_unchanged_draft_again_returns_the_latest_version(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let (rubric, v1) = published_rubric(&mut client).await;
     let again = client
@@ -383,9 +375,8 @@ async fn publishing_an_unchanged_draft_again_returns_the_latest_version() {
     assert_eq!(versions.rubric_versions.len(), 1);
 }
 
-#[tokio::test]
-async fn archived_rubrics_refuse_changes_but_keep_versions_readable() {
-    let app = spawn_app().await;
+async fn archived_rubrics_refuse_changes_but_keep_versions_readable(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let (rubric, v1) = published_rubric(&mut client).await;
     let archived = client
@@ -450,9 +441,8 @@ async fn archived_rubrics_refuse_changes_but_keep_versions_readable() {
     assert_eq!(all.rubrics, vec![archived]);
 }
 
-#[tokio::test]
-async fn create_with_the_same_request_id_and_content_returns_the_same_rubric() {
-    let app = spawn_app().await;
+async fn create_with_the_same_request_id_and_content_returns_the_same_rubric(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let mut request = new_rubric("Chat", draft(vec![criterion("greeting", 1, 0, 1)]));
     request.request_id = Uuid::now_v7().to_string();
@@ -473,9 +463,8 @@ async fn create_with_the_same_request_id_and_content_returns_the_same_rubric() {
     assert_eq!(status.code(), Code::AlreadyExists);
 }
 
-#[tokio::test]
-async fn concurrent_creates_with_one_request_id_store_one_rubric() {
-    let app = spawn_app().await;
+async fn concurrent_creates_with_one_request_id_store_one_rubric(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut request = new_rubric("Chat", draft(vec![criterion("greeting", 1, 0, 1)]));
     request.request_id = Uuid::now_v7().to_string();
     let calls = (0..20).map(|_| {
@@ -488,16 +477,12 @@ async fn concurrent_creates_with_one_request_id_store_one_rubric() {
         ids.insert(call.await.unwrap().expect("every retry succeeds").id);
     }
     assert_eq!(ids.len(), 1);
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM rubric.rubrics")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let stored = app.count("rubric.rubrics").await;
     assert_eq!(stored, 1);
 }
 
-#[tokio::test]
-async fn page_tokens_survive_inserts_between_pages() {
-    let app = spawn_app().await;
+async fn page_tokens_survive_inserts_between_pages(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let mut created = Vec::new();
     for n in 0..5 {
@@ -540,9 +525,8 @@ async fn page_tokens_survive_inserts_between_pages() {
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 6);
 }
 
-#[tokio::test]
-async fn a_page_token_is_refused_with_other_filters_or_when_forged() {
-    let app = spawn_app().await;
+async fn a_page_token_is_refused_with_other_filters_or_when_forged(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     for n in 0..3 {
         client
@@ -578,9 +562,8 @@ async fn a_page_token_is_refused_with_other_filters_or_when_forged() {
     assert_eq!(violated_fields(&status), ["page_size", "page_token"]);
 }
 
-#[tokio::test]
-async fn versions_are_listed_newest_first_across_pages() {
-    let app = spawn_app().await;
+async fn versions_are_listed_newest_first_across_pages(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut client = app.rubrics();
     let (rubric, _) = published_rubric(&mut client).await;
     for weight in 2..=4 {
@@ -620,11 +603,11 @@ async fn versions_are_listed_newest_first_across_pages() {
     assert_eq!(versions, [4, 3, 2, 1]);
 }
 
-#[tokio::test]
-async fn a_tenant_never_sees_another_tenants_rubrics() {
-    let first = spawn_app().await;
+async fn a_tenant_never_sees_another_tenants_rubrics(backend: Backend) {
+    let first = spawn_app_on(backend).await;
     // Another app on the same database serves a tenant of its own.
     let second = spawn_app_with(AppOptions {
+        backend,
         database_url: Some(first.database_url.clone()),
         ..AppOptions::default()
     })
@@ -663,4 +646,25 @@ async fn a_tenant_never_sees_another_tenants_rubrics() {
         .unwrap()
         .into_inner();
     assert!(listed.rubrics.is_empty());
+}
+
+crate::on_every_store! {
+    create_update_publish_and_read_a_rubric,
+    version_1_reads_back_byte_identical_after_version_2_is_published,
+    published_versions_cannot_be_changed_even_in_the_database,
+    a_draft_with_five_faults_is_refused_naming_all_five,
+    update_with_invalid_draft_names_fields_and_changes_nothing,
+    a_rubric_without_a_display_name_is_refused,
+    update_mask_replaces_only_the_named_part_of_the_draft,
+    unknown_ids_give_not_found_and_malformed_ids_name_the_field,
+    version_0_is_the_latest_and_missing_versions_are_not_found,
+    publishing_needs_a_criterion_with_positive_weight,
+    publishing_an_unchanged_draft_again_returns_the_latest_version,
+    archived_rubrics_refuse_changes_but_keep_versions_readable,
+    create_with_the_same_request_id_and_content_returns_the_same_rubric,
+    concurrent_creates_with_one_request_id_store_one_rubric,
+    page_tokens_survive_inserts_between_pages,
+    a_page_token_is_refused_with_other_filters_or_when_forged,
+    versions_are_listed_newest_first_across_pages,
+    a_tenant_never_sees_another_tenants_rubrics,
 }

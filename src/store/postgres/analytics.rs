@@ -1,26 +1,41 @@
 //! AnalyticsStore on PostgreSQL (schema `analytics`): the projector over the evaluation
 //! outbox, and the queries over facts and daily rollups.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use sqlx::{PgConnection, Postgres, QueryBuilder, types::Json};
+use sqlx::{PgConnection, Postgres, QueryBuilder, postgres::PgListener, types::Json};
 use uuid::Uuid;
 
 use super::{PostgresStore, classify};
 use crate::domain::{
     analytics::{
-        Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, TimeSplit, Totals, Transition,
-        split_time, transition,
+        Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, TimeSplit, Totals, split_time,
     },
     evaluation::EvaluationEvent,
     tenant::TenantId,
 };
 use crate::error::Result;
+use crate::store::shared::plan_batch;
 use crate::store::{
-    AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, RootCauseTotals, SectionTotals,
+    AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, OutboxWakeups, RootCauseTotals,
+    SectionTotals,
 };
+
+/// NOTIFY `iqs_outbox`, sent by a trigger when outbox rows are committed.
+struct OutboxNotifications(PgListener);
+
+#[async_trait]
+impl OutboxWakeups for OutboxNotifications {
+    async fn wait(&mut self) {
+        // The listener reconnects by itself; back off so a database outage is not a busy loop.
+        if let Err(err) = self.0.recv().await {
+            tracing::debug!(%err, "outbox listener reconnecting");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
 
 const ROLLUP_KEY: &str =
     "tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind";
@@ -57,56 +72,19 @@ async fn apply_events(
     .fetch_all(&mut *conn)
     .await
     .map_err(classify)?;
-    let mut facts: HashMap<(Uuid, Uuid), EvaluationEvent> = stored
+    let facts: HashMap<(Uuid, Uuid), EvaluationEvent> = stored
         .into_iter()
         .map(|(tenant, id, event)| ((tenant, id), event.0))
         .collect();
-    let mut changed: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
-    let mut deltas = RollupDeltas::default();
-    let mut applied = AppliedBatch {
-        events: events.len(),
-        ..AppliedBatch::default()
-    };
-    for (tenant, event) in events {
-        let key = (*tenant, event.evaluation_id);
-        let (remove, add) = match transition(facts.get(&key), event) {
-            Transition::Stale => continue,
-            Transition::Apply { remove, add } => (remove.cloned(), add.is_some()),
-        };
-        if let Some(old) = &remove {
-            deltas.add(*tenant, old, -1);
-            applied
-                .agents
-                .push((TenantId(*tenant), old.agent_id.clone()));
-            applied.teams.push((TenantId(*tenant), old.team_id.clone()));
-        }
-        if add {
-            deltas.add(*tenant, event, 1);
-        }
-        applied
-            .agents
-            .push((TenantId(*tenant), event.agent_id.clone()));
-        applied
-            .teams
-            .push((TenantId(*tenant), event.team_id.clone()));
-        facts.insert(key, event.clone());
-        changed.insert(key);
-    }
-    applied
-        .agents
-        .sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
-    applied.agents.dedup();
-    applied
-        .teams
-        .sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
-    applied.teams.dedup();
-    let changed: Vec<(Uuid, &EvaluationEvent)> = changed
+    let plan = plan_batch(facts, events);
+    let changed: Vec<(Uuid, &EvaluationEvent)> = plan
+        .facts
         .iter()
-        .filter_map(|key| facts.get(key).map(|event| (key.0, event)))
+        .map(|(tenant, event)| (*tenant, event))
         .collect();
     upsert_facts(conn, &changed).await?;
-    upsert_rollups(conn, &deltas).await?;
-    Ok(applied)
+    upsert_rollups(conn, &plan.deltas).await?;
+    Ok(plan.applied)
 }
 
 async fn upsert_facts(conn: &mut PgConnection, facts: &[(Uuid, &EvaluationEvent)]) -> Result<()> {
@@ -688,6 +666,14 @@ impl AnalyticsStore for PostgresStore {
             .await
             .map_err(classify)?;
         Ok(rows.into_iter().map(|(event,)| event.0).collect())
+    }
+
+    async fn outbox_wakeups(&self) -> Result<Box<dyn OutboxWakeups>> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(classify)?;
+        listener.listen("iqs_outbox").await.map_err(classify)?;
+        Ok(Box::new(OutboxNotifications(listener)))
     }
 
     async fn rebuild(&self) -> Result<u64> {

@@ -18,6 +18,7 @@ use crate::domain::{
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
+use crate::store::shared::{Dimensions, evaluation_from, replay, signed, to_json, unsigned};
 use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
 
 const INTERACTION_COLUMNS: &str = "id, source, external_id, channel, agent_id, team_id, region, \
@@ -133,14 +134,6 @@ impl EvaluationRow {
             first_create_time: self.first_create_time,
         })
     }
-}
-
-fn unsigned(value: i32) -> Result<u32> {
-    u32::try_from(value).map_err(|_| Error::Internal(format!("negative number {value} in storage")))
-}
-
-fn signed(value: u32) -> Result<i32> {
-    i32::try_from(value).map_err(|_| Error::not_found("evaluation revision", value))
 }
 
 #[derive(sqlx::FromRow)]
@@ -278,21 +271,6 @@ async fn upsert_interaction_in(
         .ok_or_else(|| Error::Internal("interaction upsert returned nothing".into()))
 }
 
-/// The dimensions an evaluation copies from its interaction at submit time.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct Dimensions {
-    id: Uuid,
-    #[sqlx(default)]
-    source: String,
-    #[sqlx(default)]
-    external_id: String,
-    agent_id: String,
-    team_id: String,
-    channel: String,
-    region: String,
-    csat: Option<i16>,
-}
-
 async fn dimensions_of(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -332,33 +310,6 @@ async fn resolve_interaction(
                 csat: interaction.input.csat.map(|v| v as i16),
             })
         }
-    }
-}
-
-fn evaluation_from(
-    new: NewEvaluation,
-    dimensions: &Dimensions,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> Evaluation {
-    Evaluation {
-        id,
-        revision: 1,
-        interaction_id: dimensions.id,
-        agent_id: dimensions.agent_id.clone(),
-        team_id: dimensions.team_id.clone(),
-        channel: dimensions.channel.clone(),
-        region: dimensions.region.clone(),
-        rubric_id: new.rubric_id,
-        rubric_version: new.rubric_version,
-        reviewer_id: new.reviewer_id,
-        kind: new.kind,
-        ratings: new.ratings,
-        comment: new.comment,
-        outcome: new.outcome,
-        state: EvaluationState::Active,
-        create_time: now,
-        first_create_time: now,
     }
 }
 
@@ -483,11 +434,6 @@ impl EvaluationColumns {
     }
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|err| Error::Internal(format!("cannot encode JSON: {err}")))
-}
-
 /// Column arrays of the ratings and outbox events of many revisions.
 #[derive(Default)]
 struct DependentColumns {
@@ -609,24 +555,6 @@ async fn find_request_in(
         evaluation,
         fingerprint,
     }))
-}
-
-/// The stored evaluation for a retried request id, or `AlreadyExists` when the
-/// content differs.
-fn replay(
-    stored: Option<StoredRequest>,
-    request_id: &str,
-    fingerprint: &[u8],
-) -> Result<Evaluation> {
-    match stored {
-        Some(stored) if stored.fingerprint == fingerprint => Ok(stored.evaluation),
-        Some(_) => Err(Error::AlreadyExists(format!(
-            "request_id {request_id:?} was already used with different content"
-        ))),
-        None => Err(Error::Internal(format!(
-            "request {request_id:?} conflicted but is not stored"
-        ))),
-    }
 }
 
 async fn lock_current(

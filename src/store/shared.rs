@@ -1,0 +1,155 @@
+//! What the store adapters share: the dimensions an evaluation copies from its
+//! interaction, how a retried request is answered, how a batch of outbox events changes
+//! facts and rollups, and number and JSON conversions.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::analytics::{RollupDeltas, Transition, transition};
+use crate::domain::evaluation::{Evaluation, EvaluationEvent, EvaluationState, NewEvaluation};
+use crate::domain::tenant::TenantId;
+use crate::error::{Error, Result};
+use crate::store::{AppliedBatch, StoredRequest};
+
+/// The dimensions an evaluation copies from its interaction at submit time.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Dimensions {
+    pub id: Uuid,
+    #[sqlx(default)]
+    pub source: String,
+    #[sqlx(default)]
+    pub external_id: String,
+    pub agent_id: String,
+    pub team_id: String,
+    pub channel: String,
+    pub region: String,
+    pub csat: Option<i16>,
+}
+
+/// The first revision of a new evaluation of the interaction described by `dimensions`,
+/// dated `now` unless it is history from elsewhere.
+pub(crate) fn evaluation_from(
+    new: NewEvaluation,
+    dimensions: &Dimensions,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    Evaluation {
+        id,
+        revision: 1,
+        interaction_id: dimensions.id,
+        agent_id: dimensions.agent_id.clone(),
+        team_id: dimensions.team_id.clone(),
+        channel: dimensions.channel.clone(),
+        region: dimensions.region.clone(),
+        rubric_id: new.rubric_id,
+        rubric_version: new.rubric_version,
+        reviewer_id: new.reviewer_id,
+        kind: new.kind,
+        ratings: new.ratings,
+        comment: new.comment,
+        outcome: new.outcome,
+        state: EvaluationState::Active,
+        create_time: new.review_time.unwrap_or(now),
+        first_create_time: new.review_time.unwrap_or(now),
+    }
+}
+
+/// The stored evaluation for a retried request id, or `AlreadyExists` when the
+/// content differs.
+pub(crate) fn replay(
+    stored: Option<StoredRequest>,
+    request_id: &str,
+    fingerprint: &[u8],
+) -> Result<Evaluation> {
+    match stored {
+        Some(stored) if stored.fingerprint == fingerprint => Ok(stored.evaluation),
+        Some(_) => Err(Error::AlreadyExists(format!(
+            "request_id {request_id:?} was already used with different content"
+        ))),
+        None => Err(Error::Internal(format!(
+            "request {request_id:?} conflicted but is not stored"
+        ))),
+    }
+}
+
+pub(crate) fn unsigned(value: i32) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::Internal(format!("negative number {value} in storage")))
+}
+
+pub(crate) fn signed(value: u32) -> Result<i32> {
+    i32::try_from(value).map_err(|_| Error::not_found("evaluation revision", value))
+}
+
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|err| Error::Internal(format!("cannot encode JSON: {err}")))
+}
+
+/// What applying a batch of outbox events changes: the facts to store, the rollup
+/// deltas, and whose cached figures are stale.
+pub(crate) struct BatchPlan {
+    pub applied: AppliedBatch,
+    pub deltas: RollupDeltas,
+    /// (tenant, fact) of every evaluation whose fact changed.
+    pub facts: Vec<(Uuid, EvaluationEvent)>,
+}
+
+/// Plans a batch against the stored facts of its evaluations, keyed by (tenant,
+/// evaluation id). Events older than the fact they meet are skipped, so a replayed
+/// event changes nothing.
+pub(crate) fn plan_batch(
+    mut facts: HashMap<(Uuid, Uuid), EvaluationEvent>,
+    events: &[(Uuid, EvaluationEvent)],
+) -> BatchPlan {
+    let mut changed: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
+    let mut deltas = RollupDeltas::default();
+    let mut applied = AppliedBatch {
+        events: events.len(),
+        ..AppliedBatch::default()
+    };
+    for (tenant, event) in events {
+        let key = (*tenant, event.evaluation_id);
+        let (remove, add) = match transition(facts.get(&key), event) {
+            Transition::Stale => continue,
+            Transition::Apply { remove, add } => (remove.cloned(), add.is_some()),
+        };
+        if let Some(old) = &remove {
+            deltas.add(*tenant, old, -1);
+            applied
+                .agents
+                .push((TenantId(*tenant), old.agent_id.clone()));
+            applied.teams.push((TenantId(*tenant), old.team_id.clone()));
+        }
+        if add {
+            deltas.add(*tenant, event, 1);
+        }
+        applied
+            .agents
+            .push((TenantId(*tenant), event.agent_id.clone()));
+        applied
+            .teams
+            .push((TenantId(*tenant), event.team_id.clone()));
+        facts.insert(key, event.clone());
+        changed.insert(key);
+    }
+    applied
+        .agents
+        .sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
+    applied.agents.dedup();
+    applied
+        .teams
+        .sort_by(|a, b| (a.0.0, &a.1).cmp(&(b.0.0, &b.1)));
+    applied.teams.dedup();
+    let facts = changed
+        .into_iter()
+        .filter_map(|key| facts.remove(&key).map(|event| (key.0, event)))
+        .collect();
+    BatchPlan {
+        applied,
+        deltas,
+        facts,
+    }
+}

@@ -1,0 +1,780 @@
+//! EvaluationStore on SQLite. Writes run on the single writer connection, so a
+//! transaction sees no concurrent writer: no row locks are needed, and a request id is
+//! checked before it is inserted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, types::Json};
+use uuid::Uuid;
+
+use super::time::{from_micros, now_micros, to_micros};
+use super::{SqliteStore, classify};
+use crate::domain::{
+    evaluation::{
+        Evaluation, EvaluationEvent, EvaluationKind, EvaluationState, InteractionRef,
+        NewEvaluation, NewRevision,
+    },
+    interaction::{Interaction, InteractionInput, Message},
+    scoring::{CriterionScore, Rating, ScoreOutcome, SectionScore},
+    tenant::TenantId,
+};
+use crate::error::{Error, Result};
+use crate::store::shared::{Dimensions, evaluation_from, replay, signed, to_json, unsigned};
+use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
+
+const INTERACTION_COLUMNS: &str = "id, source, external_id, channel, agent_id, team_id, region, \
+     COALESCE(occur_time, create_time) AS occur_time, csat, nps, messages, attributes, create_time, update_time";
+
+const DIMENSION_COLUMNS: &str = "id, source, external_id, agent_id, team_id, channel, region, csat";
+
+const EVALUATION_COLUMNS: &str = "id, revision, interaction_id, agent_id, team_id, channel, region, \
+     rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores, criterion_scores, \
+     critical_failed, passed, state, create_time, first_create_time";
+
+/// Bound parameters per statement stay well under SQLite's limit (32,766).
+const IDS_PER_STATEMENT: usize = 5_000;
+
+#[derive(sqlx::FromRow)]
+struct InteractionRow {
+    id: Uuid,
+    source: String,
+    external_id: String,
+    channel: String,
+    agent_id: String,
+    team_id: String,
+    region: String,
+    occur_time: i64,
+    csat: Option<i32>,
+    nps: Option<i32>,
+    messages: Json<Vec<Message>>,
+    attributes: Json<BTreeMap<String, String>>,
+    create_time: i64,
+    update_time: i64,
+}
+
+impl InteractionRow {
+    fn into_interaction(self) -> Result<Interaction> {
+        Ok(Interaction {
+            id: self.id,
+            input: InteractionInput {
+                source: self.source,
+                external_id: self.external_id,
+                channel: self.channel,
+                agent_id: self.agent_id,
+                team_id: self.team_id,
+                region: self.region,
+                occur_time: Some(from_micros(self.occur_time)?),
+                csat: self.csat,
+                nps: self.nps,
+                messages: self.messages.0,
+                attributes: self.attributes.0,
+            },
+            create_time: from_micros(self.create_time)?,
+            update_time: from_micros(self.update_time)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EvaluationRow {
+    id: Uuid,
+    revision: i32,
+    interaction_id: Uuid,
+    agent_id: String,
+    team_id: String,
+    channel: String,
+    region: String,
+    rubric_id: Uuid,
+    rubric_version: i32,
+    reviewer_id: String,
+    kind: String,
+    comment: String,
+    score: Option<f64>,
+    section_scores: Json<Vec<SectionScore>>,
+    criterion_scores: Json<Vec<CriterionScore>>,
+    critical_failed: bool,
+    passed: bool,
+    state: String,
+    create_time: i64,
+    first_create_time: i64,
+}
+
+impl EvaluationRow {
+    fn into_evaluation(self, ratings: Vec<Rating>) -> Result<Evaluation> {
+        let kind = EvaluationKind::parse(&self.kind)
+            .ok_or_else(|| Error::Internal(format!("unknown evaluation kind {:?}", self.kind)))?;
+        let state = EvaluationState::parse(&self.state)
+            .ok_or_else(|| Error::Internal(format!("unknown evaluation state {:?}", self.state)))?;
+        Ok(Evaluation {
+            id: self.id,
+            revision: unsigned(self.revision)?,
+            interaction_id: self.interaction_id,
+            agent_id: self.agent_id,
+            team_id: self.team_id,
+            channel: self.channel,
+            region: self.region,
+            rubric_id: self.rubric_id,
+            rubric_version: unsigned(self.rubric_version)?,
+            reviewer_id: self.reviewer_id,
+            kind,
+            ratings,
+            comment: self.comment,
+            outcome: ScoreOutcome {
+                score: self.score,
+                section_scores: self.section_scores.0,
+                criterion_scores: self.criterion_scores.0,
+                critical_failed: self.critical_failed,
+                passed: self.passed,
+            },
+            state,
+            create_time: from_micros(self.create_time)?,
+            first_create_time: from_micros(self.first_create_time)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RatingRow {
+    evaluation_id: Uuid,
+    revision: i32,
+    criterion_key: String,
+    value: Option<i32>,
+    not_applicable: bool,
+    comment: String,
+    root_causes: Json<Vec<String>>,
+}
+
+/// Loads the ratings of the given revisions and assembles the evaluations, in order.
+async fn with_ratings(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    rows: Vec<EvaluationRow>,
+) -> Result<Vec<Evaluation>> {
+    let mut ratings: HashMap<(Uuid, i32), Vec<Rating>> = HashMap::new();
+    for chunk in rows.chunks(IDS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT evaluation_id, revision, criterion_key, value, not_applicable, comment, root_causes
+             FROM ratings WHERE tenant_id = ",
+        );
+        query
+            .push_bind(tenant.as_uuid())
+            .push(" AND (evaluation_id, revision) IN (VALUES ");
+        let mut values = query.separated(", ");
+        for row in chunk {
+            values
+                .push("(")
+                .push_bind_unseparated(row.id)
+                .push_unseparated(", ")
+                .push_bind_unseparated(row.revision)
+                .push_unseparated(")");
+        }
+        query.push(") ORDER BY evaluation_id, revision, position");
+        let rating_rows: Vec<RatingRow> = query
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(classify)?;
+        for row in rating_rows {
+            ratings
+                .entry((row.evaluation_id, row.revision))
+                .or_default()
+                .push(Rating {
+                    criterion_key: row.criterion_key,
+                    value: row.value,
+                    not_applicable: row.not_applicable,
+                    comment: row.comment,
+                    root_causes: row.root_causes.0,
+                });
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            let own = ratings.remove(&(row.id, row.revision)).unwrap_or_default();
+            row.into_evaluation(own)
+        })
+        .collect()
+}
+
+/// Creates or updates the interaction keyed by (source, external_id).
+async fn upsert_interaction_in(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    input: &InteractionInput,
+) -> Result<Interaction> {
+    let now = to_micros(now_micros());
+    let row: InteractionRow = sqlx::query_as(&format!(
+        "INSERT INTO interactions
+             (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
+              occur_time, csat, nps, messages, attributes, create_time, update_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
+         ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET
+             channel = excluded.channel, agent_id = excluded.agent_id, team_id = excluded.team_id,
+             region = excluded.region, occur_time = COALESCE(excluded.occur_time, occur_time),
+             csat = excluded.csat, nps = excluded.nps, messages = excluded.messages,
+             attributes = excluded.attributes, update_time = excluded.update_time
+         RETURNING {INTERACTION_COLUMNS}"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(Uuid::now_v7())
+    .bind(&input.source)
+    .bind(&input.external_id)
+    .bind(&input.channel)
+    .bind(&input.agent_id)
+    .bind(&input.team_id)
+    .bind(&input.region)
+    .bind(input.occur_time.map(to_micros))
+    .bind(input.csat)
+    .bind(input.nps)
+    .bind(to_json(&input.messages)?)
+    .bind(to_json(&input.attributes)?)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(classify)?;
+    row.into_interaction()
+}
+
+fn dimensions_of_interaction(interaction: Interaction) -> Dimensions {
+    Dimensions {
+        id: interaction.id,
+        source: interaction.input.source,
+        external_id: interaction.input.external_id,
+        agent_id: interaction.input.agent_id,
+        team_id: interaction.input.team_id,
+        channel: interaction.input.channel,
+        region: interaction.input.region,
+        csat: interaction.input.csat.map(|v| v as i16),
+    }
+}
+
+async fn dimensions_of(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Dimensions>> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {DIMENSION_COLUMNS} FROM interactions WHERE tenant_id = "
+        ));
+        query.push_bind(tenant.as_uuid()).push(" AND id IN (");
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        let rows: Vec<Dimensions> = query
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(classify)?;
+        found.extend(rows.into_iter().map(|row| (row.id, row)));
+    }
+    Ok(found)
+}
+
+async fn resolve_interaction(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    reference: &InteractionRef,
+) -> Result<Dimensions> {
+    match reference {
+        InteractionRef::Id(id) => dimensions_of(conn, tenant, &[*id])
+            .await?
+            .remove(id)
+            .ok_or_else(|| Error::not_found("interaction", id)),
+        InteractionRef::Inline(input) => Ok(dimensions_of_interaction(
+            upsert_interaction_in(conn, tenant, input).await?,
+        )),
+    }
+}
+
+/// Inserts one revision; false when its request id was stored before.
+async fn insert_evaluation(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    evaluation: &Evaluation,
+    reason: &str,
+    request_id: Option<&str>,
+    fingerprint: &[u8],
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO evaluations
+             (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
+              rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
+              criterion_scores, critical_failed, passed, state, reason, request_id,
+              request_fingerprint, create_time, first_create_time)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING",
+    )
+    .bind(tenant.as_uuid())
+    .bind(evaluation.id)
+    .bind(signed(evaluation.revision)?)
+    .bind(evaluation.interaction_id)
+    .bind(&evaluation.agent_id)
+    .bind(&evaluation.team_id)
+    .bind(&evaluation.channel)
+    .bind(&evaluation.region)
+    .bind(evaluation.rubric_id)
+    .bind(signed(evaluation.rubric_version)?)
+    .bind(&evaluation.reviewer_id)
+    .bind(evaluation.kind.as_str())
+    .bind(&evaluation.comment)
+    .bind(evaluation.outcome.score)
+    .bind(to_json(&evaluation.outcome.section_scores)?)
+    .bind(to_json(&evaluation.outcome.criterion_scores)?)
+    .bind(evaluation.outcome.critical_failed)
+    .bind(evaluation.outcome.passed)
+    .bind(evaluation.state.as_str())
+    .bind(reason)
+    .bind(request_id)
+    .bind(fingerprint)
+    .bind(to_micros(evaluation.create_time))
+    .bind(to_micros(evaluation.first_create_time))
+    .execute(&mut *conn)
+    .await
+    .map_err(classify)?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+async fn insert_ratings(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    evaluation: &Evaluation,
+) -> Result<()> {
+    for (position, rating) in evaluation.ratings.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO ratings
+                 (tenant_id, evaluation_id, revision, position, criterion_key, value,
+                  not_applicable, comment, root_causes)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant.as_uuid())
+        .bind(evaluation.id)
+        .bind(signed(evaluation.revision)?)
+        .bind(position as i64)
+        .bind(&rating.criterion_key)
+        .bind(rating.value)
+        .bind(rating.not_applicable)
+        .bind(&rating.comment)
+        .bind(to_json(&rating.root_causes)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    event_type: &str,
+    evaluation: &Evaluation,
+    csat: Option<i16>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (tenant_id, event_type, evaluation_id, revision, payload, create_time)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(event_type)
+    .bind(evaluation.id)
+    .bind(signed(evaluation.revision)?)
+    .bind(to_json(&EvaluationEvent::of(
+        evaluation,
+        csat.map(i32::from),
+    ))?)
+    .bind(to_micros(now_micros()))
+    .execute(&mut *conn)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+async fn find_request_in(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    request_id: &str,
+) -> Result<Option<StoredRequest>> {
+    #[derive(sqlx::FromRow)]
+    struct Found {
+        #[sqlx(flatten)]
+        row: EvaluationRow,
+        request_fingerprint: Option<Vec<u8>>,
+    }
+    let found: Option<Found> = sqlx::query_as(&format!(
+        "SELECT {EVALUATION_COLUMNS}, request_fingerprint FROM evaluations
+         WHERE tenant_id = ? AND request_id = ?"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(request_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(classify)?;
+    let Some(found) = found else { return Ok(None) };
+    let fingerprint = found.request_fingerprint.unwrap_or_default();
+    let evaluation = with_ratings(conn, tenant, vec![found.row]).await?.remove(0);
+    Ok(Some(StoredRequest {
+        evaluation,
+        fingerprint,
+    }))
+}
+
+async fn current_row(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<EvaluationRow> {
+    let row: Option<EvaluationRow> = sqlx::query_as(&format!(
+        "SELECT {EVALUATION_COLUMNS} FROM evaluations
+         WHERE tenant_id = ? AND id = ? AND state <> 'superseded'"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(classify)?;
+    row.ok_or_else(|| Error::not_found("evaluation", id))
+}
+
+async fn csat_of(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    interaction_id: Uuid,
+) -> Result<Option<i16>> {
+    Ok(dimensions_of(conn, tenant, &[interaction_id])
+        .await?
+        .remove(&interaction_id)
+        .and_then(|d| d.csat))
+}
+
+#[async_trait]
+impl EvaluationStore for SqliteStore {
+    async fn upsert_interaction(
+        &self,
+        tenant: TenantId,
+        input: InteractionInput,
+    ) -> Result<Interaction> {
+        let mut conn = self.writer.acquire().await.map_err(classify)?;
+        upsert_interaction_in(&mut conn, tenant, &input).await
+    }
+
+    async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction> {
+        let row: Option<InteractionRow> = sqlx::query_as(&format!(
+            "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(tenant.as_uuid())
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(classify)?;
+        row.ok_or_else(|| Error::not_found("interaction", id))?
+            .into_interaction()
+    }
+
+    async fn find_request(
+        &self,
+        tenant: TenantId,
+        request_id: &str,
+    ) -> Result<Option<StoredRequest>> {
+        let mut conn = self.reader.acquire().await.map_err(classify)?;
+        find_request_in(&mut conn, tenant, request_id).await
+    }
+
+    async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
+        let request_id = new.request_id.clone();
+        let fingerprint = new.fingerprint.clone();
+        let mut tx = self.begin_write().await?;
+        if let Some(request_id) = request_id.as_deref() {
+            let stored = find_request_in(&mut tx, tenant, request_id).await?;
+            if stored.is_some() {
+                return replay(stored, request_id, &fingerprint);
+            }
+        }
+        let dimensions = resolve_interaction(&mut tx, tenant, &new.interaction).await?;
+        let evaluation = evaluation_from(new, &dimensions, Uuid::now_v7(), now_micros());
+        if !insert_evaluation(
+            &mut tx,
+            tenant,
+            &evaluation,
+            "",
+            request_id.as_deref(),
+            &fingerprint,
+        )
+        .await?
+        {
+            return Err(Error::Internal(
+                "request id conflicted inside its own transaction".into(),
+            ));
+        }
+        insert_ratings(&mut tx, tenant, &evaluation).await?;
+        insert_event(&mut tx, tenant, "submitted", &evaluation, dimensions.csat).await?;
+        tx.commit().await.map_err(classify)?;
+        self.outbox_written();
+        Ok(evaluation)
+    }
+
+    async fn get_evaluation(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        revision: Option<u32>,
+    ) -> Result<Evaluation> {
+        let revision = revision.map(signed).transpose()?;
+        let mut conn = self.reader.acquire().await.map_err(classify)?;
+        let row: Option<EvaluationRow> = sqlx::query_as(&format!(
+            "SELECT {EVALUATION_COLUMNS} FROM evaluations
+             WHERE tenant_id = ?1 AND id = ?2
+               AND ((?3 IS NULL AND state <> 'superseded') OR revision = ?3)"
+        ))
+        .bind(tenant.as_uuid())
+        .bind(id)
+        .bind(revision)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(classify)?;
+        let row = row.ok_or_else(|| match revision {
+            Some(revision) => Error::not_found("evaluation revision", format!("{id}@{revision}")),
+            None => Error::not_found("evaluation", id),
+        })?;
+        Ok(with_ratings(&mut conn, tenant, vec![row]).await?.remove(0))
+    }
+
+    async fn list_evaluations(
+        &self,
+        tenant: TenantId,
+        listing: EvaluationListing,
+    ) -> Result<Vec<Evaluation>> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE tenant_id = "
+        ));
+        query.push_bind(tenant.as_uuid());
+        if !listing.include_inactive {
+            query.push(" AND state = 'active'");
+        }
+        if let Some((id, revision)) = listing.before {
+            query
+                .push(" AND (id, revision) < (")
+                .push_bind(id)
+                .push(", ")
+                .push_bind(signed(revision)?)
+                .push(")");
+        }
+        if let Some(interaction_id) = listing.interaction_id {
+            query
+                .push(" AND interaction_id = ")
+                .push_bind(interaction_id);
+        }
+        if let Some(agent_id) = listing.agent_id {
+            query.push(" AND agent_id = ").push_bind(agent_id);
+        }
+        if let Some(team_id) = listing.team_id {
+            query.push(" AND team_id = ").push_bind(team_id);
+        }
+        if let Some(reviewer_id) = listing.reviewer_id {
+            query.push(" AND reviewer_id = ").push_bind(reviewer_id);
+        }
+        if let Some(rubric_id) = listing.rubric_id {
+            query.push(" AND rubric_id = ").push_bind(rubric_id);
+        }
+        if !listing.kinds.is_empty() {
+            query.push(" AND kind IN (");
+            let mut kinds = query.separated(", ");
+            for kind in &listing.kinds {
+                kinds.push_bind(kind.as_str());
+            }
+            query.push(")");
+        }
+        if let Some(start) = listing.start_time {
+            query
+                .push(" AND first_create_time >= ")
+                .push_bind(to_micros(start));
+        }
+        if let Some(end) = listing.end_time {
+            query
+                .push(" AND first_create_time < ")
+                .push_bind(to_micros(end));
+        }
+        query
+            .push(" ORDER BY id DESC, revision DESC LIMIT ")
+            .push_bind(i64::from(listing.limit));
+        let mut conn = self.reader.acquire().await.map_err(classify)?;
+        let rows: Vec<EvaluationRow> = query
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(classify)?;
+        with_ratings(&mut conn, tenant, rows).await
+    }
+
+    async fn revise(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        revision: NewRevision,
+    ) -> Result<Evaluation> {
+        let mut tx = self.begin_write().await?;
+        if let Some(request_id) = revision.request_id.as_deref() {
+            let stored = find_request_in(&mut tx, tenant, request_id).await?;
+            if stored.is_some() {
+                return replay(stored, request_id, &revision.fingerprint);
+            }
+        }
+        let current = current_row(&mut tx, tenant, id).await?;
+        if current.state != EvaluationState::Active.as_str() {
+            return Err(Error::FailedPrecondition(format!(
+                "evaluation {id} is deleted"
+            )));
+        }
+        if unsigned(current.revision)? != revision.supersedes {
+            return Err(Error::FailedPrecondition(format!(
+                "evaluation {id} was revised concurrently (now at revision {}); retry",
+                current.revision
+            )));
+        }
+        sqlx::query(
+            "UPDATE evaluations SET state = 'superseded'
+             WHERE tenant_id = ? AND id = ? AND revision = ?",
+        )
+        .bind(tenant.as_uuid())
+        .bind(id)
+        .bind(current.revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let previous = current.into_evaluation(Vec::new())?;
+        let revised = Evaluation {
+            revision: previous.revision + 1,
+            ratings: revision.ratings,
+            comment: revision.comment,
+            outcome: revision.outcome,
+            state: EvaluationState::Active,
+            create_time: now_micros(),
+            ..previous
+        };
+        insert_evaluation(
+            &mut tx,
+            tenant,
+            &revised,
+            &revision.reason,
+            revision.request_id.as_deref(),
+            &revision.fingerprint,
+        )
+        .await?;
+        let csat = csat_of(&mut tx, tenant, revised.interaction_id).await?;
+        insert_ratings(&mut tx, tenant, &revised).await?;
+        insert_event(&mut tx, tenant, "revised", &revised, csat).await?;
+        tx.commit().await.map_err(classify)?;
+        self.outbox_written();
+        Ok(revised)
+    }
+
+    async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation> {
+        let mut tx = self.begin_write().await?;
+        let current = current_row(&mut tx, tenant, id).await?;
+        if current.state == EvaluationState::Deleted.as_str() {
+            return Ok(with_ratings(&mut tx, tenant, vec![current])
+                .await?
+                .remove(0));
+        }
+        let row: EvaluationRow = sqlx::query_as(&format!(
+            "UPDATE evaluations SET state = 'deleted', reason = ?4
+             WHERE tenant_id = ?1 AND id = ?2 AND revision = ?3
+             RETURNING {EVALUATION_COLUMNS}"
+        ))
+        .bind(tenant.as_uuid())
+        .bind(id)
+        .bind(current.revision)
+        .bind(&reason)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let deleted = with_ratings(&mut tx, tenant, vec![row]).await?.remove(0);
+        let csat = csat_of(&mut tx, tenant, deleted.interaction_id).await?;
+        insert_event(&mut tx, tenant, "deleted", &deleted, csat).await?;
+        tx.commit().await.map_err(classify)?;
+        self.outbox_written();
+        Ok(deleted)
+    }
+
+    async fn import(
+        &self,
+        tenant: TenantId,
+        batch: Vec<NewEvaluation>,
+    ) -> Result<Vec<ImportOutcome>> {
+        let mut tx = self.begin_write().await?;
+        // Inline interactions: the last of a key wins, as in one multi-row upsert.
+        let mut inline_last: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut referenced = Vec::new();
+        for (index, row) in batch.iter().enumerate() {
+            match &row.interaction {
+                InteractionRef::Inline(input) => {
+                    inline_last.insert((input.source.as_str(), input.external_id.as_str()), index);
+                }
+                InteractionRef::Id(id) => referenced.push(*id),
+            }
+        }
+        let mut by_key: HashMap<(String, String), Dimensions> = HashMap::new();
+        for index in inline_last.into_values() {
+            if let InteractionRef::Inline(input) = &batch[index].interaction {
+                let dimensions =
+                    dimensions_of_interaction(upsert_interaction_in(&mut tx, tenant, input).await?);
+                by_key.insert(
+                    (dimensions.source.clone(), dimensions.external_id.clone()),
+                    dimensions,
+                );
+            }
+        }
+        let by_id = dimensions_of(&mut tx, tenant, &referenced).await?;
+
+        let now = now_micros();
+        let mut accepted: HashSet<&str> = HashSet::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for row in &batch {
+            let dimensions = match &row.interaction {
+                InteractionRef::Id(id) => by_id.get(id),
+                InteractionRef::Inline(input) => {
+                    by_key.get(&(input.source.clone(), input.external_id.clone()))
+                }
+            };
+            let Some(dimensions) = dimensions else {
+                outcomes.push(ImportOutcome::Rejected("interaction not found".into()));
+                continue;
+            };
+            if let Some(request_id) = row.request_id.as_deref() {
+                // Earlier in this batch or stored before: either way it is in the store now.
+                if let Some(stored) = find_request_in(&mut tx, tenant, request_id).await? {
+                    let in_batch = accepted.contains(request_id);
+                    outcomes.push(if stored.fingerprint == row.fingerprint {
+                        ImportOutcome::Duplicate
+                    } else if in_batch {
+                        ImportOutcome::Rejected("request_id repeated with different content".into())
+                    } else {
+                        ImportOutcome::Rejected(
+                            "request_id was already used with different content".into(),
+                        )
+                    });
+                    continue;
+                }
+                accepted.insert(request_id);
+            }
+            let evaluation = evaluation_from(row.clone(), dimensions, Uuid::now_v7(), now);
+            insert_evaluation(
+                &mut tx,
+                tenant,
+                &evaluation,
+                "",
+                row.request_id.as_deref(),
+                &row.fingerprint,
+            )
+            .await?;
+            insert_ratings(&mut tx, tenant, &evaluation).await?;
+            insert_event(&mut tx, tenant, "submitted", &evaluation, dimensions.csat).await?;
+            outcomes.push(ImportOutcome::Accepted);
+        }
+        tx.commit().await.map_err(classify)?;
+        self.outbox_written();
+        Ok(outcomes)
+    }
+}

@@ -1,0 +1,112 @@
+//! The embedded adapter: every store port on one SQLite file (WAL mode), for a machine
+//! with nothing installed. Writes go through a pool of one connection, so transactions
+//! never contend for SQLite's single write lock and outbox positions are in commit
+//! order; reads use a pool of their own.
+
+mod access;
+mod analytics;
+mod errors;
+mod evaluation;
+mod rubric;
+mod time;
+
+use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
+
+use sqlx::{
+    SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+
+pub use errors::classify;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for another process (a CLI command, say) holding the
+/// write lock before it fails as unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const READERS: u32 = 8;
+
+/// Every store port, on one SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    /// Woken after every commit that wrote outbox events (in-process LISTEN/NOTIFY).
+    outbox_written: Arc<Notify>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at a `sqlite:` URL.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|err| Error::Internal(format!("bad SQLite URL {url}: {err}")))?;
+        Self::open(options).await
+    }
+
+    /// Opens (creating when missing) `iqs.db` in a data directory.
+    pub async fn open_dir(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|err| {
+            Error::Unavailable(format!(
+                "cannot create data directory {}: {err}",
+                dir.display()
+            ))
+        })?;
+        Self::open(SqliteConnectOptions::new().filename(dir.join("iqs.db"))).await
+    }
+
+    async fn open(options: SqliteConnectOptions) -> Result<Self> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let unavailable = |err: sqlx::Error| {
+            Error::Unavailable(format!("cannot open the SQLite database: {err}"))
+        };
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(unavailable)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            writer,
+            reader,
+            outbox_written: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await.map_err(|err| match err {
+            sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
+            other => Error::Internal(format!("migration failed: {other}")),
+        })
+    }
+
+    /// A write transaction that takes SQLite's write lock at once: a deferred one that
+    /// read first could not upgrade once another process had written (SQLITE_BUSY_SNAPSHOT),
+    /// while waiting for the lock is covered by the busy timeout.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)
+    }
+
+    /// One projector runs per process on the embedded store: a permit stored while it is
+    /// busy wakes its next wait, so no write goes unnoticed until the next poll.
+    fn outbox_written(&self) {
+        self.outbox_written.notify_one();
+    }
+}
