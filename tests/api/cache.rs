@@ -136,11 +136,13 @@ async fn summaries_are_cached_in_redis_and_refreshed_when_the_projector_applies(
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     submit(&app, &rubric.id, 0).await;
     let first = wait_for_count(&app, 1, Duration::from_secs(1)).await;
-    // The put happens in the background.
+    // The put happens in the background, once the cache has connected: a read while
+    // it still connects answers from PostgreSQL and caches nothing.
     let deadline = Instant::now() + Duration::from_secs(2);
     while redis.cached_summaries() == 0 {
         assert!(Instant::now() < deadline, "nothing was cached");
         tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(agent_score(&app).await, first);
     }
     assert_eq!(agent_score(&app).await, first);
     // A new evaluation invalidates the cached summary: no stale value, even with a
