@@ -28,6 +28,10 @@ pub struct SeedArgs {
     /// The same seed gives the same data; seeding again with it adds nothing.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The last day of the six months (UTC, exclusive) [default: today]. The same seed
+    /// and day give the same data.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    until: Option<chrono::NaiveDate>,
     /// The tenant to fill (created when missing).
     #[arg(long, default_value = crate::auth::bootstrap::FIRST_TENANT)]
     tenant: String,
@@ -88,6 +92,9 @@ struct Agent {
     base: f64,
     /// Change of quality per month.
     drift: f64,
+    /// How well the agent's customers rate it beyond what quality explains (their
+    /// mix of issues, say), so CSAT follows quality only in part.
+    rapport: f64,
 }
 
 impl Agent {
@@ -106,6 +113,7 @@ fn agents(random: &mut Random) -> Vec<Agent> {
             channel: CHANNELS[(index / TEAMS.len()) % CHANNELS.len()],
             base: 0.55 + 0.4 * random.unit(),
             drift: random.normal(0.025),
+            rapport: 0.3 + 0.6 * random.unit(),
         })
         .collect()
 }
@@ -371,7 +379,7 @@ impl Generator {
             .map(|criterion| rate(random, criterion, quality))
             .collect();
         let csat = (random.unit() < 0.6).then(|| {
-            (1.0 + 4.0 * quality + random.normal(0.8))
+            (1.0 + 4.0 * (0.6 * quality + 0.4 * agent.rapport) + random.normal(0.9))
                 .round()
                 .clamp(1.0, 5.0) as i32
         });
@@ -424,7 +432,7 @@ async fn publish_rubrics(
     for (name, draft) in rubrics() {
         let rubric = client
             .create_rubric(rpb::CreateRubricRequest {
-                request_id: format!("demo-{seed}-{name}"),
+                request_id: format!("demo-{seed}-{}", name.to_lowercase().replace(' ', "-")),
                 rubric: Some(rpb::Rubric {
                     display_name: name.into(),
                     description: "Demo rubric made by `iqs demo seed`".into(),
@@ -488,7 +496,11 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
         .map_err(|err| format!("cannot reach the in-process server: {err}"))?;
 
     let mut random = Random(args.seed);
-    let now = Utc::now();
+    let now = args
+        .until
+        .unwrap_or_else(|| Utc::now().date_naive())
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
     let mut generator = Generator {
         agents: agents(&mut random),
         random,

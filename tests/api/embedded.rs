@@ -196,3 +196,66 @@ async fn with_nothing_installed_serve_creates_a_key_on_first_run_and_keeps_the_d
     second.stop().await;
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+#[tokio::test]
+async fn demo_seed_fills_the_embedded_store_with_agents_that_differ_and_csat_that_follows() {
+    let data_dir = std::env::temp_dir()
+        .join("iqs-tests")
+        .join(format!("demo-{}", uuid::Uuid::now_v7().simple()));
+    let seed = |evaluations: &str| {
+        let output = iqs(&data_dir)
+            .args([
+                "demo",
+                "seed",
+                "--evaluations",
+                evaluations,
+                "--until",
+                "2026-11-01",
+            ])
+            .output()
+            .expect("run iqs demo seed");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = seed("3000");
+    assert!(first.contains("3000 evaluations added"), "{first}");
+    let again = seed("3000");
+    assert!(
+        again.contains("0 evaluations added, 3000 already there"),
+        "{again}"
+    );
+
+    // The first serve on the seeded store prints a key of the seeded tenant.
+    let server = serve(&data_dir);
+    let key = server.printed_key().expect("an admin key");
+    let mut analytics = AnalyticsServiceClient::new(with_key(server.channel().await, &key));
+    let agents = analytics
+        .query_scores(analytics_pb::QueryScoresRequest {
+            group_by: vec![analytics_pb::Dimension::Agent as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    assert_eq!(agents.len(), 30);
+    let scores: Vec<f64> = agents.iter().filter_map(|row| row.iqs).collect();
+    let (low, high) = scores.iter().fold((f64::MAX, f64::MIN), |(low, high), s| {
+        (low.min(*s), high.max(*s))
+    });
+    assert!(high - low > 15.0, "agents barely differ: {low}..{high}");
+    let correlation = analytics
+        .get_csat_correlation(analytics_pb::GetCsatCorrelationRequest {
+            group_by: analytics_pb::Dimension::Agent as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        correlation.pearson_r.is_some_and(|r| r > 0.3),
+        "{correlation:?}"
+    );
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
