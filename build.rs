@@ -12,8 +12,15 @@ const PROTO_FILES: &[&str] = &[
     "iqs/analytics/v1/analytics.proto",
 ];
 
+/// Served only by `iqs bench echo-server`: generated, but kept out of the reflection set.
+const BENCH_PROTO_FILES: &[&str] = &["iqs/bench/v1/echo.proto"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(protox::compile(BENCH_PROTO_FILES, ["proto"])?)?;
     let descriptors = protox::compile(PROTO_FILES, ["proto"])?;
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     fs::write(

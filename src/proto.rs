@@ -22,11 +22,16 @@ pub mod iqs {
             tonic::include_proto!("iqs.analytics.v1");
         }
     }
+    pub mod bench {
+        pub mod v1 {
+            tonic::include_proto!("iqs.bench.v1");
+        }
+    }
 }
 
 pub use iqs::{
-    analytics::v1 as analytics, common::v1 as common, evaluation::v1 as evaluation,
-    rubric::v1 as rubric,
+    analytics::v1 as analytics, bench::v1 as bench, common::v1 as common,
+    evaluation::v1 as evaluation, rubric::v1 as rubric,
 };
 
 /// Encoded `FileDescriptorSet` of every IQS proto file, for gRPC reflection.

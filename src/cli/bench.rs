@@ -28,6 +28,12 @@ pub enum BenchCommand {
     Query(QueryArgs),
     /// Streams ExportEvaluations and reports rows per second.
     Export(ExportArgs),
+    /// Serves the echo baseline: a gRPC service that only answers.
+    EchoServer(super::load::EchoServerArgs),
+    /// Calls the echo server under load: the baseline of the other scenarios.
+    Echo(super::load::LoadArgs),
+    /// Reads one agent's score (the cached helpdesk path) under load.
+    AgentScore(super::load::AgentScoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -154,14 +160,17 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Freshness(args) => freshness(args).await,
         BenchCommand::Query(args) => query(args).await,
         BenchCommand::Export(args) => export(args).await,
+        BenchCommand::EchoServer(args) => super::load::echo_server(args).await,
+        BenchCommand::Echo(args) => super::load::echo(args).await,
+        BenchCommand::AgentScore(args) => super::load::agent_score(args).await,
     }
 }
 
 /// A channel whose calls carry the API key, if any.
-type Authed = InterceptedService<Channel, BearerKey>;
+pub(super) type Authed = InterceptedService<Channel, BearerKey>;
 
 #[derive(Clone)]
-struct BearerKey(Option<MetadataValue<Ascii>>);
+pub(super) struct BearerKey(Option<MetadataValue<Ascii>>);
 
 impl Interceptor for BearerKey {
     fn call(
@@ -177,17 +186,27 @@ impl Interceptor for BearerKey {
     }
 }
 
-async fn connect(target: &str, key: Option<&str>) -> Result<Authed, String> {
-    let channel = Channel::from_shared(target.to_owned())
+pub(super) async fn open_channel(target: &str) -> Result<Channel, String> {
+    Channel::from_shared(target.to_owned())
         .map_err(|err| format!("bad target {target:?}: {err}"))?
         .connect()
         .await
-        .map_err(|err| format!("cannot connect to {target}: {err}"))?;
-    let value = key
-        .map(|key| format!("Bearer {key}").parse::<MetadataValue<Ascii>>())
+        .map_err(|err| format!("cannot connect to {target}: {err}"))
+}
+
+/// The `authorization` value for a key.
+pub(super) fn bearer(key: Option<&str>) -> Result<Option<MetadataValue<Ascii>>, String> {
+    key.map(|key| format!("Bearer {key}").parse::<MetadataValue<Ascii>>())
         .transpose()
-        .map_err(|_| "the key has characters that cannot be sent".to_owned())?;
-    Ok(InterceptedService::new(channel, BearerKey(value)))
+        .map_err(|_| "the key has characters that cannot be sent".to_owned())
+}
+
+pub(super) fn authed(channel: Channel, bearer: Option<MetadataValue<Ascii>>) -> Authed {
+    InterceptedService::new(channel, BearerKey(bearer))
+}
+
+async fn connect(target: &str, key: Option<&str>) -> Result<Authed, String> {
+    Ok(authed(open_channel(target).await?, bearer(key)?))
 }
 
 /// A rubric shaped like a real chat scorecard: a critical compliance check, binary

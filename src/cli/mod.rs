@@ -3,6 +3,7 @@
 mod access;
 mod bench;
 mod demo;
+mod load;
 
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 

@@ -4,6 +4,7 @@
 
 mod access;
 mod analytics;
+mod bench;
 mod cache;
 mod cache_conformance;
 mod embedded;

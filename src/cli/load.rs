@@ -1,0 +1,300 @@
+//! Concurrent load for `iqs bench`: the echo baseline and its server, and the cached
+//! `GetAgentScore` read. Closed loop (each of `concurrency` workers sends its next call
+//! when the last one answered) or open loop at a fixed rate, where each call is timed
+//! from when it was due, so a server that falls behind shows its queueing in the
+//! latencies instead of slowing the load down. Latencies go into an HDR histogram.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tonic::{Request, Response, Status, transport::Channel};
+
+use super::bench::{authed, bearer, open_channel};
+use crate::proto::analytics::{
+    self as analytics_pb, analytics_service_client::AnalyticsServiceClient,
+};
+use crate::proto::bench::{
+    EchoRequest, EchoResponse,
+    echo_service_client::EchoServiceClient,
+    echo_service_server::{EchoService, EchoServiceServer},
+};
+
+/// Bytes of a typical `GetAgentScore` answer, so the echo baseline moves as much data.
+pub const SUMMARY_BYTES: u32 = 256;
+
+#[derive(Debug, Args)]
+pub struct EchoServerArgs {
+    /// Address to bind; port 0 = any free port (the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Address of the server.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// API key (ignored by the echo server).
+    #[arg(long, env = "IQS_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Calls in flight at once (closed loop), or workers sharing the rate (open loop).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// HTTP/2 connections the workers share.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// How long to measure, after the warm-up.
+    #[arg(long, default_value_t = 10_000)]
+    duration_ms: u64,
+    /// Calls before measuring, to fill caches and open connections.
+    #[arg(long, default_value_t = 200)]
+    warmup: u64,
+    /// Calls per second in total (open loop); 0 = as fast as answers come (closed loop).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// A call unanswered after this long counts as an error.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentScoreArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// The agent whose score is read.
+    #[arg(long, default_value = "agent-0")]
+    agent_id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    scenario: &'static str,
+    concurrency: usize,
+    connections: usize,
+    open_loop_rate: Option<f64>,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+}
+
+struct Echo;
+
+#[tonic::async_trait]
+impl EchoService for Echo {
+    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
+        let size = request.get_ref().response_bytes.min(1 << 20) as usize;
+        Ok(Response::new(EchoResponse {
+            payload: vec![b'x'; size],
+        }))
+    }
+}
+
+/// Serves the echo baseline until SIGTERM or SIGINT.
+pub async fn echo_server(args: EchoServerArgs) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| format!("cannot bind {}: {err}", args.listen))?;
+    let addr = listener.local_addr().map_err(|err| err.to_string())?;
+    println!("echo server listening on {addr}");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(EchoServiceServer::new(Echo))
+        .serve_with_incoming_shutdown(incoming, crate::server::shutdown_signal())
+        .await
+        .map_err(|err| err.to_string())
+}
+
+/// One call of a scenario on a channel; `Err` counts as an error.
+type Call = Arc<
+    dyn Fn(Channel) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Status>> + Send>>
+        + Send
+        + Sync,
+>;
+
+fn echo_call() -> Call {
+    Arc::new(|channel| {
+        Box::pin(async move {
+            EchoServiceClient::new(channel)
+                .echo(EchoRequest {
+                    payload: vec![b'x'; 32],
+                    response_bytes: SUMMARY_BYTES,
+                })
+                .await
+                .map(|_| ())
+        })
+    })
+}
+
+fn agent_score_call(
+    key: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    agent_id: String,
+) -> Call {
+    Arc::new(move |channel| {
+        let (key, agent_id) = (key.clone(), agent_id.clone());
+        Box::pin(async move {
+            AnalyticsServiceClient::new(authed(channel, key))
+                .get_agent_score(analytics_pb::GetAgentScoreRequest {
+                    agent_id,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+        })
+    })
+}
+
+pub async fn echo(args: LoadArgs) -> Result<(), String> {
+    let report = run("echo", &args, echo_call()).await?;
+    print_report(&report, args.json)
+}
+
+pub async fn agent_score(args: AgentScoreArgs) -> Result<(), String> {
+    let call = agent_score_call(bearer(args.load.key.as_deref())?, args.agent_id);
+    let report = run("agent-score", &args.load, call).await?;
+    print_report(&report, args.load.json)
+}
+
+fn print_report(report: &LoadReport, json: bool) -> Result<(), String> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).map_err(|err| err.to_string())?
+        );
+    } else {
+        println!(
+            "{}: {} calls in {:.1} s = {:.0}/s ({} errors), concurrency {}, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            report.scenario,
+            report.requests,
+            report.seconds,
+            report.requests_per_second,
+            report.errors,
+            report.concurrency,
+            report.p50_ms,
+            report.p99_ms,
+            report.p999_ms,
+            report.max_ms
+        );
+    }
+    Ok(())
+}
+
+struct Tally {
+    latencies: Histogram<u64>,
+    errors: u64,
+}
+
+/// Runs the warm-up, then `concurrency` workers for the duration.
+async fn run(scenario: &'static str, args: &LoadArgs, call: Call) -> Result<LoadReport, String> {
+    let concurrency = args.concurrency.max(1);
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let call: Call = Arc::new(move |channel| {
+        let pending = call(channel);
+        Box::pin(async move {
+            tokio::time::timeout(timeout, pending)
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time")))
+        })
+    });
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(open_channel(&args.target).await?);
+    }
+    for index in 0..args.warmup {
+        let channel = channels[index as usize % channels.len()].clone();
+        call(channel)
+            .await
+            .map_err(|status| format!("{scenario} failed during the warm-up: {status}"))?;
+    }
+    let tally = Arc::new(Mutex::new(Tally {
+        latencies: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|err| err.to_string())?,
+        errors: 0,
+    }));
+    let duration = Duration::from_millis(args.duration_ms);
+    let bar = ProgressBar::new(args.duration_ms);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {elapsed}/{duration}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(scenario);
+    let started = Instant::now();
+    // Open loop: worker w sends calls w, w + n, w + 2n, … at their due times.
+    let interval =
+        (args.rate > 0.0).then(|| Duration::from_secs_f64(concurrency as f64 / args.rate));
+    let mut workers = Vec::new();
+    for worker in 0..concurrency {
+        let (call, tally) = (call.clone(), tally.clone());
+        let channel = channels[worker % channels.len()].clone();
+        let offset = interval.map(|every| every.mul_f64(worker as f64 / concurrency as f64));
+        workers.push(tokio::spawn(async move {
+            let mut due = started + offset.unwrap_or_default();
+            while due.duration_since(started) < duration && started.elapsed() < duration {
+                if interval.is_some() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let sent = if interval.is_some() {
+                    due
+                } else {
+                    Instant::now()
+                };
+                let outcome = call(channel.clone()).await;
+                let micros = sent.elapsed().as_micros().max(1) as u64;
+                let mut tally = tally.lock().await;
+                match outcome {
+                    Ok(()) => {
+                        let _ = tally.latencies.record(micros.min(60_000_000));
+                    }
+                    Err(_) => tally.errors += 1,
+                }
+                drop(tally);
+                due = match interval {
+                    Some(every) => due + every,
+                    None => Instant::now(),
+                };
+            }
+        }));
+    }
+    while started.elapsed() < duration {
+        bar.set_position(started.elapsed().as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for worker in workers {
+        worker.await.map_err(|err| err.to_string())?;
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let tally = tally.lock().await;
+    let ms = |micros: u64| micros as f64 / 1_000.0;
+    let requests = tally.latencies.len();
+    Ok(LoadReport {
+        scenario,
+        concurrency,
+        connections: channels.len(),
+        open_loop_rate: (args.rate > 0.0).then_some(args.rate),
+        requests,
+        errors: tally.errors,
+        seconds,
+        requests_per_second: requests as f64 / seconds,
+        p50_ms: ms(tally.latencies.value_at_quantile(0.5)),
+        p99_ms: ms(tally.latencies.value_at_quantile(0.99)),
+        p999_ms: ms(tally.latencies.value_at_quantile(0.999)),
+        max_ms: ms(tally.latencies.max()),
+    })
+}
