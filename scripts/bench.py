@@ -147,6 +147,36 @@ class Bench:
         return {"count": count, "reports": reports}
 
 
+    def cached_read_scenario(self, seconds, reps, concurrency=16):
+        """GetAgentScore of one agent (served from the cache after the first call) under
+        closed-loop load, beside the echo baseline: the same client, concurrency, answer
+        size and machine."""
+        name = "iqs_bench_cached"
+        url = self.fresh_database(name)
+        proc, target = self.start_server(url, self.args.redis_url)
+        key = self.admin_key(url)
+        # A few evaluations of agent-cached (freshness names its agent after the prefix).
+        run_json([self.iqs, "bench", "freshness", "--target", target, "--key", key, "--count", "30",
+                  "--prefix", "cached", "--json"])
+        echo = subprocess.Popen([self.iqs, "bench", "echo-server", "--listen", "127.0.0.1:0"],
+                                stdout=subprocess.PIPE, text=True)
+        echo_target = "http://" + echo.stdout.readline().split()[-1]
+        load = ["--concurrency", str(concurrency), "--duration-ms", str(seconds * 1000), "--json"]
+        iqs, baseline = [], []
+        for rep in range(reps):
+            iqs.append(run_json([self.iqs, "bench", "agent-score", "--target", target, "--key", key,
+                                 "--agent-id", "agent-cached"] + load))
+            baseline.append(run_json([self.iqs, "bench", "echo", "--target", echo_target] + load))
+            print(f"cached read rep {rep + 1}/{reps}: GetAgentScore {iqs[-1]['requests_per_second']:,.0f}/s "
+                  f"p99 {iqs[-1]['p99_ms']:.2f} ms ({iqs[-1]['errors']} errors); echo "
+                  f"{baseline[-1]['requests_per_second']:,.0f}/s p99 {baseline[-1]['p99_ms']:.2f} ms", flush=True)
+        rss = self.peak_rss_mb(proc.pid)
+        echo.terminate()
+        echo.wait(timeout=30)
+        self.stop_server(proc)
+        self.drop_database(name)
+        return {"concurrency": concurrency, "seconds": seconds, "iqs": iqs, "echo": baseline, "rss": rss}
+
     def timed_sql(self, url, sql):
         """Runs one statement with psql and returns its server-side time in ms."""
         out = subprocess.run([self.args.psql, url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c", sql],
@@ -343,6 +373,34 @@ def write_report(path, results, args):
         f"| export memory flat: server peak RSS < 150 MB | {export['rss']:.0f} MB | {'met' if export['rss'] < 150 else 'missed'} |",
         "",
     ]
+    cached = results["cached_read"]
+    tput = [i["requests_per_second"] / e["requests_per_second"] for i, e in zip(cached["iqs"], cached["echo"])]
+    p99 = [i["p99_ms"] / e["p99_ms"] for i, e in zip(cached["iqs"], cached["echo"])]
+    tput_ratio, p99_ratio = statistics.median(tput), statistics.median(p99)
+    errors = sum(i["errors"] for i in cached["iqs"])
+    lines += [
+        "## Cached agent score",
+        "",
+        f"`GetAgentScore` of one agent (the helpdesk sidebar path, answered from Redis after the first "
+        f"call) by {cached['concurrency']} concurrent callers on 2 connections for {cached['seconds']} s "
+        "per repetition (`iqs bench agent-score`), beside `iqs bench echo` against `iqs bench echo-server` "
+        "with the same client, concurrency and answer size (256 bytes).",
+        "",
+        "| figure | min / median / max |",
+        "| --- | --- |",
+        f"| GetAgentScore throughput | {spread([i['requests_per_second'] for i in cached['iqs']], 'calls/s')} |",
+        f"| echo throughput | {spread([e['requests_per_second'] for e in cached['echo']], 'calls/s')} |",
+        f"| GetAgentScore p99 | {spread([i['p99_ms'] for i in cached['iqs']], 'ms', 2)} |",
+        f"| echo p99 | {spread([e['p99_ms'] for e in cached['echo']], 'ms', 2)} |",
+        f"| GetAgentScore errors | {errors} |",
+        f"| server peak RSS | {cached['rss']:.0f} MB |",
+        "",
+        "| target | measured | verdict |",
+        "| --- | --- | --- |",
+        f"| cached GetAgentScore throughput ÷ echo throughput ≥ 0.6 | {tput_ratio:.2f} | {'met' if tput_ratio >= 0.6 else 'missed'} |",
+        f"| cached GetAgentScore p99 ÷ echo p99 ≤ 2 | {p99_ratio:.2f} | {'met' if p99_ratio <= 2 else 'missed'} |",
+        "",
+    ]
     with open(path, "w") as out:
         out.write("\n".join(lines))
     print(f"wrote {path}: import ratio {ratio:.2f} ({verdict}), freshness p99 {p99:.1f} ms, "
@@ -366,6 +424,7 @@ def main():
     results = {
         "import": bench.import_scenario(rows, args.reps),
         "freshness": bench.freshness_scenario(200 if args.quick else 1_000, args.reps),
+        "cached_read": bench.cached_read_scenario(3 if args.quick else 10, args.reps),
         "query": bench.query_scenario(args.query_evaluations or (200_000 if args.quick else 10_000_000), args.reps),
     }
     write_report(args.output, results, args)

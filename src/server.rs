@@ -287,7 +287,7 @@ impl Server {
 
 /// Accepted connections with Nagle's algorithm off: a response larger than one segment
 /// otherwise waits for the client's delayed ACK (tens of milliseconds).
-fn without_nagle(
+pub(crate) fn without_nagle(
     listener: TcpListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt;

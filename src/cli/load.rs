@@ -112,11 +112,13 @@ pub async fn echo_server(args: EchoServerArgs) -> Result<(), String> {
         .map_err(|err| format!("cannot bind {}: {err}", args.listen))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;
     println!("echo server listening on {addr}");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Accepted like the IQS server's connections, so the baseline pays the same costs.
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(EchoServiceServer::new(Echo))
-        .serve_with_incoming_shutdown(incoming, crate::server::shutdown_signal())
+        .serve_with_incoming_shutdown(
+            crate::server::without_nagle(listener),
+            crate::server::shutdown_signal(),
+        )
         .await
         .map_err(|err| err.to_string())
 }
