@@ -159,6 +159,10 @@ pub struct Config {
     /// How long a cached summary may live, as a backstop to invalidation: even when an
     /// invalidation cannot reach Redis, no summary outlives this.
     pub cache_ttl_ms: u64,
+    /// How long a summary read from Redis is also kept in this process's memory, so
+    /// that repeated reads skip the network; 0 turns the near cache off. Another
+    /// instance's invalidations reach it only when it expires.
+    pub cache_near_ttl_ms: u64,
     /// Where the embedded store keeps its files.
     pub data_dir: PathBuf,
     /// `keys`: every call needs an API key. `disabled`: every call is served as an
@@ -174,6 +178,16 @@ pub struct Config {
     pub log_format: LogFormat,
     /// After SIGTERM, how long calls in flight may take before connections are closed.
     pub shutdown_grace_ms: u64,
+    /// Calls handled at once; more wait up to `queue_timeout_ms` for a slot, then are
+    /// refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_calls: usize,
+    pub queue_timeout_ms: u64,
+    /// The longest any call may take (a shorter `grpc-timeout` from the caller wins).
+    pub request_timeout_ms: u64,
+    /// The largest message a service accepts or sends.
+    pub max_message_bytes: usize,
+    /// How often the database is checked for health.
+    pub health_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -185,6 +199,7 @@ impl Default for Config {
             redis_url: None,
             redis_timeout_ms: 100,
             cache_ttl_ms: 1_000,
+            cache_near_ttl_ms: 250,
             rubric_endpoint: None,
             data_dir: PathBuf::from("./iqs-data"),
             auth: AuthMode::Keys,
@@ -194,6 +209,11 @@ impl Default for Config {
             database_acquire_timeout_ms: 5000,
             log_format: LogFormat::Text,
             shutdown_grace_ms: 30_000,
+            max_concurrent_calls: 256,
+            queue_timeout_ms: 100,
+            request_timeout_ms: 30_000,
+            max_message_bytes: 4 * 1024 * 1024,
+            health_check_interval_ms: 1_000,
         }
     }
 }

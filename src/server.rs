@@ -12,9 +12,11 @@ use crate::auth::{
     layer::{AuthLayer, Authentication},
     limits::RateLimiter,
 };
-use crate::cache::{SummaryCache, memory::MemoryCache, redis::RedisCache};
+use crate::cache::{SummaryCache, memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
 use crate::config::{AuthMode, Config, ServiceKind, ServiceSet};
 use crate::error::Error;
+use crate::layers::{admission::AdmissionLayer, deadline::DeadlineLayer, rpc::RpcLayer};
+use crate::monitor::Monitor;
 use crate::projector::Projector;
 use crate::proto::{
     self, analytics::analytics_service_server::AnalyticsServiceServer,
@@ -90,9 +92,15 @@ fn summary_cache(config: &Config) -> Result<Option<Arc<dyn SummaryCache>>, Start
     let Some(url) = config.redis_url.as_deref() else {
         return Ok(Some(Arc::new(MemoryCache::new(ttl))));
     };
-    let cache = RedisCache::new(url, Duration::from_millis(config.redis_timeout_ms), ttl)
-        .map_err(|err| StartError::Store(Error::Internal(err)))?;
-    Ok(Some(Arc::new(cache)))
+    let redis: Arc<dyn SummaryCache> = Arc::new(
+        RedisCache::new(url, Duration::from_millis(config.redis_timeout_ms), ttl)
+            .map_err(|err| StartError::Store(Error::Internal(err)))?,
+    );
+    let near_ttl = Duration::from_millis(config.cache_near_ttl_ms).min(ttl);
+    if near_ttl.is_zero() {
+        return Ok(Some(redis));
+    }
+    Ok(Some(Arc::new(TieredCache::new(redis, near_ttl))))
 }
 
 /// Whether the store is the embedded SQLite one (no `DATABASE_URL`, or a `sqlite:` one).
@@ -131,8 +139,32 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     Ok(store)
 }
 
+/// What the tower layers and services enforce.
+#[derive(Debug, Clone)]
+struct Limits {
+    max_concurrent_calls: usize,
+    queue_timeout: Duration,
+    request_timeout: Duration,
+    max_message_bytes: usize,
+    health_check_interval: Duration,
+}
+
+impl From<&Config> for Limits {
+    fn from(config: &Config) -> Self {
+        Self {
+            max_concurrent_calls: config.max_concurrent_calls,
+            queue_timeout: Duration::from_millis(config.queue_timeout_ms),
+            request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+            max_message_bytes: config.max_message_bytes,
+            health_check_interval: Duration::from_millis(config.health_check_interval_ms.max(10)),
+        }
+    }
+}
+
 /// A server whose listener is bound (so its address is known) but not yet serving.
 pub struct Server {
+    store: Arc<dyn Store>,
+    limits: Limits,
     listener: TcpListener,
     local_addr: SocketAddr,
     services: ServiceSet,
@@ -162,7 +194,10 @@ impl Server {
             source,
         })?;
         let rubric_client = rubric_client(config, store.clone())?;
+        crate::monitor::observe_pool(store.clone());
         Ok(Self {
+            store: store.clone(),
+            limits: Limits::from(config),
             listener,
             local_addr,
             services: config.services.clone(),
@@ -218,21 +253,27 @@ impl Server {
         // v1alpha too, for clients (older grpcurl) that only speak it.
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let rubric = self
-            .services
-            .contains(ServiceKind::Rubric)
-            .then(|| RubricServiceServer::new(RubricApi::new(self.rubric_store.clone())));
+        let bytes = self.limits.max_message_bytes;
+        let rubric = self.services.contains(ServiceKind::Rubric).then(|| {
+            RubricServiceServer::new(RubricApi::new(self.rubric_store.clone()))
+                .max_decoding_message_size(bytes)
+                .max_encoding_message_size(bytes)
+        });
         let evaluation = self.services.contains(ServiceKind::Evaluation).then(|| {
             EvaluationServiceServer::new(EvaluationApi::new(
                 self.evaluation_store.clone(),
                 self.rubric_client.clone(),
             ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
         });
         let analytics = self.services.contains(ServiceKind::Analytics).then(|| {
             AnalyticsServiceServer::new(AnalyticsApi::new(
                 self.analytics_store.clone(),
                 self.cache.clone(),
             ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
         });
         // The analytics service keeps its rollups fresh: it runs the projector.
         let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
@@ -244,9 +285,21 @@ impl Server {
         tracing::info!(address = %self.local_addr, services = %self.services, "listening");
         let services = self.services.clone();
         let (signalled, grace_started) = tokio::sync::oneshot::channel();
+        let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
+        let monitor = tokio::spawn(
+            Monitor {
+                store: self.store.clone(),
+                health: health.clone(),
+                services: services.clone(),
+                interval: self.limits.health_check_interval,
+            }
+            .run(monitor_stopped),
+        );
         let drain = async move {
             shutdown.await;
             tracing::info!("shutting down: refusing new calls, finishing calls in flight");
+            let _ = stop_monitor.send(true);
+            let _ = monitor.await;
             mark_not_serving(&health, &services).await;
             let _ = signalled.send(());
         };
@@ -260,11 +313,21 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
-        let serving = tonic::transport::Server::builder()
+        // Outermost first: every call is traced and counted, even one refused for capacity.
+        let layers = tower::ServiceBuilder::new()
+            .layer(RpcLayer::new())
+            .layer(AdmissionLayer::new(
+                self.limits.max_concurrent_calls,
+                self.limits.queue_timeout,
+            ))
+            .layer(DeadlineLayer::new(self.limits.request_timeout))
             .layer(AuthLayer::new(
                 self.authentication.clone(),
                 self.access_store.clone(),
             ))
+            .into_inner();
+        let serving = tonic::transport::Server::builder()
+            .layer(layers)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -4,6 +4,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod tiered;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,22 +47,40 @@ pub trait SummaryCache: Send + Sync + 'static {
     fn stats(&self) -> &CacheStats;
 }
 
-/// Counts of lookups, for operators and tests.
-#[derive(Debug, Default)]
+/// Counts of lookups, for tests here and as the `iqs.cache.lookups` metric (by result:
+/// hit, miss, error) for operators.
+#[derive(Debug)]
 pub struct CacheStats {
     hits: AtomicU64,
     misses: AtomicU64,
     errors: AtomicU64,
+    lookups: opentelemetry::metrics::Counter<u64>,
+}
+
+impl Default for CacheStats {
+    fn default() -> Self {
+        Self {
+            hits: AtomicU64::default(),
+            misses: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            lookups: opentelemetry::global::meter("iqs")
+                .u64_counter("iqs.cache.lookups")
+                .with_description("Summary cache lookups, by result (hit, miss, error)")
+                .build(),
+        }
+    }
 }
 
 impl CacheStats {
     pub fn record(&self, lookup: &Lookup) {
-        let counter = match lookup {
-            Lookup::Hit(_) => &self.hits,
-            Lookup::Miss { .. } => &self.misses,
-            Lookup::Unavailable => &self.errors,
+        let (counter, result) = match lookup {
+            Lookup::Hit(_) => (&self.hits, "hit"),
+            Lookup::Miss { .. } => (&self.misses, "miss"),
+            Lookup::Unavailable => (&self.errors, "error"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.lookups
+            .add(1, &[opentelemetry::KeyValue::new("result", result)]);
     }
 
     pub fn hits(&self) -> u64 {

@@ -155,6 +155,7 @@ impl RedisCache {
 
 #[async_trait]
 impl SummaryCache for RedisCache {
+    #[tracing::instrument(name = "cache.get", skip_all, fields(cache.system = "redis"))]
     async fn get(&self, entity: &CacheEntity, request_key: &str) -> Lookup {
         let (version_key, hash_key) = keys(entity);
         let found: Option<(String, Option<Vec<u8>>)> = self
@@ -176,6 +177,7 @@ impl SummaryCache for RedisCache {
         lookup
     }
 
+    #[tracing::instrument(name = "cache.put", skip_all, fields(cache.system = "redis"))]
     async fn put(&self, entity: &CacheEntity, request_key: &str, version: &str, value: Vec<u8>) {
         let (version_key, hash_key) = keys(entity);
         let ttl = self.ttl.as_millis().max(1) as u64;
@@ -194,6 +196,7 @@ impl SummaryCache for RedisCache {
             .await;
     }
 
+    #[tracing::instrument(name = "cache.invalidate", skip_all, fields(cache.system = "redis"))]
     async fn invalidate(&self, entities: &[CacheEntity]) -> Result<(), String> {
         if entities.is_empty() {
             return Ok(());

@@ -34,6 +34,8 @@ pub enum BenchCommand {
     Echo(super::load::LoadArgs),
     /// Reads one agent's score (the cached helpdesk path) under load.
     AgentScore(super::load::AgentScoreArgs),
+    /// Submits new evaluations under load.
+    Submit(super::load::SubmitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +165,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::EchoServer(args) => super::load::echo_server(args).await,
         BenchCommand::Echo(args) => super::load::echo(args).await,
         BenchCommand::AgentScore(args) => super::load::agent_score(args).await,
+        BenchCommand::Submit(args) => super::load::submit(args).await,
     }
 }
 
@@ -211,7 +214,7 @@ async fn connect(target: &str, key: Option<&str>) -> Result<Authed, String> {
 
 /// A rubric shaped like a real chat scorecard: a critical compliance check, binary
 /// checks and 4-point soft-skill criteria, one of them N/A-able.
-async fn bench_rubric(channel: Authed) -> Result<String, String> {
+pub(super) async fn bench_rubric(channel: Authed) -> Result<String, String> {
     let mut client = RubricServiceClient::new(channel);
     let criterion = |key: &str, section: &str, weight, min, max| rubric_pb::Criterion {
         key: key.into(),

@@ -1,12 +1,15 @@
-//! Concurrent load for `iqs bench`: the echo baseline and its server, and the cached
-//! `GetAgentScore` read. Closed loop (each of `concurrency` workers sends its next call
+//! Concurrent load for `iqs bench`: the echo baseline and its server, the cached
+//! `GetAgentScore` read and `SubmitEvaluation`. Closed loop (each of `concurrency` workers sends its next call
 //! when the last one answered) or open loop at a fixed rate, where each call is timed
 //! from when it was due, so a server that falls behind shows its queueing in the
 //! latencies instead of slowing the load down. Latencies go into an HDR histogram.
 
 use std::{
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -17,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status, transport::Channel};
 
-use super::bench::{authed, bearer, open_channel};
+use super::bench::{authed, bearer, bench_rubric, import_row, open_channel};
 use crate::proto::analytics::{
     self as analytics_pb, analytics_service_client::AnalyticsServiceClient,
 };
@@ -26,6 +29,7 @@ use crate::proto::bench::{
     echo_service_client::EchoServiceClient,
     echo_service_server::{EchoService, EchoServiceServer},
 };
+use crate::proto::evaluation::evaluation_service_client::EvaluationServiceClient;
 
 /// Bytes of a typical `GetAgentScore` answer, so the echo baseline moves as much data.
 pub const SUMMARY_BYTES: u32 = 256;
@@ -75,6 +79,15 @@ pub struct AgentScoreArgs {
     /// The agent whose score is read.
     #[arg(long, default_value = "agent-0")]
     agent_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Prefix of request ids and interaction ids, so runs do not collide.
+    #[arg(long, default_value = "submit")]
+    prefix: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,6 +175,31 @@ fn agent_score_call(
     })
 }
 
+/// Each call submits a new evaluation (its own request id, an inline interaction and
+/// six ratings), as a helpdesk does when a reviewer saves.
+fn submit_call(
+    key: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    prefix: String,
+    rubric_id: String,
+) -> Call {
+    let next = Arc::new(AtomicU64::new(0));
+    Arc::new(move |channel| {
+        let row = import_row(
+            &prefix,
+            &rubric_id,
+            next.fetch_add(1, Ordering::Relaxed),
+            false,
+        );
+        let key = key.clone();
+        Box::pin(async move {
+            EvaluationServiceClient::new(authed(channel, key))
+                .submit_evaluation(row)
+                .await
+                .map(|_| ())
+        })
+    })
+}
+
 pub async fn echo(args: LoadArgs) -> Result<(), String> {
     let report = run("echo", &args, echo_call()).await?;
     print_report(&report, args.json)
@@ -170,6 +208,19 @@ pub async fn echo(args: LoadArgs) -> Result<(), String> {
 pub async fn agent_score(args: AgentScoreArgs) -> Result<(), String> {
     let call = agent_score_call(bearer(args.load.key.as_deref())?, args.agent_id);
     let report = run("agent-score", &args.load, call).await?;
+    print_report(&report, args.load.json)
+}
+
+pub async fn submit(args: SubmitArgs) -> Result<(), String> {
+    let key = bearer(args.load.key.as_deref())?;
+    let rubric_id =
+        bench_rubric(authed(open_channel(&args.load.target).await?, key.clone())).await?;
+    let report = run(
+        "submit",
+        &args.load,
+        submit_call(key, args.prefix, rubric_id),
+    )
+    .await?;
     print_report(&report, args.load.json)
 }
 

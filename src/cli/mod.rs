@@ -5,12 +5,13 @@ mod bench;
 mod demo;
 mod load;
 
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, FlagOverrides, LogFormat};
+use crate::config::{self, Config, FlagOverrides};
 use crate::server::{self, Server};
+use crate::telemetry::Telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,7 +92,6 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,7 +103,8 @@ pub fn run() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        match cli.command {
+        let telemetry = Telemetry::init(config.log_format, &service_name(&config.services));
+        let outcome = match cli.command {
             Command::Serve(_) => serve(&config).await.map_err(|err| err.to_string()),
             Command::Migrate => migrate(&config).await.map_err(|err| err.to_string()),
             Command::Bench(command) => bench::run(command).await,
@@ -114,12 +115,16 @@ pub fn run() -> ExitCode {
             Command::Key(command) => access::key(&*access_store(&config).await?, command).await,
             Command::Audit(args) => access::audit(&*access_store(&config).await?, args).await,
             Command::Demo(DemoCommand::Seed(args)) => demo::seed(&config, args).await,
+        };
+        if let Err(err) = &outcome {
+            tracing::error!(error = %err, "iqs failed");
         }
+        telemetry.shutdown().await;
+        outcome
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %err, "iqs failed");
             eprintln!("iqs: {err}");
             ExitCode::FAILURE
         }
@@ -169,15 +174,12 @@ async fn rebuild(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// The default OpenTelemetry service name: `iqs` for every service, else `iqs-` and the
+/// services this process serves (`iqs-evaluation`, `iqs-rubric`, …).
+fn service_name(services: &crate::config::ServiceSet) -> String {
+    if *services == crate::config::ServiceSet::all() {
+        "iqs".to_owned()
+    } else {
+        format!("iqs-{}", services.to_string().replace(',', "-"))
     }
 }

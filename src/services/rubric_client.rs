@@ -58,6 +58,9 @@ impl RubricClient for InProcessRubricClient {
     }
 }
 
+/// How long the evaluation service waits for a rubric service elsewhere.
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads versions from a rubric service elsewhere, over gRPC.
 pub struct RemoteRubricClient {
     client: RubricServiceClient<Channel>,
@@ -93,6 +96,8 @@ impl RubricClient for RemoteRubricClient {
         {
             request.metadata_mut().insert("authorization", value);
         }
+        request.set_timeout(REMOTE_TIMEOUT);
+        crate::telemetry::inject_current_context(&mut request);
         let response = self
             .client
             .clone()

@@ -334,7 +334,31 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn list_audit(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<AuditEntry>>;
 }
 
-/// Every store port on one backend: what the server and the CLI open.
-pub trait Store: RubricStore + EvaluationStore + AnalyticsStore + AccessStore {}
+/// Connections of a store's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolUsage {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
 
-impl<T: RubricStore + EvaluationStore + AnalyticsStore + AccessStore> Store for T {}
+/// What operators watch about a store: whether it answers, its connections, and how far
+/// the projector is behind.
+#[async_trait]
+pub trait StoreHealth: Send + Sync + 'static {
+    /// One cheap round trip; `Err` when the store cannot answer now.
+    async fn ping(&self) -> Result<()>;
+
+    fn pool_usage(&self) -> PoolUsage;
+
+    /// Outbox events not yet applied to the rollups.
+    async fn pending_events(&self) -> Result<u64>;
+}
+
+/// Every store port on one backend: what the server and the CLI open.
+pub trait Store:
+    RubricStore + EvaluationStore + AnalyticsStore + AccessStore + StoreHealth
+{
+}
+
+impl<T: RubricStore + EvaluationStore + AnalyticsStore + AccessStore + StoreHealth> Store for T {}

@@ -1,10 +1,13 @@
-//! One suite of cache behaviours, run on both adapters: Redis (the server at `REDIS_URL`,
-//! else the local one) and the in-process memory cache. Each test uses a tenant of its
+//! One suite of cache behaviours, run on every adapter: Redis (the server at `REDIS_URL`,
+//! else the local one), the in-process memory cache, and the two tiered (memory in front
+//! of Redis). Then what only the tiered cache does. Each test uses a tenant of its
 //! own, so tests never meet on the shared Redis.
 
 use std::{sync::Arc, time::Duration};
 
-use iqs::cache::{CacheEntity, Lookup, SummaryCache, memory::MemoryCache, redis::RedisCache};
+use iqs::cache::{
+    CacheEntity, Lookup, SummaryCache, memory::MemoryCache, redis::RedisCache, tiered::TieredCache,
+};
 use iqs::domain::tenant::TenantId;
 use uuid::Uuid;
 
@@ -14,18 +17,25 @@ const TTL: Duration = Duration::from_millis(400);
 enum Adapter {
     Redis,
     Memory,
+    Tiered,
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn redis(url: &str) -> Arc<RedisCache> {
+    Arc::new(RedisCache::new(url, Duration::from_secs(2), TTL).expect("Redis URL"))
 }
 
 fn cache(adapter: Adapter) -> Arc<dyn SummaryCache> {
     match adapter {
-        Adapter::Redis => {
-            let url = std::env::var("REDIS_URL")
-                .ok()
-                .filter(|url| !url.is_empty())
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-            Arc::new(RedisCache::new(&url, Duration::from_secs(2), TTL).expect("Redis URL"))
-        }
+        Adapter::Redis => redis(&redis_url()),
         Adapter::Memory => Arc::new(MemoryCache::new(TTL)),
+        Adapter::Tiered => Arc::new(TieredCache::new(redis(&redis_url()), TTL)),
     }
 }
 
@@ -37,11 +47,13 @@ fn new_tenant() -> TenantId {
     TenantId(Uuid::now_v7())
 }
 
-/// A miss, retried while the Redis adapter connects in the background.
+/// A miss, retried while the Redis adapter connects in the background (the tiered
+/// cache answers a miss of its near tier alone meanwhile: its version ends in `|`).
 async fn miss_version(cache: &dyn SummaryCache, entity: &CacheEntity, request: &str) -> String {
     for _ in 0..100 {
         match cache.get(entity, request).await {
-            Lookup::Miss { version } => return version,
+            Lookup::Miss { version } if !version.ends_with('|') => return version,
+            Lookup::Miss { .. } => tokio::time::sleep(Duration::from_millis(20)).await,
             Lookup::Unavailable => tokio::time::sleep(Duration::from_millis(20)).await,
             Lookup::Hit(value) => panic!("unexpected hit {value:?}"),
         }
@@ -138,7 +150,7 @@ async fn hits_and_misses_are_counted(adapter: Adapter) {
     assert_eq!(cache.stats().misses(), misses + 1);
 }
 
-/// Runs each named `async fn(Adapter)` as `<name>::on_redis` and `<name>::on_memory`.
+/// Runs each named `async fn(Adapter)` as `<name>::on_redis`, `::on_memory` and `::on_tiered`.
 macro_rules! on_every_cache {
     ($($name:ident),* $(,)?) => {
         $(
@@ -152,6 +164,11 @@ macro_rules! on_every_cache {
                 async fn on_memory() {
                     super::$name(super::Adapter::Memory).await
                 }
+
+                #[tokio::test]
+                async fn on_tiered() {
+                    super::$name(super::Adapter::Tiered).await
+                }
             }
         )*
     };
@@ -163,4 +180,81 @@ on_every_cache! {
     invalidating_one_entity_keeps_the_others,
     values_expire_after_the_ttl,
     hits_and_misses_are_counted,
+}
+
+/// Two instances' tiered caches over one Redis, as two IQS servers share it.
+fn two_instances(near_ttl: Duration) -> (TieredCache, TieredCache, Arc<RedisCache>) {
+    let url = redis_url();
+    let far_of_b = redis(&url);
+    let a = TieredCache::new(redis(&url), near_ttl);
+    let b = TieredCache::new(far_of_b.clone(), near_ttl);
+    (a, b, far_of_b)
+}
+
+#[tokio::test]
+async fn a_value_from_redis_is_kept_near_so_repeated_reads_skip_redis() {
+    let (a, b, far_of_b) = two_instances(Duration::from_secs(60));
+    let entity = agent(new_tenant(), "ana");
+    let version = miss_version(&a, &entity, "q").await;
+    a.put(&entity, "q", &version, b"shared".to_vec()).await;
+    miss_version(&*far_of_b, &entity, "warm-up").await;
+    let far_hits = far_of_b.stats().hits();
+    for _ in 0..5 {
+        assert_eq!(b.get(&entity, "q").await, Lookup::Hit(b"shared".to_vec()));
+    }
+    assert_eq!(far_of_b.stats().hits(), far_hits + 1, "Redis answered once");
+    assert_eq!(b.stats().hits(), 5);
+}
+
+#[tokio::test]
+async fn an_invalidation_by_another_instance_reaches_the_near_tier_within_its_ttl() {
+    let near_ttl = Duration::from_millis(300);
+    let (a, b, _) = two_instances(near_ttl);
+    let entity = agent(new_tenant(), "ana");
+    let version = miss_version(&a, &entity, "q").await;
+    a.put(&entity, "q", &version, b"old".to_vec()).await;
+    miss_version(&b, &entity, "warm-up").await;
+    assert_eq!(b.get(&entity, "q").await, Lookup::Hit(b"old".to_vec()));
+    a.invalidate(std::slice::from_ref(&entity)).await.unwrap();
+    assert!(matches!(a.get(&entity, "q").await, Lookup::Miss { .. }));
+    let invalidated = std::time::Instant::now();
+    while let Lookup::Hit(_) = b.get(&entity, "q").await {
+        assert!(
+            invalidated.elapsed() < near_ttl * 2,
+            "a near value outlived its TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_the_near_tier_still_caches_and_invalidates() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = Arc::new(
+        RedisCache::new(
+            &format!("redis://127.0.0.1:{port}"),
+            Duration::from_millis(50),
+            TTL,
+        )
+        .unwrap(),
+    );
+    let cache = TieredCache::new(unreachable, TTL);
+    let entity = agent(new_tenant(), "ana");
+    let Lookup::Miss { version } = cache.get(&entity, "q").await else {
+        panic!("expected a miss");
+    };
+    cache.put(&entity, "q", &version, b"near".to_vec()).await;
+    assert_eq!(cache.get(&entity, "q").await, Lookup::Hit(b"near".to_vec()));
+    assert!(
+        cache
+            .invalidate(std::slice::from_ref(&entity))
+            .await
+            .is_err(),
+        "the caller must retry the far tier"
+    );
+    assert!(matches!(cache.get(&entity, "q").await, Lookup::Miss { .. }));
 }

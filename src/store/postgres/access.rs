@@ -44,6 +44,7 @@ const KEY_SELECT: &str = "SELECT k.tenant_id, t.name, k.key_id, k.secret_hash, k
 
 #[async_trait]
 impl AccessStore for PostgresStore {
+    #[tracing::instrument(name = "db.create_tenant", skip_all, fields(db.system = "postgresql"))]
     async fn create_tenant(&self, name: &str) -> Result<Tenant> {
         let row: (Uuid, String, DateTime<Utc>) = sqlx::query_as(
             "WITH inserted AS (
@@ -68,6 +69,7 @@ impl AccessStore for PostgresStore {
         })
     }
 
+    #[tracing::instrument(name = "db.find_tenant", skip_all, fields(db.system = "postgresql"))]
     async fn find_tenant(&self, name: &str) -> Result<Option<Tenant>> {
         let row: Option<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
             "SELECT tenant_id, name, create_time FROM access.tenants WHERE name = $1",
@@ -83,6 +85,7 @@ impl AccessStore for PostgresStore {
         }))
     }
 
+    #[tracing::instrument(name = "db.create_key", skip_all, fields(db.system = "postgresql"))]
     async fn create_key(
         &self,
         tenant: TenantId,
@@ -108,6 +111,7 @@ impl AccessStore for PostgresStore {
             .ok_or_else(|| Error::Internal("a created key cannot be read back".into()))
     }
 
+    #[tracing::instrument(name = "db.find_key", skip_all, fields(db.system = "postgresql"))]
     async fn find_key(&self, tenant: TenantId, key_id: Uuid) -> Result<Option<ApiKeyRecord>> {
         let row: Option<KeyRow> = sqlx::query_as(&format!(
             "{KEY_SELECT} WHERE k.tenant_id = $1 AND k.key_id = $2"
@@ -120,6 +124,7 @@ impl AccessStore for PostgresStore {
         row.map(ApiKeyRecord::try_from).transpose()
     }
 
+    #[tracing::instrument(name = "db.list_keys", skip_all, fields(db.system = "postgresql"))]
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         let rows: Vec<KeyRow> = sqlx::query_as(&format!("{KEY_SELECT} ORDER BY t.name, k.key_id"))
             .fetch_all(&self.pool)
@@ -128,6 +133,7 @@ impl AccessStore for PostgresStore {
         rows.into_iter().map(ApiKeyRecord::try_from).collect()
     }
 
+    #[tracing::instrument(name = "db.revoke_key", skip_all, fields(db.system = "postgresql"))]
     async fn revoke_key(&self, key_id: Uuid) -> Result<bool> {
         let revoked = sqlx::query(
             "UPDATE access.api_keys SET revoke_time = COALESCE(revoke_time, now()) WHERE key_id = $1",
@@ -139,6 +145,7 @@ impl AccessStore for PostgresStore {
         Ok(revoked.rows_affected() > 0)
     }
 
+    #[tracing::instrument(name = "db.record_audit", skip_all, fields(db.system = "postgresql"))]
     async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
         sqlx::query(
             "INSERT INTO access.audit_log (tenant_id, id, key_id, role, rpc, request_id, status_code, time)
@@ -158,6 +165,7 @@ impl AccessStore for PostgresStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "db.list_audit", skip_all, fields(db.system = "postgresql"))]
     async fn list_audit(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<AuditEntry>> {
         let rows: Vec<(Uuid, Option<Uuid>, String, String, String, i32, DateTime<Utc>)> = sqlx::query_as(
             "SELECT tenant_id, key_id, role, rpc, request_id, status_code, time FROM access.audit_log

@@ -433,6 +433,7 @@ impl PostgresStore {
 
 #[async_trait]
 impl AnalyticsStore for PostgresStore {
+    #[tracing::instrument(name = "db.apply_pending", skip_all, fields(db.system = "postgresql"))]
     async fn apply_pending(&self, limit: u32) -> Result<AppliedBatch> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let cursor: Option<(String, i64)> = sqlx::query_as(
@@ -449,6 +450,7 @@ impl AnalyticsStore for PostgresStore {
         Ok(applied)
     }
 
+    #[tracing::instrument(name = "db.has_pending", skip_all, fields(db.system = "postgresql"))]
     async fn has_pending(&self) -> Result<bool> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM evaluation.outbox o, analytics.projector_cursor c
@@ -459,6 +461,7 @@ impl AnalyticsStore for PostgresStore {
         .map_err(classify)
     }
 
+    #[tracing::instrument(name = "db.as_of", skip_all, fields(db.system = "postgresql"))]
     async fn as_of(&self) -> Result<DateTime<Utc>> {
         sqlx::query_scalar(
             "SELECT COALESCE(min(o.create_time), now()) FROM evaluation.outbox o, analytics.projector_cursor c
@@ -469,6 +472,7 @@ impl AnalyticsStore for PostgresStore {
         .map_err(classify)
     }
 
+    #[tracing::instrument(name = "db.group_totals", skip_all, fields(db.system = "postgresql"))]
     async fn group_totals(
         &self,
         tenant: TenantId,
@@ -564,6 +568,7 @@ impl AnalyticsStore for PostgresStore {
             .collect()
     }
 
+    #[tracing::instrument(name = "db.section_totals", skip_all, fields(db.system = "postgresql"))]
     async fn section_totals(
         &self,
         tenant: TenantId,
@@ -586,6 +591,7 @@ impl AnalyticsStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(name = "db.criterion_totals", skip_all, fields(db.system = "postgresql"))]
     async fn criterion_totals(
         &self,
         tenant: TenantId,
@@ -612,6 +618,7 @@ impl AnalyticsStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(name = "db.root_cause_totals", skip_all, fields(db.system = "postgresql"))]
     async fn root_cause_totals(
         &self,
         tenant: TenantId,
@@ -634,6 +641,7 @@ impl AnalyticsStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(name = "db.export_page", skip_all, fields(db.system = "postgresql"))]
     async fn export_page(
         &self,
         tenant: TenantId,
@@ -668,6 +676,7 @@ impl AnalyticsStore for PostgresStore {
         Ok(rows.into_iter().map(|(event,)| event.0).collect())
     }
 
+    #[tracing::instrument(name = "db.outbox_wakeups", skip_all, fields(db.system = "postgresql"))]
     async fn outbox_wakeups(&self) -> Result<Box<dyn OutboxWakeups>> {
         let mut listener = PgListener::connect_with(&self.pool)
             .await
@@ -676,6 +685,7 @@ impl AnalyticsStore for PostgresStore {
         Ok(Box::new(OutboxNotifications(listener)))
     }
 
+    #[tracing::instrument(name = "db.rebuild", skip_all, fields(db.system = "postgresql"))]
     async fn rebuild(&self) -> Result<u64> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         // Waits for a running apply to finish, then keeps the projector out until commit.

@@ -587,6 +587,7 @@ async fn csat_of(
 
 #[async_trait]
 impl EvaluationStore for PostgresStore {
+    #[tracing::instrument(name = "db.upsert_interaction", skip_all, fields(db.system = "postgresql"))]
     async fn upsert_interaction(
         &self,
         tenant: TenantId,
@@ -596,6 +597,7 @@ impl EvaluationStore for PostgresStore {
         upsert_interaction_in(&mut conn, tenant, &input).await
     }
 
+    #[tracing::instrument(name = "db.get_interaction", skip_all, fields(db.system = "postgresql"))]
     async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction> {
         let row: Option<InteractionRow> = sqlx::query_as(&format!(
             "SELECT {INTERACTION_COLUMNS} FROM evaluation.interactions WHERE tenant_id = $1 AND id = $2"
@@ -610,6 +612,7 @@ impl EvaluationStore for PostgresStore {
             .into())
     }
 
+    #[tracing::instrument(name = "db.find_request", skip_all, fields(db.system = "postgresql"))]
     async fn find_request(
         &self,
         tenant: TenantId,
@@ -619,6 +622,7 @@ impl EvaluationStore for PostgresStore {
         find_request_in(&mut conn, tenant, request_id).await
     }
 
+    #[tracing::instrument(name = "db.submit", skip_all, fields(db.system = "postgresql"))]
     async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
         let request_id = new.request_id.clone();
         let fingerprint = new.fingerprint.clone();
@@ -648,6 +652,7 @@ impl EvaluationStore for PostgresStore {
         Ok(evaluation)
     }
 
+    #[tracing::instrument(name = "db.get_evaluation", skip_all, fields(db.system = "postgresql"))]
     async fn get_evaluation(
         &self,
         tenant: TenantId,
@@ -674,6 +679,7 @@ impl EvaluationStore for PostgresStore {
         Ok(with_ratings(&mut conn, tenant, vec![row]).await?.remove(0))
     }
 
+    #[tracing::instrument(name = "db.list_evaluations", skip_all, fields(db.system = "postgresql"))]
     async fn list_evaluations(
         &self,
         tenant: TenantId,
@@ -733,6 +739,7 @@ impl EvaluationStore for PostgresStore {
         with_ratings(&mut conn, tenant, rows).await
     }
 
+    #[tracing::instrument(name = "db.revise", skip_all, fields(db.system = "postgresql"))]
     async fn revise(
         &self,
         tenant: TenantId,
@@ -794,6 +801,7 @@ impl EvaluationStore for PostgresStore {
         Ok(revised)
     }
 
+    #[tracing::instrument(name = "db.delete", skip_all, fields(db.system = "postgresql"))]
     async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let current = lock_current(&mut tx, tenant, id).await?;
@@ -824,6 +832,7 @@ impl EvaluationStore for PostgresStore {
         Ok(deleted)
     }
 
+    #[tracing::instrument(name = "db.import", skip_all, fields(db.system = "postgresql"))]
     async fn import(
         &self,
         tenant: TenantId,

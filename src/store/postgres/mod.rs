@@ -8,8 +8,10 @@ mod rubric;
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
+use super::{PoolUsage, StoreHealth};
 use crate::error::{Error, Result};
 
 pub use errors::classify;
@@ -65,5 +67,35 @@ impl PostgresStore {
             sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
             other => Error::Internal(format!("migration failed: {other}")),
         })
+    }
+}
+
+#[async_trait]
+impl StoreHealth for PostgresStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    async fn pending_events(&self) -> Result<u64> {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM evaluation.outbox o, analytics.projector_cursor c
+             WHERE (o.txid, o.position) > (c.last_txid, c.last_position)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(pending.max(0) as u64)
     }
 }

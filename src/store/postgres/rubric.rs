@@ -109,6 +109,7 @@ fn refuse_if_archived(rubric: &Rubric) -> Result<()> {
 
 #[async_trait]
 impl RubricStore for PostgresStore {
+    #[tracing::instrument(name = "db.create_rubric", skip_all, fields(db.system = "postgresql"))]
     async fn create_rubric(
         &self,
         tenant: TenantId,
@@ -165,6 +166,7 @@ impl RubricStore for PostgresStore {
         }
     }
 
+    #[tracing::instrument(name = "db.get_rubric", skip_all, fields(db.system = "postgresql"))]
     async fn get_rubric(&self, tenant: TenantId, id: Uuid) -> Result<Rubric> {
         let row: Option<RubricRow> = sqlx::query_as(&format!(
             "SELECT {RUBRIC_COLUMNS} FROM rubric.rubrics WHERE tenant_id = $1 AND id = $2"
@@ -178,6 +180,7 @@ impl RubricStore for PostgresStore {
             .try_into()
     }
 
+    #[tracing::instrument(name = "db.list_rubrics", skip_all, fields(db.system = "postgresql"))]
     async fn list_rubrics(&self, tenant: TenantId, listing: RubricListing) -> Result<Vec<Rubric>> {
         let rows: Vec<RubricRow> = sqlx::query_as(&format!(
             "SELECT {RUBRIC_COLUMNS} FROM rubric.rubrics
@@ -197,6 +200,7 @@ impl RubricStore for PostgresStore {
         rows.into_iter().map(Rubric::try_from).collect()
     }
 
+    #[tracing::instrument(name = "db.update_draft", skip_all, fields(db.system = "postgresql"))]
     async fn update_draft(&self, tenant: TenantId, id: Uuid, patch: DraftPatch) -> Result<Rubric> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let mut rubric = lock_rubric(&mut tx, tenant, id).await?;
@@ -217,6 +221,7 @@ impl RubricStore for PostgresStore {
         row.try_into()
     }
 
+    #[tracing::instrument(name = "db.publish", skip_all, fields(db.system = "postgresql"))]
     async fn publish(&self, tenant: TenantId, id: Uuid) -> Result<RubricVersion> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let rubric = lock_rubric(&mut tx, tenant, id).await?;
@@ -258,6 +263,7 @@ impl RubricStore for PostgresStore {
         row.try_into()
     }
 
+    #[tracing::instrument(name = "db.get_version", skip_all, fields(db.system = "postgresql"))]
     async fn get_version(
         &self,
         tenant: TenantId,
@@ -315,6 +321,7 @@ impl RubricStore for PostgresStore {
         }
     }
 
+    #[tracing::instrument(name = "db.list_versions", skip_all, fields(db.system = "postgresql"))]
     async fn list_versions(
         &self,
         tenant: TenantId,
@@ -341,6 +348,7 @@ impl RubricStore for PostgresStore {
         rows.into_iter().map(RubricVersion::try_from).collect()
     }
 
+    #[tracing::instrument(name = "db.archive", skip_all, fields(db.system = "postgresql"))]
     async fn archive(&self, tenant: TenantId, id: Uuid) -> Result<Rubric> {
         let row: Option<RubricRow> = sqlx::query_as(&format!(
             "WITH archived AS (

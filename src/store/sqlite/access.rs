@@ -66,6 +66,7 @@ const KEY_SELECT: &str = "SELECT k.tenant_id, t.name, k.key_id, k.secret_hash, k
 
 #[async_trait]
 impl AccessStore for SqliteStore {
+    #[tracing::instrument(name = "db.create_tenant", skip_all, fields(db.system = "sqlite"))]
     async fn create_tenant(&self, name: &str) -> Result<Tenant> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -88,6 +89,7 @@ impl AccessStore for SqliteStore {
         row.try_into()
     }
 
+    #[tracing::instrument(name = "db.find_tenant", skip_all, fields(db.system = "sqlite"))]
     async fn find_tenant(&self, name: &str) -> Result<Option<Tenant>> {
         let row: Option<TenantRow> =
             sqlx::query_as("SELECT tenant_id, name, create_time FROM tenants WHERE name = ?")
@@ -98,6 +100,7 @@ impl AccessStore for SqliteStore {
         row.map(Tenant::try_from).transpose()
     }
 
+    #[tracing::instrument(name = "db.create_key", skip_all, fields(db.system = "sqlite"))]
     async fn create_key(
         &self,
         tenant: TenantId,
@@ -132,6 +135,7 @@ impl AccessStore for SqliteStore {
         row.try_into()
     }
 
+    #[tracing::instrument(name = "db.find_key", skip_all, fields(db.system = "sqlite"))]
     async fn find_key(&self, tenant: TenantId, key_id: Uuid) -> Result<Option<ApiKeyRecord>> {
         let row: Option<KeyRow> = sqlx::query_as(&format!(
             "{KEY_SELECT} WHERE k.tenant_id = ? AND k.key_id = ?"
@@ -144,6 +148,7 @@ impl AccessStore for SqliteStore {
         row.map(ApiKeyRecord::try_from).transpose()
     }
 
+    #[tracing::instrument(name = "db.list_keys", skip_all, fields(db.system = "sqlite"))]
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         let rows: Vec<KeyRow> = sqlx::query_as(&format!("{KEY_SELECT} ORDER BY t.name, k.key_id"))
             .fetch_all(&self.reader)
@@ -152,6 +157,7 @@ impl AccessStore for SqliteStore {
         rows.into_iter().map(ApiKeyRecord::try_from).collect()
     }
 
+    #[tracing::instrument(name = "db.revoke_key", skip_all, fields(db.system = "sqlite"))]
     async fn revoke_key(&self, key_id: Uuid) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let revoked = sqlx::query(
@@ -166,6 +172,7 @@ impl AccessStore for SqliteStore {
         Ok(revoked.rows_affected() > 0)
     }
 
+    #[tracing::instrument(name = "db.record_audit", skip_all, fields(db.system = "sqlite"))]
     async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -187,6 +194,7 @@ impl AccessStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "db.list_audit", skip_all, fields(db.system = "sqlite"))]
     async fn list_audit(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<AuditEntry>> {
         #[derive(sqlx::FromRow)]
         struct AuditRow {

@@ -457,6 +457,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl AnalyticsStore for SqliteStore {
+    #[tracing::instrument(name = "db.apply_pending", skip_all, fields(db.system = "sqlite"))]
     async fn apply_pending(&self, limit: u32) -> Result<AppliedBatch> {
         let mut tx = self.begin_write().await?;
         let applied = apply_next(&mut tx, limit).await?;
@@ -464,6 +465,7 @@ impl AnalyticsStore for SqliteStore {
         Ok(applied)
     }
 
+    #[tracing::instrument(name = "db.has_pending", skip_all, fields(db.system = "sqlite"))]
     async fn has_pending(&self) -> Result<bool> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM outbox
@@ -474,6 +476,7 @@ impl AnalyticsStore for SqliteStore {
         .map_err(classify)
     }
 
+    #[tracing::instrument(name = "db.as_of", skip_all, fields(db.system = "sqlite"))]
     async fn as_of(&self) -> Result<DateTime<Utc>> {
         let oldest: Option<i64> = sqlx::query_scalar(
             "SELECT min(create_time) FROM outbox
@@ -488,6 +491,7 @@ impl AnalyticsStore for SqliteStore {
         }
     }
 
+    #[tracing::instrument(name = "db.group_totals", skip_all, fields(db.system = "sqlite"))]
     async fn group_totals(
         &self,
         tenant: TenantId,
@@ -578,6 +582,7 @@ impl AnalyticsStore for SqliteStore {
             .collect()
     }
 
+    #[tracing::instrument(name = "db.section_totals", skip_all, fields(db.system = "sqlite"))]
     async fn section_totals(
         &self,
         tenant: TenantId,
@@ -601,6 +606,7 @@ impl AnalyticsStore for SqliteStore {
         .await
     }
 
+    #[tracing::instrument(name = "db.criterion_totals", skip_all, fields(db.system = "sqlite"))]
     async fn criterion_totals(
         &self,
         tenant: TenantId,
@@ -627,6 +633,7 @@ impl AnalyticsStore for SqliteStore {
         .await
     }
 
+    #[tracing::instrument(name = "db.root_cause_totals", skip_all, fields(db.system = "sqlite"))]
     async fn root_cause_totals(
         &self,
         tenant: TenantId,
@@ -650,6 +657,7 @@ impl AnalyticsStore for SqliteStore {
         .await
     }
 
+    #[tracing::instrument(name = "db.export_page", skip_all, fields(db.system = "sqlite"))]
     async fn export_page(
         &self,
         tenant: TenantId,
@@ -687,6 +695,7 @@ impl AnalyticsStore for SqliteStore {
         Ok(rows.into_iter().map(|(event,)| event.0).collect())
     }
 
+    #[tracing::instrument(name = "db.rebuild", skip_all, fields(db.system = "sqlite"))]
     async fn rebuild(&self) -> Result<u64> {
         // The writer connection is this store's only one: holding its transaction keeps
         // the projector out until the rebuild commits, and readers keep the old figures.
@@ -720,6 +729,7 @@ impl AnalyticsStore for SqliteStore {
         Ok(total)
     }
 
+    #[tracing::instrument(name = "db.outbox_wakeups", skip_all, fields(db.system = "sqlite"))]
     async fn outbox_wakeups(&self) -> Result<Box<dyn OutboxWakeups>> {
         Ok(Box::new(LocalWakeups(self.outbox_written.clone())))
     }

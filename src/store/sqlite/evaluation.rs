@@ -451,6 +451,7 @@ async fn csat_of(
 
 #[async_trait]
 impl EvaluationStore for SqliteStore {
+    #[tracing::instrument(name = "db.upsert_interaction", skip_all, fields(db.system = "sqlite"))]
     async fn upsert_interaction(
         &self,
         tenant: TenantId,
@@ -460,6 +461,7 @@ impl EvaluationStore for SqliteStore {
         upsert_interaction_in(&mut conn, tenant, &input).await
     }
 
+    #[tracing::instrument(name = "db.get_interaction", skip_all, fields(db.system = "sqlite"))]
     async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction> {
         let row: Option<InteractionRow> = sqlx::query_as(&format!(
             "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE tenant_id = ? AND id = ?"
@@ -473,6 +475,7 @@ impl EvaluationStore for SqliteStore {
             .into_interaction()
     }
 
+    #[tracing::instrument(name = "db.find_request", skip_all, fields(db.system = "sqlite"))]
     async fn find_request(
         &self,
         tenant: TenantId,
@@ -482,6 +485,7 @@ impl EvaluationStore for SqliteStore {
         find_request_in(&mut conn, tenant, request_id).await
     }
 
+    #[tracing::instrument(name = "db.submit", skip_all, fields(db.system = "sqlite"))]
     async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
         let request_id = new.request_id.clone();
         let fingerprint = new.fingerprint.clone();
@@ -515,6 +519,7 @@ impl EvaluationStore for SqliteStore {
         Ok(evaluation)
     }
 
+    #[tracing::instrument(name = "db.get_evaluation", skip_all, fields(db.system = "sqlite"))]
     async fn get_evaluation(
         &self,
         tenant: TenantId,
@@ -541,6 +546,7 @@ impl EvaluationStore for SqliteStore {
         Ok(with_ratings(&mut conn, tenant, vec![row]).await?.remove(0))
     }
 
+    #[tracing::instrument(name = "db.list_evaluations", skip_all, fields(db.system = "sqlite"))]
     async fn list_evaluations(
         &self,
         tenant: TenantId,
@@ -608,6 +614,7 @@ impl EvaluationStore for SqliteStore {
         with_ratings(&mut conn, tenant, rows).await
     }
 
+    #[tracing::instrument(name = "db.revise", skip_all, fields(db.system = "sqlite"))]
     async fn revise(
         &self,
         tenant: TenantId,
@@ -670,6 +677,7 @@ impl EvaluationStore for SqliteStore {
         Ok(revised)
     }
 
+    #[tracing::instrument(name = "db.delete", skip_all, fields(db.system = "sqlite"))]
     async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation> {
         let mut tx = self.begin_write().await?;
         let current = current_row(&mut tx, tenant, id).await?;
@@ -698,6 +706,7 @@ impl EvaluationStore for SqliteStore {
         Ok(deleted)
     }
 
+    #[tracing::instrument(name = "db.import", skip_all, fields(db.system = "sqlite"))]
     async fn import(
         &self,
         tenant: TenantId,

@@ -12,12 +12,14 @@ mod time;
 
 use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
+use async_trait::async_trait;
 use sqlx::{
     SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use tokio::sync::Notify;
 
+use super::{PoolUsage, StoreHealth};
 use crate::error::{Error, Result};
 
 pub use errors::classify;
@@ -108,5 +110,35 @@ impl SqliteStore {
     /// busy wakes its next wait, so no write goes unnoticed until the next poll.
     fn outbox_written(&self) {
         self.outbox_written.notify_one();
+    }
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    /// The readers' pool: the writer is a single connection, always open.
+    fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.reader.size(),
+            idle: u32::try_from(self.reader.num_idle()).unwrap_or(u32::MAX),
+            max: self.reader.options().get_max_connections(),
+        }
+    }
+
+    async fn pending_events(&self) -> Result<u64> {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE position > (SELECT last_position FROM projector_cursor)",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(classify)?;
+        Ok(pending.max(0) as u64)
     }
 }

@@ -131,6 +131,7 @@ fn refuse_if_archived(rubric: &Rubric) -> Result<()> {
 
 #[async_trait]
 impl RubricStore for SqliteStore {
+    #[tracing::instrument(name = "db.create_rubric", skip_all, fields(db.system = "sqlite"))]
     async fn create_rubric(
         &self,
         tenant: TenantId,
@@ -189,11 +190,13 @@ impl RubricStore for SqliteStore {
         row.try_into()
     }
 
+    #[tracing::instrument(name = "db.get_rubric", skip_all, fields(db.system = "sqlite"))]
     async fn get_rubric(&self, tenant: TenantId, id: Uuid) -> Result<Rubric> {
         let mut conn = self.reader.acquire().await.map_err(classify)?;
         fetch_rubric(&mut conn, tenant, id).await
     }
 
+    #[tracing::instrument(name = "db.list_rubrics", skip_all, fields(db.system = "sqlite"))]
     async fn list_rubrics(&self, tenant: TenantId, listing: RubricListing) -> Result<Vec<Rubric>> {
         let rows: Vec<RubricRow> = sqlx::query_as(&format!(
             "SELECT {RUBRIC_COLUMNS} FROM rubrics
@@ -213,6 +216,7 @@ impl RubricStore for SqliteStore {
         rows.into_iter().map(Rubric::try_from).collect()
     }
 
+    #[tracing::instrument(name = "db.update_draft", skip_all, fields(db.system = "sqlite"))]
     async fn update_draft(&self, tenant: TenantId, id: Uuid, patch: DraftPatch) -> Result<Rubric> {
         let mut tx = self.begin_write().await?;
         let mut rubric = fetch_rubric(&mut tx, tenant, id).await?;
@@ -234,6 +238,7 @@ impl RubricStore for SqliteStore {
         row.try_into()
     }
 
+    #[tracing::instrument(name = "db.publish", skip_all, fields(db.system = "sqlite"))]
     async fn publish(&self, tenant: TenantId, id: Uuid) -> Result<RubricVersion> {
         let mut tx = self.begin_write().await?;
         let rubric = fetch_rubric(&mut tx, tenant, id).await?;
@@ -280,6 +285,7 @@ impl RubricStore for SqliteStore {
         row.try_into()
     }
 
+    #[tracing::instrument(name = "db.get_version", skip_all, fields(db.system = "sqlite"))]
     async fn get_version(
         &self,
         tenant: TenantId,
@@ -307,6 +313,7 @@ impl RubricStore for SqliteStore {
             })
     }
 
+    #[tracing::instrument(name = "db.list_versions", skip_all, fields(db.system = "sqlite"))]
     async fn list_versions(
         &self,
         tenant: TenantId,
@@ -333,6 +340,7 @@ impl RubricStore for SqliteStore {
         rows.into_iter().map(RubricVersion::try_from).collect()
     }
 
+    #[tracing::instrument(name = "db.archive", skip_all, fields(db.system = "sqlite"))]
     async fn archive(&self, tenant: TenantId, id: Uuid) -> Result<Rubric> {
         let mut tx = self.begin_write().await?;
         let rubric = fetch_rubric(&mut tx, tenant, id).await?;

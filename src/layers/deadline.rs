@@ -1,0 +1,137 @@
+//! Every call ends by its deadline: the caller's `grpc-timeout`, capped by the server's
+//! maximum (`request_timeout_ms`), which also bounds calls that send none. A call past
+//! its deadline answers DEADLINE_EXCEEDED and its handler is dropped, which rolls back
+//! any transaction it had open: nothing is half-written. For a streamed answer the
+//! deadline covers the call until its first message, not the whole stream. A bulk
+//! import is bounded by the caller's `grpc-timeout` alone.
+
+use std::{
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tonic::Status;
+use tower::{Layer, Service};
+
+use super::{BoxFuture, is_bulk, is_infrastructure};
+
+#[derive(Clone)]
+pub struct DeadlineLayer {
+    maximum: Duration,
+}
+
+impl DeadlineLayer {
+    pub fn new(maximum: Duration) -> Self {
+        Self { maximum }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            maximum: self.maximum,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    maximum: Duration,
+}
+
+/// A `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+impl<S, B> Service<http::Request<B>> for Deadline<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let requested = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let path = request.uri().path();
+        let deadline = if is_infrastructure(path) {
+            None
+        } else if is_bulk(path) {
+            requested
+        } else {
+            Some(requested.map_or(self.maximum, |asked| asked.min(self.maximum)))
+        };
+        Box::pin(async move {
+            let Some(deadline) = deadline else {
+                return inner.call(request).await;
+            };
+            match tokio::time::timeout(deadline, inner.call(request)).await {
+                Ok(response) => response,
+                Err(_) => Ok(Status::deadline_exceeded(format!(
+                    "the call did not finish within its deadline of {} ms",
+                    deadline.as_millis()
+                ))
+                .into_http()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("10u"), Some(Duration::from_micros(10)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+    }
+
+    #[test]
+    fn malformed_grpc_timeouts_are_ignored() {
+        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+}
