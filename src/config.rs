@@ -206,7 +206,7 @@ impl Default for Config {
             default_tenant: Uuid::nil(),
             rate_limits: RoleRates::default(),
             database_max_connections: 16,
-            database_acquire_timeout_ms: 5000,
+            database_acquire_timeout_ms: 1000,
             log_format: LogFormat::Text,
             shutdown_grace_ms: 30_000,
             max_concurrent_calls: 256,

@@ -10,7 +10,10 @@ use chrono::Utc;
 use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
+use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::layers::rpc::REQUEST_ID_HEADER;
 
 use super::{
     Credential, Principal,
@@ -22,8 +25,6 @@ use crate::domain::{
     tenant::TenantId,
 };
 use crate::store::{AccessStore, AuditEntry};
-
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// How callers are identified.
 #[derive(Clone)]
@@ -178,10 +179,7 @@ where
             if let Some(key) = key_for_calls_onward {
                 request.extensions_mut().insert(Credential(key.into()));
             }
-            let mut response = inner.call(request).await?;
-            if let Ok(value) = http::HeaderValue::from_str(&request_id) {
-                response.headers_mut().insert(REQUEST_ID_HEADER, value);
-            }
+            let response = inner.call(request).await?;
             if is_write(&path) {
                 // Unary and client-streaming calls that fail answer with the status in
                 // the headers ("trailers only"); success puts it in the trailers.
@@ -200,8 +198,17 @@ where
                     status_code,
                     time: Utc::now(),
                 };
-                if let Err(err) = layer.audit.record_audit(entry).await {
-                    tracing::error!(%err, rpc = %path, "cannot write the audit log");
+                let audit = async move {
+                    if let Err(err) = layer.audit.record_audit(entry).await {
+                        tracing::error!(%err, rpc = %path, "cannot write the audit log");
+                    }
+                };
+                if status_code == tonic::Code::Unavailable as i32 {
+                    // The database is likely what failed: its audit entry must not hold
+                    // the answer for another acquire timeout.
+                    tokio::spawn(audit.in_current_span());
+                } else {
+                    audit.await;
                 }
             }
             Ok(response)

@@ -2,6 +2,11 @@
 //! context, and the call's count and duration by RPC and status code. The code is the
 //! one the response headers carry (errors before any message); a call answered with
 //! messages counts as OK, even if its stream fails later.
+//!
+//! Every call has a request id: the caller's `x-request-id` when it sends a usable one
+//! (up to 128 visible ASCII characters), else a new UUID. It is a field of the call's
+//! span, so every log line of the call carries it, and it comes back in the answer's
+//! `x-request-id` header for the caller's own logs.
 
 use std::{
     task::{Context, Poll},
@@ -66,6 +71,25 @@ pub struct Rpc<S> {
     layer: RpcLayer,
 }
 
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The caller's request id when usable, else a new one.
+fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .filter(|value| {
+            let bytes = value.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 128
+                && bytes.iter().all(|byte| byte.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            http::HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .expect("a UUID is a valid header value")
+        })
+}
+
 /// The gRPC status code a response's headers carry; 0 (OK) when they carry none.
 fn status_code(response: &http::Response<tonic::body::Body>) -> i32 {
     response
@@ -94,12 +118,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         let path = request.uri().path().to_owned();
         let (service, method) = service_and_method(&path);
+        let request_id = request_id(request.headers());
+        // Inner layers (the audit log) see the same id.
+        request
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, request_id.clone());
         let span = tracing::info_span!(
             "rpc",
             otel.name = %path.trim_start_matches('/'),
@@ -107,6 +136,7 @@ where
             rpc.system = "grpc",
             rpc.service = %service,
             rpc.method = %method,
+            request_id = request_id.to_str().unwrap_or_default(),
             rpc.grpc.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
@@ -119,7 +149,10 @@ where
         let started = Instant::now();
         Box::pin(
             async move {
-                let response = inner.call(request).await;
+                let mut response = inner.call(request).await;
+                if let Ok(response) = response.as_mut() {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+                }
                 let code = response.as_ref().map_or(2, status_code);
                 let current = tracing::Span::current();
                 current.record("rpc.grpc.status_code", code);

@@ -1,91 +1,13 @@
 //! The Redis summary cache, against a Redis server of the test's own that it stops,
 //! pauses and restarts.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use iqs::proto::analytics as pb;
 use iqs::proto::evaluation::submit_evaluation_request::InteractionRef;
 
 use crate::helpers::{AppOptions, TestApp, published_rubric, rating, spawn_app_with};
-
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (Debian/Ubuntu: apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn stop(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-
-    fn cached_summaries(&self) -> usize {
-        let output = Command::new("redis-cli")
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "--scan",
-                "--pattern",
-                "iqs:*:summaries",
-            ])
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&output.stdout).lines().count()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::throwaway::Redis;
 
 async fn submit(app: &TestApp, rubric_id: &str, n: usize) {
     let mut request = crate::helpers::submission(rubric_id, &format!("C-{n}"), 1, 4);
@@ -165,7 +87,7 @@ async fn with_redis_stopped_every_answer_still_comes_from_postgres_and_hits_resu
     submit(&app, &rubric.id, 0).await;
     wait_for_count(&app, 1, Duration::from_secs(1)).await;
 
-    let port = redis.stop();
+    let port = redis.kill();
     submit(&app, &rubric.id, 1).await;
     let started = Instant::now();
     let summary = wait_for_count(&app, 2, Duration::from_secs(2)).await;

@@ -95,7 +95,7 @@ pub enum TestDb {
 }
 
 impl TestDb {
-    async fn connect(url: &str) -> Self {
+    pub async fn connect(url: &str) -> Self {
         if url.starts_with("sqlite:") {
             TestDb::Sqlite(SqlitePool::connect(url).await.expect("test SQLite pool"))
         } else {
@@ -191,6 +191,8 @@ pub struct AppOptions {
     pub redis_url: Option<String>,
     pub cache_ttl_ms: u64,
     pub rate_limits: RoleRates,
+    /// Changes to the configuration a test needs beyond the fields above.
+    pub tune: fn(&mut Config),
 }
 
 impl Default for AppOptions {
@@ -204,6 +206,7 @@ impl Default for AppOptions {
             redis_url: None,
             cache_ttl_ms: 1_000,
             rate_limits: RoleRates::default(),
+            tune: |_| {},
         }
     }
 }
@@ -230,7 +233,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         Some(url) => url,
         None => create_database_on(options.backend).await,
     };
-    let config = Config {
+    let mut config = Config {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(database_url.clone()),
         auth: options.auth,
@@ -243,6 +246,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         shutdown_grace_ms: 2_000,
         ..Config::default()
     };
+    (options.tune)(&mut config);
     let server = Server::build(&config).await.expect("server starts");
     let addr = server.local_addr();
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -281,6 +285,24 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         shutdown: Some(shutdown),
         server: Some(handle),
     }
+}
+
+/// An admin key of a new tenant in the (migrated) database at `database_url`, for
+/// servers the test runs as processes.
+pub async fn admin_key_in(database_url: &str) -> String {
+    let config = Config {
+        database_url: Some(database_url.to_owned()),
+        ..Config::default()
+    };
+    let store = iqs::server::open_store(&config)
+        .await
+        .expect("the test opens the store");
+    let tenant = store
+        .create_tenant(&format!("tenant-{}", Uuid::now_v7().simple()))
+        .await
+        .expect("tenant")
+        .id;
+    create_key(store.as_ref(), tenant, Role::Admin, None).await
 }
 
 /// A new API key of `tenant` with `role`, as `iqs key create` makes one.

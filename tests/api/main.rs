@@ -9,6 +9,8 @@ mod cache;
 mod cache_conformance;
 mod embedded;
 mod evaluation;
+mod faults;
 mod helpers;
 mod rubric;
 mod server;
+mod throwaway;

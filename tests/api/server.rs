@@ -1,8 +1,4 @@
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use iqs::config::ServiceSet;
 use iqs::proto::evaluation::{
@@ -19,6 +15,7 @@ use tonic_reflection::pb::v1::{
 };
 
 use crate::helpers::{AppOptions, create_test_database, spawn_app, spawn_app_with};
+use crate::throwaway::ServerProcess;
 
 const SERVICES: [&str; 3] = [
     "iqs.rubric.v1.RubricService",
@@ -134,60 +131,15 @@ async fn shutdown_turns_health_not_serving_and_stops_within_the_grace_period() {
 #[tokio::test]
 async fn the_binary_serves_on_port_0_and_exits_0_on_sigterm() {
     let database_url = create_test_database().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_iqs"))
-        .arg("serve")
-        .env("DATABASE_URL", &database_url)
-        .env("IQS_LISTEN_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .env_remove("IQS_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start iqs serve");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("address=").nth(1) {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = addr_tx.send(addr);
-            }
-        }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the bound address is logged");
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = HealthClient::new(channel);
+    let mut server = ServerProcess::spawn(&[("DATABASE_URL", &database_url)]);
+    let mut health = HealthClient::new(server.channel().await);
     assert_eq!(
         health_of(&mut health, SERVICES[2]).await,
         Ok(ServingStatus::Serving as i32)
     );
     drop(health);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "iqs did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    server.terminate();
+    let exit = server.exit_within(Duration::from_secs(30)).await;
     assert_eq!(exit.code(), Some(0));
 }

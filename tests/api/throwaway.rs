@@ -1,0 +1,355 @@
+//! Servers a test owns and breaks: a Redis server, a PostgreSQL cluster made with
+//! `initdb`, and `iqs serve` itself as a child process. Each listens on a free port and
+//! is removed when dropped; none is the shared server the other tests use.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+}
+
+impl Redis {
+    pub fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian/Ubuntu: apt-get install redis-server)");
+        wait_for_port(port, "redis-server");
+        Redis { port, child }
+    }
+
+    pub fn start() -> Redis {
+        Self::start_on(free_port())
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn signal(&self, name: &str) {
+        signal(self.child.id(), name);
+    }
+
+    /// Killed at once, as a crash would; the port is free for a restart.
+    pub fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+
+    pub fn cached_summaries(&self) -> usize {
+        let output = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "--scan",
+                "--pattern",
+                "iqs:*:summaries",
+            ])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL cluster of the test's own, on a free port, that the test may stop and
+/// start again.
+pub struct Postgres {
+    pub port: u16,
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+/// The PostgreSQL server binaries: `IQS_PG_BIN` when set, else the newest
+/// `/usr/lib/postgresql/*/bin`, else `initdb` on the PATH.
+fn pg_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("IQS_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|version| version.file_name())
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(newest) = versions.pop() {
+        return newest;
+    }
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+    on_path
+        .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+        .expect(
+            "the PostgreSQL server binaries (initdb, pg_ctl) are needed: \
+             Debian/Ubuntu: apt-get install postgresql, or set IQS_PG_BIN",
+        )
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = pg_bin();
+        let dir = std::env::temp_dir().join(format!("iqs-pg-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let postgres = Postgres {
+            port: free_port(),
+            bin,
+            dir,
+        };
+        if running_as_root() {
+            // PostgreSQL refuses to run as root; its own user owns the cluster.
+            let status = Command::new("chown")
+                .args(["postgres"])
+                .arg(&postgres.dir)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "chown postgres (is there a postgres user?)"
+            );
+        }
+        let data = postgres.data();
+        postgres.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust"]);
+        postgres.start_again();
+        postgres
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let program = self.bin.join(tool);
+        let mut command = if running_as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        let output = command.args(args).output().expect(tool);
+        assert!(
+            output.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the cluster (again) on the same port, and waits until it answers.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+        wait_for_port(self.port, "PostgreSQL");
+    }
+
+    /// Stops the cluster as an operator would (`pg_ctl stop -m fast`): sessions are
+    /// cut, transactions in progress roll back.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let program = self.bin.join("pg_ctl");
+        let data = self.data();
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if running_as_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&program).args(args).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `iqs serve` as a child process, on 127.0.0.1:0, with the given environment.
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    pub fn spawn(env: &[(&str, &str)]) -> ServerProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_iqs"));
+        command
+            .arg("serve")
+            .env("IQS_LISTEN_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .env_remove("IQS_CONFIG")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_SERVICE_NAME")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start iqs serve");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("address=").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = addr_tx.send(addr);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse().expect("a socket address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "iqs serve did not log its address:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        ServerProcess { addr, child, log }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(self.endpoint())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to iqs serve")
+    }
+
+    pub fn terminate(&self) {
+        signal(self.child.id(), "-TERM");
+    }
+
+    /// The exit status, once the process has exited within `limit`.
+    pub async fn exit_within(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "iqs did not exit within {limit:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
