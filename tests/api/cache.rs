@@ -156,3 +156,68 @@ async fn a_paused_redis_is_bypassed_and_serves_nothing_stale_when_it_resumes() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_a_load_of_agent_scores_fails_no_call_and_changes_no_figure() {
+    let redis = Redis::start();
+    let app = spawn_app_with(AppOptions {
+        redis_url: Some(redis.url()),
+        // The load, not the key's rate limit, is what this test is about.
+        rate_limits: iqs::auth::limits::RoleRates {
+            admin: iqs::auth::limits::Rate {
+                per_second: 1e6,
+                burst: 1e6,
+            },
+            ..Default::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    for n in 0..3 {
+        submit(&app, &rubric.id, n).await;
+    }
+    let expected = wait_for_count(&app, 3, Duration::from_secs(2)).await;
+    let figures = |s: &pb::ScoreSummary| (s.iqs, s.evaluation_count, s.pass_rate);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let mut client = app.analytics();
+        let stop = stop.clone();
+        load.spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = client
+                    .get_agent_score(pb::GetAgentScoreRequest {
+                        agent_id: "cached-agent".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|summary| summary.into_inner());
+                answers.push(answer);
+            }
+            answers
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let port = redis.kill();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let redis = Redis::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.cached_summaries() == 0 {
+        assert!(Instant::now() < deadline, "caching did not resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut calls = 0;
+    while let Some(answers) = load.join_next().await {
+        for answer in answers.unwrap() {
+            let summary = answer.expect("a call failed while Redis was down");
+            assert_eq!(figures(&summary), figures(&expected));
+            calls += 1;
+        }
+    }
+    assert!(calls > 100, "only {calls} calls");
+}

@@ -13,4 +13,5 @@ mod faults;
 mod helpers;
 mod rubric;
 mod server;
+mod telemetry;
 mod throwaway;
