@@ -67,7 +67,7 @@ class Bench:
     def drop_database(self, name):
         self.psql(self.args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def start_server(self, url, redis_url=None):
+    def start_server(self, url, redis_url=None, extra_env=None):
         """`iqs serve` on the database at `url`, or on the embedded store when `url` is an
         `embedded:DIR` data directory; Redis only when `redis_url` is given."""
         env = dict(os.environ, IQS_LISTEN_ADDR="127.0.0.1:0", IQS_CONFIG=self.config.name,
@@ -76,6 +76,7 @@ class Bench:
         env.update(store_env(url))
         if redis_url:
             env["REDIS_URL"] = redis_url
+        env.update(extra_env or {})
         proc = subprocess.Popen([self.iqs, "serve"], env=env, stderr=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, text=True)
         found = threading.Event()
@@ -312,6 +313,52 @@ class Bench:
         self.drop_store(backend, name)
         redis_get = [r for r in redis_get if r is not None]
         return {"concurrency": concurrency, "iqs": iqs, "echo": baseline, "redis_get": redis_get, "rss": rss}
+
+    def overload_scenario(self, reps, limit=16, flood_factor=16):
+        """GetAgentScore on PostgreSQL + Redis with the server limited to `limit` concurrent
+        calls. A probe (2 callers, open loop at 200 calls/s) measures the latency a caller
+        sees, first alone, then while a flood of `limit × flood_factor` closed-loop
+        callers (who wait the RetryInfo delay when refused) keeps the server beyond its
+        limit. Also: the closed-loop figures at the limit, the flood's own figures, and
+        the CPU the flood's client and the server used."""
+        name = "iqs_bench_overload"
+        url = self.fresh_store("postgres", name)
+        key = self.admin_key(url)
+        proc, target = self.start_server(url, self.args.redis_url, {"IQS_MAX_CONCURRENT_CALLS": str(limit)})
+        run_json([self.iqs, "bench", "freshness", "--target", target, "--key", key, "--count", "30",
+                  "--prefix", "cached", "--json"])
+        load = [self.iqs, "bench", "agent-score", "--target", target, "--key", key, "--agent-id", "agent-cached",
+                "--json"]
+        millis = min(self.seconds, 5) * 1000
+        probe = load + ["--concurrency", "2", "--connections", "1", "--rate", "200", "--warmup", "0",
+                        "--duration-ms", str(millis)]
+        result = {"limit": limit, "flood": limit * flood_factor, "seconds": millis // 1000, "at_limit": [], "alone": [], "in_flood": [],
+                  "flooded": [], "client_cpu": [], "server_cpu": []}
+        for rep in range(reps):
+            result["at_limit"].append(run_json(load + ["--concurrency", str(limit), "--duration-ms", str(millis)]))
+            result["alone"].append(run_json(probe))
+            with tempfile.TemporaryFile("w+") as out:
+                flood = subprocess.Popen(load + ["--concurrency", str(limit * flood_factor),
+                                                 "--duration-ms", str(millis + 2000)],
+                                         stdout=out, stderr=subprocess.DEVNULL, text=True)
+                server_before = self.cpu_seconds(proc.pid)
+                time.sleep(1)
+                result["in_flood"].append(run_json(probe))
+                _, status, usage = os.wait4(flood.pid, 0)
+                flood.returncode = os.waitstatus_to_exitcode(status)
+                result["server_cpu"].append(self.cpu_seconds(proc.pid) - server_before)
+                result["client_cpu"].append(usage.ru_utime + usage.ru_stime)
+                out.seek(0)
+                result["flooded"].append(json.loads(out.read().strip().splitlines()[-1]))
+            f = result["flooded"][-1]
+            print(f"overload rep {rep + 1}/{reps}: probe p99 {result['alone'][-1]['p99_ms']:.2f} ms alone, "
+                  f"{result['in_flood'][-1]['p99_ms']:.2f} ms in the flood; flood {f['requests_per_second']:,.0f}/s "
+                  f"admitted, {f['refused']:,} refused (p99 {f['refused_p99_ms']:.2f} ms); CPU s client "
+                  f"{result['client_cpu'][-1]:.1f}, server {result['server_cpu'][-1]:.1f}", flush=True)
+        result["rss"] = self.peak_rss_mb(proc.pid)
+        self.stop_server(proc)
+        self.drop_store("postgres", name)
+        return result
 
     def timed_sql(self, url, sql):
         """Runs one statement with psql and returns its server-side time in ms."""
@@ -600,6 +647,35 @@ def write_report(path, results, args, elapsed):
         rows.append(("redis-benchmark GET", spread(cached["postgres"]["redis_get"], "requests/s"), "", "", ""))
     r.table(("figure", "throughput", "p99", "errors", "server peak RSS"), rows)
 
+    over = results["overload"]
+    r.add("## Overload", "",
+          f"`GetAgentScore` (cached) on PostgreSQL + Redis, the server started with `IQS_MAX_CONCURRENT_CALLS="
+          f"{over['limit']}` and the default queue timeout. A probe (2 callers, open loop at 200 calls/s, {over['seconds']} s) "
+          f"measures the latency a caller sees: alone, then while a flood of {over['flood']} closed-loop callers (who "
+          "wait the `RetryInfo` delay when refused, as well-behaved clients do) holds the server beyond its limit. "
+          "Latencies count admitted calls only; refusals are `RESOURCE_EXHAUSTED`. The flood's client runs on the "
+          "same two cores as the server; the CPU each used during the flood is in the table.", "")
+    admitted = median([x["p99_ms"] for x in over["in_flood"]]) / median([x["p99_ms"] for x in over["alone"]])
+    flooded = over["flooded"] + over["in_flood"]
+    r.table(("figure", "min / median / max"), [
+        ("probe p99, alone", spread([x["p99_ms"] for x in over["alone"]], "ms", 2)),
+        ("probe p99 of admitted calls, in the flood", spread([x["p99_ms"] for x in over["in_flood"]], "ms", 2)),
+        ("probe calls refused, in the flood", spread([x["refused"] for x in over["in_flood"]], "calls")),
+        (f"closed loop at the limit ({over['limit']} callers): throughput",
+         spread([x["requests_per_second"] for x in over["at_limit"]], "calls/s")),
+        (f"closed loop at the limit: p99", spread([x["p99_ms"] for x in over["at_limit"]], "ms", 2)),
+        (f"flood ({over['flood']} callers): admitted throughput",
+         spread([x["requests_per_second"] for x in over["flooded"]], "calls/s")),
+        ("flood: admitted p99", spread([x["p99_ms"] for x in over["flooded"]], "ms", 2)),
+        ("flood: refusals", spread([x["refused"] / x["seconds"] for x in over["flooded"]], "calls/s")),
+        ("flood: p99 of a refusal", spread([x["refused_p99_ms"] for x in over["flooded"]], "ms", 2)),
+        ("flood: CPU seconds of its client / of the server",
+         f"{median(over['client_cpu']):.1f} / {median(over['server_cpu']):.1f} (of {2 * (over['seconds'] + 2)} available)"),
+        ("errors other than refusals", str(sum(x["errors"] - x["refused"] for x in flooded + over["at_limit"]))),
+        ("server peak RSS", f"{over['rss']:.0f} MB"),
+    ])
+    r.target("p99 of admitted calls under a flood ÷ unloaded p99 ≤ 3", f"{admitted:.2f}", admitted <= 3)
+
     q = results["query"]
     pq, eq = q["postgres"], q["embedded"]
     r.add("## Dashboard query and export", "",
@@ -630,7 +706,8 @@ def write_report(path, results, args, elapsed):
 
     peaks = ([v for b, _ in BACKENDS for v in imp[b]["rss"]] + [sub[b]["rss"] for b, _ in BACKENDS]
              + [x["rss"] for b, _ in BACKENDS for x in fresh[b]["reports"]] + [cached[b]["rss"] for b, _ in BACKENDS]
-             + [q[b]["rss"] for b, _ in BACKENDS] + [q[b]["export"]["rss"] for b, _ in BACKENDS])
+             + [q[b]["rss"] for b, _ in BACKENDS] + [q[b]["export"]["rss"] for b, _ in BACKENDS]
+             + [results["overload"]["rss"]])
     peak = max(peaks)
     r.target("server peak RSS under any scenario < 150 MB", f"{peak:.0f} MB", peak < 150)
 
@@ -671,13 +748,14 @@ def main():
     bench = Bench(args)
     args.seconds = bench.seconds
     rows = 10_000 if args.quick else 100_000
-    results = {"import": {}, "submit": {}, "freshness": {}, "cached_read": {}, "query": {}}
+    results = {"import": {}, "submit": {}, "freshness": {}, "cached_read": {}, "query": {}, "overload": {}}
     results["submit"]["pgbench"] = bench.pgbench_baselines(args.reps, 16)
     for backend, _ in BACKENDS:
         results["import"][backend] = bench.import_scenario(backend, rows, args.reps)
         results["submit"][backend] = bench.submit_scenario(backend, args.reps)
         results["freshness"][backend] = bench.freshness_scenario(backend, 100 if args.quick else 1_000, args.reps)
         results["cached_read"][backend] = bench.cached_read_scenario(backend, args.reps)
+    results["overload"] = bench.overload_scenario(args.reps)
     results["query"]["embedded"] = bench.embedded_query_scenario(2_000 if args.quick else 20_000, args.reps)
     results["query"]["postgres"] = bench.postgres_query_scenario(
         args.query_evaluations or (200_000 if args.quick else 10_000_000), args.reps)

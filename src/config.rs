@@ -181,6 +181,7 @@ pub struct Config {
     /// Calls handled at once; more wait up to `queue_timeout_ms` for a slot, then are
     /// refused with RESOURCE_EXHAUSTED.
     pub max_concurrent_calls: usize,
+    /// 0 refuses at once: under a flood, any wait is paid by every admitted call.
     pub queue_timeout_ms: u64,
     /// The longest any call may take (a shorter `grpc-timeout` from the caller wins).
     pub request_timeout_ms: u64,
@@ -210,7 +211,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             shutdown_grace_ms: 30_000,
             max_concurrent_calls: 256,
-            queue_timeout_ms: 100,
+            queue_timeout_ms: 0,
             request_timeout_ms: 30_000,
             max_message_bytes: 4 * 1024 * 1024,
             health_check_interval_ms: 1_000,

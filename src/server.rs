@@ -327,6 +327,10 @@ impl Server {
             ))
             .into_inner();
         let serving = tonic::transport::Server::builder()
+            // One connection cannot hold more calls than the whole server admits: beyond
+            // that, the client's HTTP/2 stack holds calls back before they cost this
+            // server anything (a flood otherwise queues in the runtime ahead of admission).
+            .max_concurrent_streams(u32::try_from(self.limits.max_concurrent_calls).ok())
             .layer(layers)
             .add_service(health_service)
             .add_service(reflection_v1)

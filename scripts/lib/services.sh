@@ -142,3 +142,22 @@ provide_redis() {
   fi
 }
 
+
+# The fault tests start and stop servers of their own (tests/api/throwaway.rs): they need
+# the PostgreSQL server binaries and redis-server / redis-cli even when the suite itself
+# uses servers from elsewhere.
+provide_fault_tools() {
+  if ! PG_BIN=$(find_pg_bin); then
+    apt_install postgresql && PG_BIN=$(find_pg_bin) ||
+      die "the fault tests need the PostgreSQL server binaries (initdb, pg_ctl). Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql"
+  fi
+  export IQS_PG_BIN="$PG_BIN"
+  if is_root && ! id postgres >/dev/null 2>&1; then
+    useradd --system --no-create-home postgres ||
+      die "the fault tests run PostgreSQL as the postgres user, which could not be created"
+  fi
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt_install redis-server ||
+      die "the fault tests need redis-server and redis-cli. Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis"
+  fi
+}

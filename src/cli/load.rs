@@ -3,6 +3,8 @@
 //! when the last one answered) or open loop at a fixed rate, where each call is timed
 //! from when it was due, so a server that falls behind shows its queueing in the
 //! latencies instead of slowing the load down. Latencies go into an HDR histogram.
+//! A closed-loop worker refused with RESOURCE_EXHAUSTED waits the `RetryInfo` delay
+//! before its next call, as a well-behaved client does.
 
 use std::{
     net::SocketAddr,
@@ -98,6 +100,10 @@ pub struct LoadReport {
     open_loop_rate: Option<f64>,
     requests: u64,
     errors: u64,
+    /// Errors that were RESOURCE_EXHAUSTED: refused for capacity or rate.
+    refused: u64,
+    /// How long a refusal took to arrive, p99.
+    refused_p99_ms: f64,
     seconds: f64,
     requests_per_second: f64,
     p50_ms: f64,
@@ -232,12 +238,13 @@ fn print_report(report: &LoadReport, json: bool) -> Result<(), String> {
         );
     } else {
         println!(
-            "{}: {} calls in {:.1} s = {:.0}/s ({} errors), concurrency {}, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            "{}: {} calls in {:.1} s = {:.0}/s ({} errors, {} refused), concurrency {}, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             report.scenario,
             report.requests,
             report.seconds,
             report.requests_per_second,
             report.errors,
+            report.refused,
             report.concurrency,
             report.p50_ms,
             report.p99_ms,
@@ -250,6 +257,7 @@ fn print_report(report: &LoadReport, json: bool) -> Result<(), String> {
 
 struct Tally {
     latencies: Histogram<u64>,
+    refusals: Histogram<u64>,
     errors: u64,
 }
 
@@ -277,6 +285,7 @@ async fn run(scenario: &'static str, args: &LoadArgs, call: Call) -> Result<Load
     }
     let tally = Arc::new(Mutex::new(Tally {
         latencies: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|err| err.to_string())?,
+        refusals: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|err| err.to_string())?,
         errors: 0,
     }));
     let duration = Duration::from_millis(args.duration_ms);
@@ -309,17 +318,36 @@ async fn run(scenario: &'static str, args: &LoadArgs, call: Call) -> Result<Load
                 };
                 let outcome = call(channel.clone()).await;
                 let micros = sent.elapsed().as_micros().max(1) as u64;
+                let pushback = outcome
+                    .as_ref()
+                    .err()
+                    .filter(|status| status.code() == tonic::Code::ResourceExhausted)
+                    .and_then(|status| {
+                        use tonic_types::StatusExt;
+                        status.get_details_retry_info()
+                    })
+                    .and_then(|retry| retry.retry_delay);
                 let mut tally = tally.lock().await;
                 match outcome {
                     Ok(()) => {
                         let _ = tally.latencies.record(micros.min(60_000_000));
                     }
-                    Err(_) => tally.errors += 1,
+                    Err(status) => {
+                        tally.errors += 1;
+                        if status.code() == tonic::Code::ResourceExhausted {
+                            let _ = tally.refusals.record(micros.min(60_000_000));
+                        }
+                    }
                 }
                 drop(tally);
                 due = match interval {
                     Some(every) => due + every,
-                    None => Instant::now(),
+                    None => {
+                        if let Some(delay) = pushback {
+                            tokio::time::sleep(delay).await;
+                        }
+                        Instant::now()
+                    }
                 };
             }
         }));
@@ -343,6 +371,8 @@ async fn run(scenario: &'static str, args: &LoadArgs, call: Call) -> Result<Load
         open_loop_rate: (args.rate > 0.0).then_some(args.rate),
         requests,
         errors: tally.errors,
+        refused: tally.refusals.len(),
+        refused_p99_ms: ms(tally.refusals.value_at_quantile(0.99)),
         seconds,
         requests_per_second: requests as f64 / seconds,
         p50_ms: ms(tally.latencies.value_at_quantile(0.5)),
