@@ -434,3 +434,29 @@ async fn every_answer_carries_the_callers_request_id_or_a_new_one() {
         "{generated:?}"
     );
 }
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_refused_and_stores_nothing() {
+    let app = spawn_app_with(AppOptions {
+        tune: |config| config.max_message_bytes = 16 * 1024,
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let mut request = submission(&rubric.id, "HUGE-1", 1, 4);
+    request.comment = "x".repeat(32 * 1024);
+    let status = app
+        .evaluations()
+        .submit_evaluation(request)
+        .await
+        .unwrap_err();
+    // tonic's code for a message over the limit.
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("16384"), "{status:?}");
+    assert_eq!(app.count("evaluation.evaluations").await, 0);
+    // A message under the limit still goes through.
+    app.evaluations()
+        .submit_evaluation(submission(&rubric.id, "SMALL-1", 1, 4))
+        .await
+        .unwrap();
+}
