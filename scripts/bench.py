@@ -761,7 +761,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer rows and shorter loads, for a run under 3 minutes")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--query-evaluations", type=int, default=0,
-                        help="evaluations generated for the PostgreSQL query and export figures (default 10M; 200k quick)")
+                        help="evaluations generated for the PostgreSQL query and export figures (default 10M; 100k quick)")
     parser.add_argument("--output", default="BENCHMARKS.md")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -775,10 +775,10 @@ def main():
         results["submit"][backend] = bench.submit_scenario(backend, args.reps)
         results["freshness"][backend] = bench.freshness_scenario(backend, 100 if args.quick else 1_000, args.reps)
         results["cached_read"][backend] = bench.cached_read_scenario(backend, args.reps)
-    results["overload"] = bench.overload_scenario(args.reps)
+    results["overload"] = bench.overload_scenario(1 if args.quick else args.reps)
     results["query"]["embedded"] = bench.embedded_query_scenario(2_000 if args.quick else 20_000, args.reps)
     results["query"]["postgres"] = bench.postgres_query_scenario(
-        args.query_evaluations or (200_000 if args.quick else 10_000_000), args.reps)
+        args.query_evaluations or (100_000 if args.quick else 10_000_000), args.reps)
     write_report(args.output, results, args, time.perf_counter() - started)
 
 
