@@ -267,12 +267,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let store = iqs::server::open_store(&config)
         .await
         .expect("the test opens the store");
-    let tenant = store
-        .create_tenant(&format!("tenant-{}", Uuid::now_v7().simple()))
-        .await
-        .expect("tenant")
-        .id;
-    let admin_key = create_key(store.as_ref(), tenant, Role::Admin, None).await;
+    let (tenant, admin_key) = new_tenant_with_admin(store.as_ref()).await;
     TestApp {
         addr,
         channel: with_key(raw_channel.clone(), &admin_key),
@@ -297,12 +292,17 @@ pub async fn admin_key_in(database_url: &str) -> String {
     let store = iqs::server::open_store(&config)
         .await
         .expect("the test opens the store");
+    new_tenant_with_admin(store.as_ref()).await.1
+}
+
+/// A new tenant and an admin key of it.
+async fn new_tenant_with_admin(store: &dyn Store) -> (TenantId, String) {
     let tenant = store
         .create_tenant(&format!("tenant-{}", Uuid::now_v7().simple()))
         .await
         .expect("tenant")
         .id;
-    create_key(store.as_ref(), tenant, Role::Admin, None).await
+    (tenant, create_key(store, tenant, Role::Admin, None).await)
 }
 
 /// A new API key of `tenant` with `role`, as `iqs key create` makes one.
