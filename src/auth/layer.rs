@@ -11,9 +11,8 @@ use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 use tracing::Instrument;
-use uuid::Uuid;
 
-use crate::layers::rpc::REQUEST_ID_HEADER;
+use crate::layers::{rpc::REQUEST_ID_HEADER, take_ready};
 
 use super::{
     Credential, Principal,
@@ -153,22 +152,20 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        // The ready service handles this call; a fresh clone waits for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let layer = self.layer.clone();
         Box::pin(async move {
             let path = request.uri().path().to_owned();
             if is_open(&path) {
                 return inner.call(request).await;
             }
+            // Chosen (the caller's, or a new one) by the rpc layer in front of this one.
             let request_id = request
                 .headers()
                 .get(REQUEST_ID_HEADER)
                 .and_then(|value| value.to_str().ok())
-                .filter(|value| !value.is_empty() && value.len() <= 128)
-                .map(str::to_owned)
-                .unwrap_or_else(|| Uuid::now_v7().to_string());
+                .unwrap_or_default()
+                .to_owned();
             let key = bearer(&request).map(str::to_owned);
             let key_for_calls_onward = key.clone();
             let principal = match authenticate(&layer.authentication, key, &path).await {

@@ -14,7 +14,7 @@ use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
-use super::{BoxFuture, is_infrastructure};
+use super::{BoxFuture, is_infrastructure, take_ready};
 
 #[derive(Clone)]
 pub struct AdmissionLayer {
@@ -76,8 +76,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let layer = self.layer.clone();
         Box::pin(async move {
             if is_infrastructure(request.uri().path()) {

@@ -13,7 +13,7 @@ use std::{
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::{BoxFuture, is_bulk, is_infrastructure};
+use super::{BoxFuture, is_bulk, is_infrastructure, take_ready};
 
 #[derive(Clone)]
 pub struct DeadlineLayer {
@@ -80,8 +80,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let requested = request
             .headers()
             .get("grpc-timeout")

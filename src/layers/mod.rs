@@ -12,6 +12,13 @@ use std::{future::Future, pin::Pin};
 /// The future every layer here returns.
 pub type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
+/// The inner service that was polled ready, leaving a fresh clone in its place for the
+/// next call (tower's contract: the instance that said ready serves the call).
+pub fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
 /// Health checks and reflection are never limited: an orchestrator must see a busy
 /// server as busy, not as dead.
 pub fn is_infrastructure(path: &str) -> bool {

@@ -21,7 +21,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{BoxFuture, service_and_method};
+use super::{BoxFuture, service_and_method, take_ready};
 use crate::telemetry::HeaderExtractor;
 
 #[derive(Clone)]
@@ -119,8 +119,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let layer = self.layer.clone();
         let path = request.uri().path().to_owned();
         let (service, method) = service_and_method(&path);
