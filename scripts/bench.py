@@ -726,8 +726,8 @@ def write_report(path, results, args, elapsed):
     pq, eq = q["postgres"], q["embedded"]
     r.add("## Dashboard query and export", "",
           f"PostgreSQL: {pq['evaluations']:,} evaluations generated in SQL over six months (`scripts/bench_data.sql`, "
-          f"time-ordered like real ones; the secondary indexes built after the load) with the daily rollups the "
-          f"projector keeps (`scripts/bench_rollups.sql`), in {pq['generated_seconds']:.0f} s. Embedded: {eq['evaluations']:,} evaluations from `iqs demo seed` "
+          f"time-ordered like real ones, in unlogged tables whose secondary indexes are built after the load) "
+          f"with the daily rollups the projector keeps (`scripts/bench_rollups.sql`), in {pq['generated_seconds']:.0f} s. Embedded: {eq['evaluations']:,} evaluations from `iqs demo seed` "
           "through the API. `QueryScores` grouped by team and week over the quarter 2026-07-01..2026-10-01 (MANUAL "
           "evaluations), 200 calls one after another per repetition, beside the same figures from a plain "
           "`GROUP BY` over the evaluations table (by psql, or by SQLite on the same file). Then "
