@@ -554,6 +554,37 @@ async fn every_write_is_in_the_audit_log_with_key_role_and_request_id(backend: B
     assert_eq!(delete.status_code, Code::NotFound as i32);
 }
 
+async fn concurrent_writes_each_have_their_own_audit_entry_before_they_are_answered(
+    backend: Backend,
+) {
+    let app = spawn_app_on(backend).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..24 {
+        let mut evaluations = app.evaluations();
+        let mut request = tonic::Request::new(submission(&rubric.id, &format!("AU-C{n}"), 1, 4));
+        request.metadata_mut().insert(
+            "x-request-id",
+            format!("req-concurrent-{n}").parse().unwrap(),
+        );
+        calls.spawn(async move { evaluations.submit_evaluation(request).await.map(|_| ()) });
+    }
+    while let Some(call) = calls.join_next().await {
+        call.unwrap().unwrap();
+    }
+    // Read as soon as the last answer arrived: each entry is stored before its answer.
+    let entries = app.store().list_audit(Some(app.tenant), 100).await.unwrap();
+    let mut request_ids: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.rpc == "SubmitEvaluation")
+        .map(|e| e.request_id.as_str())
+        .collect();
+    request_ids.sort_unstable();
+    let mut expected: Vec<String> = (0..24).map(|n| format!("req-concurrent-{n}")).collect();
+    expected.sort_unstable();
+    assert_eq!(request_ids, expected);
+}
+
 async fn keys_never_reach_the_logs(backend: Backend) {
     use tokio::io::AsyncBufReadExt;
     let app = spawn_app_on(backend).await;
@@ -649,5 +680,6 @@ crate::on_every_store! {
     ids_of_another_tenant_answer_not_found_on_every_rpc,
     a_key_over_its_rate_gets_resource_exhausted_with_retry_info,
     every_write_is_in_the_audit_log_with_key_role_and_request_id,
+    concurrent_writes_each_have_their_own_audit_entry_before_they_are_answered,
     keys_never_reach_the_logs,
 }

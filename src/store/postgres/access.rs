@@ -147,22 +147,7 @@ impl AccessStore for PostgresStore {
 
     #[tracing::instrument(name = "db.record_audit", skip_all, fields(db.system = "postgresql"))]
     async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO access.audit_log (tenant_id, id, key_id, role, rpc, request_id, status_code, time)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(entry.tenant.as_uuid())
-        .bind(Uuid::now_v7())
-        .bind(entry.key_id)
-        .bind(entry.role.as_str())
-        .bind(&entry.rpc)
-        .bind(&entry.request_id)
-        .bind(entry.status_code)
-        .bind(entry.time)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
+        self.audit.write(entry).await
     }
 
     #[tracing::instrument(name = "db.list_audit", skip_all, fields(db.system = "postgresql"))]

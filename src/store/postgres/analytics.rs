@@ -23,7 +23,7 @@ use crate::store::{
     SectionTotals,
 };
 
-/// NOTIFY `iqs_outbox`, sent by a trigger when outbox rows are committed.
+/// NOTIFY `iqs_outbox`, sent after each commit that wrote outbox events (`notifier`).
 struct OutboxNotifications(PgListener);
 
 #[async_trait]
@@ -34,6 +34,8 @@ impl OutboxWakeups for OutboxNotifications {
             tracing::debug!(%err, "outbox listener reconnecting");
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
+        // One look at the outbox serves every commit notified so far.
+        while self.0.next_buffered().is_some() {}
     }
 }
 
@@ -681,7 +683,10 @@ impl AnalyticsStore for PostgresStore {
         let mut listener = PgListener::connect_with(&self.pool)
             .await
             .map_err(classify)?;
-        listener.listen("iqs_outbox").await.map_err(classify)?;
+        listener
+            .listen(super::notifier::OUTBOX_CHANNEL)
+            .await
+            .map_err(classify)?;
         Ok(Box::new(OutboxNotifications(listener)))
     }
 

@@ -649,6 +649,7 @@ impl EvaluationStore for PostgresStore {
         dependents.push_event("submitted", &evaluation, dimensions.csat)?;
         dependents.insert(&mut tx, tenant).await?;
         tx.commit().await.map_err(classify)?;
+        self.outbox.committed();
         Ok(evaluation)
     }
 
@@ -798,6 +799,7 @@ impl EvaluationStore for PostgresStore {
         dependents.push_event("revised", &revised, csat)?;
         dependents.insert(&mut tx, tenant).await?;
         tx.commit().await.map_err(classify)?;
+        self.outbox.committed();
         Ok(revised)
     }
 
@@ -829,6 +831,7 @@ impl EvaluationStore for PostgresStore {
         dependents.push_event("deleted", &deleted, csat)?;
         dependents.insert(&mut tx, tenant).await?;
         tx.commit().await.map_err(classify)?;
+        self.outbox.committed();
         Ok(deleted)
     }
 
@@ -955,6 +958,7 @@ impl EvaluationStore for PostgresStore {
             }
         }
         tx.commit().await.map_err(classify)?;
+        self.outbox.committed();
         Ok(outcomes
             .into_iter()
             .map(|outcome| {

@@ -2,14 +2,19 @@
 
 mod access;
 mod analytics;
+mod audit;
 mod errors;
 mod evaluation;
+mod notifier;
 mod rubric;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::{PgPool, postgres::PgPoolOptions};
+
+use audit::AuditWriter;
+use notifier::OutboxNotifier;
 
 use super::{PoolUsage, StoreHealth};
 use crate::error::{Error, Result};
@@ -39,6 +44,8 @@ impl Default for PoolSettings {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    outbox: OutboxNotifier,
+    audit: AuditWriter,
 }
 
 impl PostgresStore {
@@ -49,11 +56,15 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(|err| Error::Unavailable(format!("cannot connect to PostgreSQL: {err}")))?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            outbox: OutboxNotifier::new(pool.clone()),
+            audit: AuditWriter::new(pool.clone()),
+            pool,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
