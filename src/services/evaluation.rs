@@ -29,6 +29,7 @@ use crate::proto::evaluation::{
     self as pb, evaluation_service_server::EvaluationService,
     submit_evaluation_request::InteractionRef as PbInteractionRef,
 };
+use crate::store::shared::replay;
 use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome};
 
 /// Rows written per transaction by ImportEvaluations.
@@ -377,23 +378,34 @@ impl EvaluationService for EvaluationApi {
         if let Some(own) = caller.own_agent() {
             self.check_self_review(tenant, own, &submission).await?;
         }
-        if violations.is_empty()
-            && let Some(request_id) = submission.request_id.as_deref()
-            && let Some(stored) = self.store.find_request(tenant, request_id).await?
-        {
-            // A retry: answer as the first time, without consulting the rubric again.
-            return if stored.fingerprint == submission.fingerprint {
-                Ok(Response::new(evaluation_to_proto(stored.evaluation)))
-            } else {
-                Err(Error::AlreadyExists(format!(
-                    "request_id {request_id:?} was already used with different content"
-                ))
-                .into())
-            };
-        }
-        let new = self
+        // A retry is answered as the first time: the store replays a stored request id at
+        // insert. Looking it up before scoring instead cost every first submission a
+        // query; it is looked up only when scoring refuses the request, because the rubric
+        // may have moved on since the first time.
+        let retry = violations
+            .is_empty()
+            .then(|| {
+                submission
+                    .request_id
+                    .clone()
+                    .map(|id| (id, submission.fingerprint.clone()))
+            })
+            .flatten();
+        let new = match self
             .prepare(tenant, credential.as_ref(), submission, violations, None)
-            .await?;
+            .await
+        {
+            Ok(new) => new,
+            Err(refusal) => {
+                if let Some((request_id, fingerprint)) = retry
+                    && let Some(stored) = self.store.find_request(tenant, &request_id).await?
+                {
+                    let first = replay(Some(stored), &request_id, &fingerprint)?;
+                    return Ok(Response::new(evaluation_to_proto(first)));
+                }
+                return Err(refusal.into());
+            }
+        };
         let stored = self.store.submit(tenant, new).await?;
         Ok(Response::new(evaluation_to_proto(stored)))
     }

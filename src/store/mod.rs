@@ -1,7 +1,7 @@
 //! Persistence ports (traits) and their adapters. The services depend on the ports only.
 
 pub mod postgres;
-mod shared;
+pub(crate) mod shared;
 pub mod sqlite;
 
 use async_trait::async_trait;

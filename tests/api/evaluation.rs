@@ -331,6 +331,43 @@ async fn the_same_request_id_with_other_content_is_already_exists(backend: Backe
     assert_eq!(app.count("evaluation.evaluations").await, 1);
 }
 
+async fn a_retry_is_answered_as_the_first_time_after_the_rubric_moved_on(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let request = submission(&rubric.id, "ZD-RETRY", 1, 4);
+    let first = app
+        .evaluations()
+        .submit_evaluation(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    // Version 2 drops "greeting": the first request's ratings no longer fit the latest
+    // version, yet its retry must get the stored answer, not a new verdict.
+    app.rubrics()
+        .update_rubric_draft(rubric_pb::UpdateRubricDraftRequest {
+            id: rubric.id.clone(),
+            draft: Some(draft(vec![criterion("tone", 1, 1, 4)])),
+            update_mask: None,
+        })
+        .await
+        .unwrap();
+    app.rubrics()
+        .publish_rubric(rubric_pb::PublishRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .unwrap();
+    let retried = app
+        .evaluations()
+        .submit_evaluation(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, first);
+    assert_eq!(retried.rubric_version, 1);
+    assert_eq!(app.count("evaluation.evaluations").await, 1);
+}
+
 async fn a_refused_submission_leaves_no_evaluation_rating_outbox_or_interaction_row(
     backend: Backend,
 ) {
@@ -898,6 +935,7 @@ crate::on_every_store! {
     a_submission_can_name_a_stored_interaction_by_id,
     a_hundred_concurrent_submits_with_one_request_id_store_one_evaluation,
     the_same_request_id_with_other_content_is_already_exists,
+    a_retry_is_answered_as_the_first_time_after_the_rubric_moved_on,
     a_refused_submission_leaves_no_evaluation_rating_outbox_or_interaction_row,
     unknown_and_unpublished_rubrics_are_not_found_and_failed_precondition,
     publishing_version_2_leaves_version_1_scores_unchanged,

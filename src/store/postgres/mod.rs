@@ -100,10 +100,10 @@ impl StoreHealth for PostgresStore {
     }
 
     async fn pending_events(&self) -> Result<u64> {
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM evaluation.outbox o, analytics.projector_cursor c
-             WHERE (o.txid, o.position) > (c.last_txid, c.last_position)",
-        )
+        let pending: i64 = sqlx::query_scalar(concat!(
+            "SELECT count(*) FROM evaluation.outbox o WHERE ",
+            analytics::after_cursor!()
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(classify)?;
