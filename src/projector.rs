@@ -83,7 +83,7 @@ impl Projector {
             if *stop.borrow() {
                 return;
             }
-            let wait = match self.store.apply_pending(BATCH_SIZE).await {
+            let (wait, woken_by_notifications) = match self.store.apply_pending(BATCH_SIZE).await {
                 Ok(applied) if applied.events > 0 => {
                     tracing::debug!(events = applied.events, "applied outbox events");
                     self.mark_stale(&applied);
@@ -103,7 +103,6 @@ impl Projector {
                     (ERROR_BACKOFF, true)
                 }
             };
-            let (wait, woken_by_notifications) = wait;
             self.invalidate().await;
             let wait = if self.stale.is_empty() {
                 wait

@@ -380,8 +380,9 @@ impl EvaluationService for EvaluationApi {
         }
         // A retry is answered as the first time: the store replays a stored request id at
         // insert. Looking it up before scoring instead cost every first submission a
-        // query; it is looked up only when scoring refuses the request, because the rubric
-        // may have moved on since the first time.
+        // query; it is looked up only when scoring refuses the request's content, because
+        // the rubric may have moved on since the first time. An unavailable store is not
+        // asked twice: the call would wait out a second acquire timeout.
         let retry = violations
             .is_empty()
             .then(|| {
@@ -396,7 +397,11 @@ impl EvaluationService for EvaluationApi {
             .await
         {
             Ok(new) => new,
-            Err(refusal) => {
+            Err(
+                refusal @ (Error::InvalidArgument(_)
+                | Error::FailedPrecondition(_)
+                | Error::NotFound { .. }),
+            ) => {
                 if let Some((request_id, fingerprint)) = retry
                     && let Some(stored) = self.store.find_request(tenant, &request_id).await?
                 {
@@ -405,6 +410,7 @@ impl EvaluationService for EvaluationApi {
                 }
                 return Err(refusal.into());
             }
+            Err(failure) => return Err(failure.into()),
         };
         let stored = self.store.submit(tenant, new).await?;
         Ok(Response::new(evaluation_to_proto(stored)))

@@ -212,9 +212,18 @@ async fn a_database_outage_answers_unavailable_within_2s_turns_health_not_servin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_completes_every_accepted_call_refuses_new_connections_and_exits_0() {
     let database_url = create_test_database().await;
+    // The load must still be running when the signal comes: the admin key's rate limit
+    // would stop it first (the callers stop at their first failure).
+    let config = std::env::temp_dir().join(format!("iqs-sigterm-{}.toml", uuid::Uuid::now_v7()));
+    std::fs::write(
+        &config,
+        "[rate_limits.admin]\nper_second = 1000000.0\nburst = 1000000.0\n",
+    )
+    .unwrap();
     let mut server = ServerProcess::spawn(&[
         ("DATABASE_URL", &database_url),
         ("IQS_SHUTDOWN_GRACE_MS", "10000"),
+        ("IQS_CONFIG", config.to_str().unwrap()),
     ]);
     let key = admin_key_in(&database_url).await;
     let channel = server.channel().await;
@@ -242,6 +251,7 @@ async fn sigterm_under_load_completes_every_accepted_call_refuses_new_connection
     server.terminate();
     let exit = server.exit_within(Duration::from_secs(30)).await;
     assert_eq!(exit.code(), Some(0), "{}", server.log());
+    let _ = std::fs::remove_file(&config);
     assert!(
         tonic::transport::Channel::from_shared(server.endpoint())
             .unwrap()
