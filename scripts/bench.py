@@ -186,7 +186,10 @@ class Bench:
                     [self.args.pgbench, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T",
                      str(self.seconds), "-D", f"tenant={tenant}", "-D", f"interaction={interaction}",
                      "-D", f"rep={rep}", "-f", os.path.join(here, script), url],
-                    check=True, capture_output=True, text=True).stdout
+                    check=True, capture_output=True, text=True,
+                    # Sessions of IQS send the outbox NOTIFY after the commit, not from the trigger
+                    # inside it; the baseline's sessions skip it the same way (no server follows).
+                    env=dict(os.environ, PGOPTIONS="-c iqs.outbox_notify_after_commit=on")).stdout
                 results[kind].append(float(re.search(r"tps = ([0-9.]+)", out).group(1)))
             print(f"pgbench rep {rep + 1}/{reps}: single-row insert {results['row'][-1]:,.0f} tps, "
                   f"every row of a submission {results['all'][-1]:,.0f} tps", flush=True)

@@ -901,3 +901,40 @@ crate::on_every_store! {
     an_agent_without_evaluations_has_no_iqs,
     iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answering,
 }
+
+#[tokio::test]
+async fn the_outbox_trigger_notifies_for_sessions_of_earlier_versions_only() {
+    use sqlx::{Connection, Executor, postgres::PgConnectOptions, postgres::PgListener};
+    let url = crate::helpers::create_test_database().await;
+    iqs::store::postgres::PostgresStore::connect(&url, &Default::default())
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let mut listener = PgListener::connect(&url).await.unwrap();
+    listener.listen("iqs_outbox").await.unwrap();
+    let write_event =
+        "INSERT INTO evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
+                       VALUES (gen_random_uuid(), 'submitted', gen_random_uuid(), 1, '{}')";
+    // A session that does not say it notifies after commit: the trigger wakes the projector.
+    let mut earlier = sqlx::PgConnection::connect(&url).await.unwrap();
+    earlier.execute(write_event).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert!(
+        matches!(woken, Ok(Ok(_))),
+        "no NOTIFY for an earlier version's write"
+    );
+    // A session of this version: the trigger leaves the NOTIFY to the server.
+    let options = url
+        .parse::<PgConnectOptions>()
+        .unwrap()
+        .options([("iqs.outbox_notify_after_commit", "on")]);
+    let mut current = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    current.execute(write_event).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(
+        woken.is_err(),
+        "the trigger notified inside this version's transaction"
+    );
+}

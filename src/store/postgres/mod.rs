@@ -11,7 +11,10 @@ mod rubric;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use audit::AuditWriter;
 use notifier::OutboxNotifier;
@@ -50,15 +53,23 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self> {
+        let unavailable = |err| Error::Unavailable(format!("cannot connect to PostgreSQL: {err}"));
+        let options = url
+            .parse::<PgConnectOptions>()
+            .map_err(unavailable)?
+            .options([(notifier::NOTIFIES_AFTER_COMMIT, "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect(url)
+            .connect_with(options)
             .await
-            .map_err(|err| Error::Unavailable(format!("cannot connect to PostgreSQL: {err}")))?;
+            .map_err(unavailable)?;
         Ok(Self::from_pool(pool))
     }
 
+    /// A store on a pool made elsewhere. Unless its sessions set
+    /// `iqs.outbox_notify_after_commit = on` as `connect`'s do, the outbox trigger
+    /// notifies too: correct, but the writes' commits are serialized again.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             outbox: OutboxNotifier::new(pool.clone()),

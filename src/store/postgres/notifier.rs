@@ -1,7 +1,7 @@
 //! Wakes the projectors that LISTEN on the outbox channel after each commit that wrote
 //! outbox events.
 //!
-//! A NOTIFY inside the writing transaction (a trigger, as first designed) makes PostgreSQL
+//! A NOTIFY inside the writing transaction (the outbox trigger's) makes PostgreSQL
 //! serialize those commits: it holds a database-wide lock from before the commit record
 //! until the transaction ends, WAL flush included, so concurrent submissions could not
 //! share a flush. Sent after the commit from a task of its own, the NOTIFY writes no WAL,
@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 
 /// The channel the projector listens on.
 pub(super) const OUTBOX_CHANNEL: &str = "iqs_outbox";
+/// The session setting that tells the outbox trigger not to notify: this process does,
+/// after the commit. The trigger still notifies for sessions of earlier versions.
+pub(super) const NOTIFIES_AFTER_COMMIT: &str = "iqs.outbox_notify_after_commit";
 
 #[derive(Debug, Clone)]
 pub(super) struct OutboxNotifier {
