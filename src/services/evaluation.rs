@@ -383,15 +383,9 @@ impl EvaluationService for EvaluationApi {
         // query; it is looked up only when scoring refuses the request's content, because
         // the rubric may have moved on since the first time. An unavailable store is not
         // asked twice: the call would wait out a second acquire timeout.
-        let retry = violations
-            .is_empty()
-            .then(|| {
-                submission
-                    .request_id
-                    .clone()
-                    .map(|id| (id, submission.fingerprint.clone()))
-            })
-            .flatten();
+        let retry = (submission.request_id.clone())
+            .filter(|_| violations.is_empty())
+            .map(|id| (id, submission.fingerprint.clone()));
         let new = match self
             .prepare(tenant, credential.as_ref(), submission, violations, None)
             .await

@@ -343,20 +343,7 @@ async fn a_retry_is_answered_as_the_first_time_after_the_rubric_moved_on(backend
         .into_inner();
     // Version 2 drops "greeting": the first request's ratings no longer fit the latest
     // version, yet its retry must get the stored answer, not a new verdict.
-    app.rubrics()
-        .update_rubric_draft(rubric_pb::UpdateRubricDraftRequest {
-            id: rubric.id.clone(),
-            draft: Some(draft(vec![criterion("tone", 1, 1, 4)])),
-            update_mask: None,
-        })
-        .await
-        .unwrap();
-    app.rubrics()
-        .publish_rubric(rubric_pb::PublishRubricRequest {
-            id: rubric.id.clone(),
-        })
-        .await
-        .unwrap();
+    publish_next_version(&app, &rubric.id, vec![criterion("tone", 1, 1, 4)]).await;
     let retried = app
         .evaluations()
         .submit_evaluation(request)
@@ -437,6 +424,28 @@ async fn unknown_and_unpublished_rubrics_are_not_found_and_failed_precondition(b
     assert_eq!(app.count("evaluation.evaluations").await, 0);
 }
 
+/// Drafts `criteria` as the rubric's next version and publishes it.
+async fn publish_next_version(
+    app: &crate::helpers::TestApp,
+    rubric_id: &str,
+    criteria: Vec<rubric_pb::Criterion>,
+) {
+    app.rubrics()
+        .update_rubric_draft(rubric_pb::UpdateRubricDraftRequest {
+            id: rubric_id.to_owned(),
+            draft: Some(draft(criteria)),
+            update_mask: None,
+        })
+        .await
+        .unwrap();
+    app.rubrics()
+        .publish_rubric(rubric_pb::PublishRubricRequest {
+            id: rubric_id.to_owned(),
+        })
+        .await
+        .unwrap();
+}
+
 async fn publishing_version_2_leaves_version_1_scores_unchanged(backend: Backend) {
     let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
@@ -446,23 +455,15 @@ async fn publishing_version_2_leaves_version_1_scores_unchanged(backend: Backend
         .await
         .unwrap()
         .into_inner();
-    app.rubrics()
-        .update_rubric_draft(rubric_pb::UpdateRubricDraftRequest {
-            id: rubric.id.clone(),
-            draft: Some(draft(vec![
-                criterion("greeting", 9, 0, 1),
-                criterion("empathy", 1, 1, 4),
-            ])),
-            update_mask: None,
-        })
-        .await
-        .unwrap();
-    app.rubrics()
-        .publish_rubric(rubric_pb::PublishRubricRequest {
-            id: rubric.id.clone(),
-        })
-        .await
-        .unwrap();
+    publish_next_version(
+        &app,
+        &rubric.id,
+        vec![
+            criterion("greeting", 9, 0, 1),
+            criterion("empathy", 1, 1, 4),
+        ],
+    )
+    .await;
     let read = app
         .evaluations()
         .get_evaluation(pb::GetEvaluationRequest {
