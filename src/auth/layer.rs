@@ -77,24 +77,22 @@ fn bearer(request: &http::Request<impl Sized>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
-/// The caller, or the status that refuses the call.
-async fn authenticate(
+/// The caller, or the status that refuses the call when its key is missing or cannot be
+/// verified.
+async fn identify(
     authentication: &Authentication,
     key: Option<String>,
-    path: &str,
 ) -> Result<Principal, Status> {
-    let principal = match authentication {
-        Authentication::Disabled(tenant) => {
-            return Ok(Principal {
-                tenant: *tenant,
-                role: Role::Admin,
-                agent_id: None,
-                key_id: None,
-            });
-        }
-        Authentication::Keys(verifier, limiter) => {
+    match authentication {
+        Authentication::Disabled(tenant) => Ok(Principal {
+            tenant: *tenant,
+            role: Role::Admin,
+            agent_id: None,
+            key_id: None,
+        }),
+        Authentication::Keys(verifier, _) => {
             let key = key.ok_or_else(|| Status::unauthenticated("a valid API key is required"))?;
-            let principal = verifier
+            verifier
                 .verify(&key)
                 .await
                 .map_err(|refusal| match refusal {
@@ -104,32 +102,34 @@ async fn authenticate(
                     Refusal::Unavailable => {
                         Status::unavailable("cannot verify the API key now; retrying is safe")
                     }
-                })?;
-            if !may_call(principal.role, path) {
-                return Err(Status::permission_denied(format!(
-                    "the {} role may not call {}",
-                    principal.role,
-                    path.rsplit('/').next().unwrap_or(path)
-                )));
-            }
-            if let Some(key_id) = principal.key_id
-                && let Err(wait) = limiter.take(key_id, principal.role)
-            {
-                let details = ErrorDetails::with_retry_info(Some(wait));
-                return Err(Status::with_error_details(
-                    tonic::Code::ResourceExhausted,
-                    format!(
-                        "rate limit of the {} role exceeded; retry in {} ms",
-                        principal.role,
-                        wait.as_millis().max(1)
-                    ),
-                    details,
-                ));
-            }
-            principal
+                })
         }
+    }
+}
+
+/// Why the identified caller may not make this call now, if it may not.
+fn refusal(authentication: &Authentication, principal: &Principal, path: &str) -> Option<Status> {
+    let Authentication::Keys(_, limiter) = authentication else {
+        return None;
     };
-    Ok(principal)
+    if !may_call(principal.role, path) {
+        return Some(Status::permission_denied(format!(
+            "the {} role may not call {}",
+            principal.role,
+            path.rsplit('/').next().unwrap_or(path)
+        )));
+    }
+    let wait = limiter.take(principal.key_id?, principal.role).err()?;
+    let details = ErrorDetails::with_retry_info(Some(wait));
+    Some(Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        format!(
+            "rate limit of the {} role exceeded; retry in {} ms",
+            principal.role,
+            wait.as_millis().max(1)
+        ),
+        details,
+    ))
 }
 
 impl<S, B> Service<http::Request<B>> for Auth<S>
@@ -168,15 +168,26 @@ where
                 .to_owned();
             let key = bearer(&request).map(str::to_owned);
             let key_for_calls_onward = key.clone();
-            let principal = match authenticate(&layer.authentication, key, &path).await {
+            let principal = match identify(&layer.authentication, key).await {
                 Ok(principal) => principal,
                 Err(status) => return Ok(status.into_http()),
             };
-            request.extensions_mut().insert(principal.clone());
-            if let Some(key) = key_for_calls_onward {
-                request.extensions_mut().insert(Credential(key.into()));
-            }
-            let response = inner.call(request).await?;
+            let response = match refusal(&layer.authentication, &principal, &path) {
+                // A write the caller's role may not make is an attempt the audit log
+                // records. A rate-limited one is not: recording each call of a flood would
+                // put on the database the load the limit keeps off it.
+                Some(status) if status.code() == tonic::Code::PermissionDenied => {
+                    status.into_http()
+                }
+                Some(status) => return Ok(status.into_http()),
+                None => {
+                    request.extensions_mut().insert(principal.clone());
+                    if let Some(key) = key_for_calls_onward {
+                        request.extensions_mut().insert(Credential(key.into()));
+                    }
+                    inner.call(request).await?
+                }
+            };
             if is_write(&path) {
                 // Unary and client-streaming calls that fail answer with the status in
                 // the headers ("trailers only"); success puts it in the trailers.

@@ -554,6 +554,44 @@ async fn every_write_is_in_the_audit_log_with_key_role_and_request_id(backend: B
     assert_eq!(delete.status_code, Code::NotFound as i32);
 }
 
+async fn a_write_the_callers_role_may_not_make_is_in_the_audit_log_as_permission_denied(
+    backend: Backend,
+) {
+    let app = spawn_app_on(backend).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let analyst = app.channel_as(Role::Analyst, None).await;
+    let mut request = tonic::Request::new(submission(&rubric.id, "AU-D", 1, 4));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "req-denied-1".parse().unwrap());
+    let denied = EvaluationServiceClient::new(analyst)
+        .submit_evaluation(request)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    let entries = app.store().list_audit(Some(app.tenant), 100).await.unwrap();
+    let attempt = entries
+        .iter()
+        .find(|e| e.request_id == "req-denied-1")
+        .expect("the refused attempt is in the audit log");
+    assert_eq!(
+        (
+            attempt.rpc.as_str(),
+            attempt.role,
+            attempt.status_code,
+            attempt.key_id.is_some()
+        ),
+        (
+            "SubmitEvaluation",
+            Role::Analyst,
+            Code::PermissionDenied as i32,
+            true
+        )
+    );
+    assert_eq!(app.count("evaluation.evaluations").await, 0);
+}
+
 async fn concurrent_writes_each_have_their_own_audit_entry_before_they_are_answered(
     backend: Backend,
 ) {
@@ -680,6 +718,7 @@ crate::on_every_store! {
     ids_of_another_tenant_answer_not_found_on_every_rpc,
     a_key_over_its_rate_gets_resource_exhausted_with_retry_info,
     every_write_is_in_the_audit_log_with_key_role_and_request_id,
+    a_write_the_callers_role_may_not_make_is_in_the_audit_log_as_permission_denied,
     concurrent_writes_each_have_their_own_audit_entry_before_they_are_answered,
     keys_never_reach_the_logs,
 }

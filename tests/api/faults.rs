@@ -33,6 +33,7 @@ struct Call {
     started: Instant,
     ended: Instant,
     code: Code,
+    message: String,
 }
 
 type Calls = Arc<Mutex<Vec<Call>>>;
@@ -63,21 +64,22 @@ fn submission_load(
                 let mut request = submission(&rubric_id, &request_id, 1, 4);
                 request.request_id = request_id.clone();
                 let started = Instant::now();
-                let code = match tokio::time::timeout(
+                let (code, message) = match tokio::time::timeout(
                     Duration::from_secs(20),
                     client.submit_evaluation(request),
                 )
                 .await
                 {
-                    Ok(Ok(_)) => Code::Ok,
-                    Ok(Err(status)) => status.code(),
-                    Err(_) => Code::DeadlineExceeded,
+                    Ok(Ok(_)) => (Code::Ok, String::new()),
+                    Ok(Err(status)) => (status.code(), status.message().to_owned()),
+                    Err(_) => (Code::DeadlineExceeded, String::new()),
                 };
                 calls.lock().unwrap().push(Call {
                     request_id,
                     started,
                     ended: Instant::now(),
                     code,
+                    message,
                 });
                 if code != Code::Ok {
                     if until_failure {
@@ -104,7 +106,7 @@ async fn health_of(channel: tonic::transport::Channel, service: &str) -> Option<
 const EVALUATION_SERVICE: &str = "iqs.evaluation.v1.EvaluationService";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_answers_unavailable_within_2s_turns_health_not_serving_and_loses_no_acknowledged_evaluation()
+async fn a_database_outage_answers_unavailable_within_2s_turns_health_not_serving_and_loses_no_acknowledged_evaluation_or_audit_entry()
  {
     let postgres = Postgres::start();
     let app = spawn_app_with(AppOptions {
@@ -207,6 +209,28 @@ async fn a_database_outage_answers_unavailable_within_2s_turns_health_not_servin
         calls.len(),
         "one evaluation per request id"
     );
+    // Each call that passed authentication has its audit entry, those of the outage
+    // written once it ended. A key whose verification expired during the outage could
+    // not be verified: no tenant is known for its call.
+    let unverified = calls
+        .iter()
+        .filter(|call| call.message.contains("cannot verify the API key"))
+        .count();
+    let audited_calls = calls.len() - unverified + failed.len();
+    let audit_deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let audited = app
+            .count("access.audit_log WHERE rpc = 'SubmitEvaluation'")
+            .await as usize;
+        if audited == audited_calls {
+            break;
+        }
+        assert!(
+            Instant::now() < audit_deadline,
+            "{audited} audit entries for {audited_calls} calls"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
