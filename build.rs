@@ -17,6 +17,8 @@ const BENCH_PROTO_FILES: &[&str] = &["iqs/bench/v1/echo.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds migrations/ at compile time; a new file must rebuild it.
+    println!("cargo:rerun-if-changed=migrations");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
