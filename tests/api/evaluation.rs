@@ -963,38 +963,39 @@ async fn the_database_refuses_ratings_without_their_evaluation_and_keeps_an_eval
         .unwrap()
         .into_inner();
     let id: Uuid = stored.id.parse().unwrap();
-    let violation = |result: Result<u64, sqlx::Error>| match result {
-        Err(sqlx::Error::Database(err)) => err.code().map(|code| code.into_owned()),
-        other => panic!("expected a refusal, got {other:?}"),
-    };
-    let orphan = "INSERT INTO evaluation.ratings
-                      (tenant_id, evaluation_id, revision, position, criterion_key, value,
-                       not_applicable, comment, root_causes)
-                  SELECT tenant_id, $1, 1, 0, 'greeting', 1, false, '', '[]'
-                  FROM evaluation.evaluations LIMIT 1";
-    assert_eq!(
-        violation(app.db.execute_with(orphan, Uuid::now_v7()).await).as_deref(),
-        Some("23503"),
-        "a rating of an evaluation that does not exist"
-    );
-    let moved = "UPDATE evaluation.ratings SET revision = 2 WHERE evaluation_id = $1";
-    assert_eq!(
-        violation(app.db.execute_with(moved, id).await).as_deref(),
-        Some("23503"),
-        "ratings moved to a revision that does not exist"
-    );
-    let deleted = "DELETE FROM evaluation.evaluations WHERE id = $1";
-    assert_eq!(
-        violation(app.db.execute_with(deleted, id).await).as_deref(),
-        Some("23503"),
-        "an evaluation deleted from under its ratings"
-    );
-    let rekeyed = "UPDATE evaluation.evaluations SET revision = 7 WHERE id = $1";
-    assert_eq!(
-        violation(app.db.execute_with(rekeyed, id).await).as_deref(),
-        Some("23503"),
-        "an evaluation re-keyed from under its ratings"
-    );
+    let refused = [
+        (
+            "a rating of an evaluation that does not exist",
+            "INSERT INTO evaluation.ratings
+                 (tenant_id, evaluation_id, revision, position, criterion_key, value,
+                  not_applicable, comment, root_causes)
+             SELECT tenant_id, $1, 1, 0, 'greeting', 1, false, '', '[]'
+             FROM evaluation.evaluations LIMIT 1",
+            Uuid::now_v7(),
+        ),
+        (
+            "ratings moved to a revision that does not exist",
+            "UPDATE evaluation.ratings SET revision = 2 WHERE evaluation_id = $1",
+            id,
+        ),
+        (
+            "an evaluation deleted from under its ratings",
+            "DELETE FROM evaluation.evaluations WHERE id = $1",
+            id,
+        ),
+        (
+            "an evaluation re-keyed from under its ratings",
+            "UPDATE evaluation.evaluations SET revision = 7 WHERE id = $1",
+            id,
+        ),
+    ];
+    for (what, sql, target) in refused {
+        let code = match app.db.execute_with(sql, target).await {
+            Err(sqlx::Error::Database(err)) => err.code().map(|code| code.into_owned()),
+            other => panic!("{what} was not refused: {other:?}"),
+        };
+        assert_eq!(code.as_deref(), Some("23503"), "{what}");
+    }
     // Changing an evaluation's state, as revisions and deletions do, is untouched.
     let restated = "UPDATE evaluation.evaluations SET state = state WHERE id = $1";
     assert_eq!(app.db.execute_with(restated, id).await.unwrap(), 1);
