@@ -379,11 +379,18 @@ impl EvaluationColumns {
         Ok(())
     }
 
-    /// Inserts the rows; a request id stored before skips its row. Returns the ids
-    /// inserted.
-    async fn insert(&self, conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<Uuid>> {
+    /// Inserts the rows with their ratings and events (`dependents`) in one statement; a
+    /// request id stored before skips its row, and the row's dependents with it. Returns
+    /// the ids inserted. One statement instead of three saves two round trips per write.
+    async fn insert_with(
+        &self,
+        dependents: &DependentColumns,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+    ) -> Result<Vec<Uuid>> {
         sqlx::query_scalar(
-            "INSERT INTO evaluation.evaluations
+            "WITH e AS (
+             INSERT INTO evaluation.evaluations
                  (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
                   rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
                   criterion_scores, critical_failed, passed, state, reason, request_id,
@@ -402,7 +409,25 @@ impl EvaluationColumns {
                        criterion_scores, critical_failed, passed, state, reason, request_id,
                        fingerprint, create_time, first_create_time)
              ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
-             RETURNING id",
+             RETURNING id, revision
+             ), rated AS (
+             INSERT INTO evaluation.ratings
+                 (tenant_id, evaluation_id, revision, position, criterion_key, value,
+                  not_applicable, comment, root_causes)
+             SELECT $1, u.id, u.revision, u.position, u.key, u.value, u.na, u.comment, u.causes::jsonb
+             FROM UNNEST($25::uuid[], $26::integer[], $27::smallint[], $28::text[], $29::integer[],
+                         $30::boolean[], $31::text[], $32::text[])
+                  AS u(id, revision, position, key, value, na, comment, causes)
+             JOIN e USING (id, revision)
+             ), announced AS (
+             INSERT INTO evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
+             SELECT $1, u.event_type, u.id, u.revision, u.payload::jsonb
+             FROM UNNEST($33::text[], $34::uuid[], $35::integer[], $36::text[]) WITH ORDINALITY
+                  AS u(event_type, id, revision, payload, n)
+             JOIN e USING (id, revision)
+             ORDER BY u.n
+             )
+             SELECT id FROM e",
         )
         .bind(tenant.as_uuid())
         .bind(&self.ids)
@@ -428,6 +453,18 @@ impl EvaluationColumns {
         .bind(&self.fingerprints)
         .bind(&self.create_times)
         .bind(&self.first_create_times)
+        .bind(&dependents.rating_ids)
+        .bind(&dependents.rating_revisions)
+        .bind(&dependents.positions)
+        .bind(&dependents.keys)
+        .bind(&dependents.values)
+        .bind(&dependents.not_applicable)
+        .bind(&dependents.comments)
+        .bind(&dependents.root_causes)
+        .bind(&dependents.event_types)
+        .bind(&dependents.event_ids)
+        .bind(&dependents.event_revisions)
+        .bind(&dependents.payloads)
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)
@@ -484,30 +521,8 @@ impl DependentColumns {
         Ok(())
     }
 
-    async fn insert(&self, conn: &mut PgConnection, tenant: TenantId) -> Result<()> {
-        if !self.rating_ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO evaluation.ratings
-                     (tenant_id, evaluation_id, revision, position, criterion_key, value,
-                      not_applicable, comment, root_causes)
-                 SELECT $1, u.id, u.revision, u.position, u.key, u.value, u.na, u.comment, u.causes::jsonb
-                 FROM UNNEST($2::uuid[], $3::integer[], $4::smallint[], $5::text[], $6::integer[],
-                             $7::boolean[], $8::text[], $9::text[])
-                      AS u(id, revision, position, key, value, na, comment, causes)",
-            )
-            .bind(tenant.as_uuid())
-            .bind(&self.rating_ids)
-            .bind(&self.rating_revisions)
-            .bind(&self.positions)
-            .bind(&self.keys)
-            .bind(&self.values)
-            .bind(&self.not_applicable)
-            .bind(&self.comments)
-            .bind(&self.root_causes)
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-        }
+    /// Inserts the events alone, for a change that writes no evaluation row.
+    async fn insert_events(&self, conn: &mut PgConnection, tenant: TenantId) -> Result<()> {
         if !self.event_ids.is_empty() {
             sqlx::query(
                 "INSERT INTO evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
@@ -636,7 +651,14 @@ impl EvaluationStore for PostgresStore {
             request_id.clone(),
             Some(fingerprint.clone()),
         )?;
-        if columns.insert(&mut tx, tenant).await?.is_empty() {
+        let mut dependents = DependentColumns::default();
+        dependents.push_ratings(&evaluation)?;
+        dependents.push_event("submitted", &evaluation, dimensions.csat)?;
+        if columns
+            .insert_with(&dependents, &mut tx, tenant)
+            .await?
+            .is_empty()
+        {
             // Another call with this request id committed first: undo this one (including
             // its interaction upsert) and answer as a retry.
             tx.rollback().await.map_err(classify)?;
@@ -644,10 +666,6 @@ impl EvaluationStore for PostgresStore {
             let stored = self.find_request(tenant, &request_id).await?;
             return replay(stored, &request_id, &fingerprint);
         }
-        let mut dependents = DependentColumns::default();
-        dependents.push_ratings(&evaluation)?;
-        dependents.push_event("submitted", &evaluation, dimensions.csat)?;
-        dependents.insert(&mut tx, tenant).await?;
         tx.commit().await.map_err(classify)?;
         self.outbox.committed();
         Ok(evaluation)
@@ -787,17 +805,20 @@ impl EvaluationStore for PostgresStore {
             revision.request_id.clone(),
             Some(revision.fingerprint.clone()),
         )?;
-        if columns.insert(&mut tx, tenant).await?.is_empty() {
+        let csat = csat_of(&mut tx, tenant, revised.interaction_id).await?;
+        let mut dependents = DependentColumns::default();
+        dependents.push_ratings(&revised)?;
+        dependents.push_event("revised", &revised, csat)?;
+        if columns
+            .insert_with(&dependents, &mut tx, tenant)
+            .await?
+            .is_empty()
+        {
             tx.rollback().await.map_err(classify)?;
             let request_id = revision.request_id.unwrap_or_default();
             let stored = self.find_request(tenant, &request_id).await?;
             return replay(stored, &request_id, &revision.fingerprint);
         }
-        let csat = csat_of(&mut tx, tenant, revised.interaction_id).await?;
-        let mut dependents = DependentColumns::default();
-        dependents.push_ratings(&revised)?;
-        dependents.push_event("revised", &revised, csat)?;
-        dependents.insert(&mut tx, tenant).await?;
         tx.commit().await.map_err(classify)?;
         self.outbox.committed();
         Ok(revised)
@@ -829,7 +850,7 @@ impl EvaluationStore for PostgresStore {
         let csat = csat_of(&mut tx, tenant, deleted.interaction_id).await?;
         let mut dependents = DependentColumns::default();
         dependents.push_event("deleted", &deleted, csat)?;
-        dependents.insert(&mut tx, tenant).await?;
+        dependents.insert_events(&mut tx, tenant).await?;
         tx.commit().await.map_err(classify)?;
         self.outbox.committed();
         Ok(deleted)
@@ -883,7 +904,8 @@ impl EvaluationStore for PostgresStore {
         let mut first_with_request: HashMap<&str, usize> = HashMap::new();
         let now = now_micros();
         let mut columns = EvaluationColumns::default();
-        let mut pending: Vec<(usize, Evaluation, Option<i16>)> = Vec::new();
+        let mut dependents = DependentColumns::default();
+        let mut pending: Vec<(usize, Uuid)> = Vec::new();
         for (index, row) in batch.iter().enumerate() {
             let dimensions = match &row.interaction {
                 InteractionRef::Id(id) => by_id.get(id),
@@ -913,23 +935,23 @@ impl EvaluationStore for PostgresStore {
                 row.request_id.clone(),
                 Some(row.fingerprint.clone()),
             )?;
-            pending.push((index, evaluation, dimensions.csat));
+            dependents.push_ratings(&evaluation)?;
+            dependents.push_event("submitted", &evaluation, dimensions.csat)?;
+            pending.push((index, evaluation.id));
         }
-        let inserted: std::collections::HashSet<Uuid> =
-            columns.insert(&mut tx, tenant).await?.into_iter().collect();
-
-        let mut dependents = DependentColumns::default();
+        let inserted: std::collections::HashSet<Uuid> = columns
+            .insert_with(&dependents, &mut tx, tenant)
+            .await?
+            .into_iter()
+            .collect();
         let mut conflicts = Vec::new();
-        for (index, evaluation, csat) in &pending {
-            if inserted.contains(&evaluation.id) {
-                dependents.push_ratings(evaluation)?;
-                dependents.push_event("submitted", evaluation, *csat)?;
-                outcomes[*index] = Some(ImportOutcome::Accepted);
+        for (index, id) in pending {
+            if inserted.contains(&id) {
+                outcomes[index] = Some(ImportOutcome::Accepted);
             } else {
-                conflicts.push(*index);
+                conflicts.push(index);
             }
         }
-        dependents.insert(&mut tx, tenant).await?;
         if !conflicts.is_empty() {
             let request_ids: Vec<&str> = conflicts
                 .iter()
