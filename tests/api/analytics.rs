@@ -905,13 +905,7 @@ crate::on_every_store! {
 #[tokio::test]
 async fn the_outbox_trigger_notifies_for_sessions_of_earlier_versions_only() {
     use sqlx::{Connection, Executor, postgres::PgConnectOptions, postgres::PgListener};
-    let url = crate::helpers::create_test_database().await;
-    iqs::store::postgres::PostgresStore::connect(&url, &Default::default())
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
+    let url = crate::helpers::migrated_test_database().await;
     let mut listener = PgListener::connect(&url).await.unwrap();
     listener.listen("iqs_outbox").await.unwrap();
     let write_event =
@@ -937,4 +931,64 @@ async fn the_outbox_trigger_notifies_for_sessions_of_earlier_versions_only() {
         woken.is_err(),
         "the trigger notified inside this version's transaction"
     );
+}
+
+/// The outbox keeps every event; the projector's reads behind its cursor must reach the
+/// `(txid, position)` index, not scan the events already consumed. Checked on the generic
+/// plan, which prepared statements end up using.
+#[tokio::test]
+async fn the_projectors_outbox_reads_use_the_consumption_index_not_a_scan_of_consumed_events() {
+    use sqlx::{Connection, Executor, Row};
+    let url = crate::helpers::migrated_test_database().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    // 50,000 consumed events in one transaction, then 10 pending ones in another.
+    for events in [50_000, 10] {
+        conn.execute(
+            format!(
+                "INSERT INTO evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
+                 SELECT gen_random_uuid(), 'submitted', gen_random_uuid(), 1, '{{}}'
+                 FROM generate_series(1, {events})"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+        if events > 10 {
+            conn.execute(
+                "UPDATE analytics.projector_cursor SET (last_txid, last_position) =
+                     (SELECT txid, position FROM evaluation.outbox ORDER BY position DESC LIMIT 1)",
+            )
+            .await
+            .unwrap();
+        }
+    }
+    conn.execute("ANALYZE evaluation.outbox").await.unwrap();
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let cursor =
+        sqlx::query("SELECT last_txid::text, last_position FROM analytics.projector_cursor")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let (txid, position): (String, i64) = (cursor.get(0), cursor.get(1));
+    for (name, sql) in iqs::store::postgres::OUTBOX_READS {
+        let arguments = if sql.contains("$3") {
+            format!("('{txid}', {position}, 500)")
+        } else {
+            String::new()
+        };
+        conn.execute(format!("PREPARE {name} AS {sql}").as_str())
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}{arguments}"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("outbox_consumption_order") && !plan.contains("Seq Scan on outbox"),
+            "{name} does not read the outbox by its consumption index:\n{plan}"
+        );
+    }
 }

@@ -25,6 +25,18 @@ pub fn admin_database_url() -> String {
 }
 
 /// A fresh, empty database of its own for one test.
+/// A fresh PostgreSQL database with every migration applied, for tests of the schema.
+pub async fn migrated_test_database() -> String {
+    let url = create_test_database().await;
+    iqs::store::postgres::PostgresStore::connect(&url, &Default::default())
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    url
+}
+
 pub async fn create_test_database() -> String {
     let admin_url = admin_database_url();
     let name = format!("iqs_test_{}", Uuid::now_v7().simple());

@@ -48,7 +48,46 @@ macro_rules! after_cursor {
          (SELECT last_position FROM analytics.projector_cursor))"
     };
 }
-pub(super) use after_cursor;
+
+/// "Is any event pending?" ORDER BY … LIMIT 1 rather than EXISTS: for EXISTS the planner
+/// guessed a third of the outbox pending and scanned all of it, consumed events included.
+pub const HAS_PENDING_SQL: &str = concat!(
+    "SELECT 1 FROM evaluation.outbox o WHERE ",
+    after_cursor!(),
+    " ORDER BY o.txid, o.position LIMIT 1"
+);
+
+/// The time of the oldest pending event: what the rollups are as of.
+pub const AS_OF_SQL: &str = concat!(
+    "SELECT COALESCE(min(o.create_time), now()) FROM evaluation.outbox o WHERE ",
+    after_cursor!()
+);
+
+/// How many events are pending (the lag metric).
+pub const PENDING_COUNT_SQL: &str = concat!(
+    "SELECT count(*) FROM evaluation.outbox o WHERE ",
+    after_cursor!()
+);
+
+/// The next safe events after the cursor ($1, $2), at most $3. Qualified names matter:
+/// a bare `ORDER BY txid` would sort by the text output column (out of order past a
+/// power of ten, and without the index).
+pub const NEXT_EVENTS_SQL: &str = "SELECT o.tenant_id, o.position, o.txid::text AS txid, o.payload
+     FROM evaluation.outbox o
+     WHERE (o.txid, o.position) > ($1::text::xid8, $2)
+       AND o.txid < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY o.txid, o.position
+     LIMIT $3";
+
+/// Every statement that reads the outbox behind the projector's cursor, by name. The
+/// outbox keeps every event, so each must reach the `(txid, position)` index rather than
+/// scan the events already consumed; a test checks their plans.
+pub const OUTBOX_READS: [(&str, &str); 4] = [
+    ("has_pending", HAS_PENDING_SQL),
+    ("as_of", AS_OF_SQL),
+    ("pending_events", PENDING_COUNT_SQL),
+    ("next_events", NEXT_EVENTS_SQL),
+];
 
 const ROLLUP_KEY: &str =
     "tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind";
@@ -268,21 +307,13 @@ async fn apply_next(
     last_position: i64,
     limit: u32,
 ) -> Result<AppliedBatch> {
-    let rows: Vec<OutboxRow> = sqlx::query_as(
-        // Qualified names matter: a bare `ORDER BY txid` would sort by the text output
-        // column (out of order past a power of ten, and without the index).
-        "SELECT o.tenant_id, o.position, o.txid::text AS txid, o.payload FROM evaluation.outbox o
-         WHERE (o.txid, o.position) > ($1::text::xid8, $2)
-           AND o.txid < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY o.txid, o.position
-         LIMIT $3",
-    )
-    .bind(last_txid)
-    .bind(last_position)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(classify)?;
+    let rows: Vec<OutboxRow> = sqlx::query_as(NEXT_EVENTS_SQL)
+        .bind(last_txid)
+        .bind(last_position)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
     let Some(last) = rows.last() else {
         return Ok(AppliedBatch::default());
     };
@@ -465,28 +496,19 @@ impl AnalyticsStore for PostgresStore {
 
     #[tracing::instrument(name = "db.has_pending", skip_all, fields(db.system = "postgresql"))]
     async fn has_pending(&self) -> Result<bool> {
-        // ORDER BY … LIMIT 1 rather than EXISTS: for EXISTS the planner guessed a third of
-        // the outbox pending and scanned all of it, consumed events included.
-        let next: Option<i32> = sqlx::query_scalar(concat!(
-            "SELECT 1 FROM evaluation.outbox o WHERE ",
-            after_cursor!(),
-            " ORDER BY o.txid, o.position LIMIT 1"
-        ))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
+        let next: Option<i32> = sqlx::query_scalar(HAS_PENDING_SQL)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(next.is_some())
     }
 
     #[tracing::instrument(name = "db.as_of", skip_all, fields(db.system = "postgresql"))]
     async fn as_of(&self) -> Result<DateTime<Utc>> {
-        sqlx::query_scalar(concat!(
-            "SELECT COALESCE(min(o.create_time), now()) FROM evaluation.outbox o WHERE ",
-            after_cursor!()
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(classify)
+        sqlx::query_scalar(AS_OF_SQL)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
     }
 
     #[tracing::instrument(name = "db.group_totals", skip_all, fields(db.system = "postgresql"))]

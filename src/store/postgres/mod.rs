@@ -22,6 +22,7 @@ use notifier::OutboxNotifier;
 use super::{PoolUsage, StoreHealth};
 use crate::error::{Error, Result};
 
+pub use analytics::OUTBOX_READS;
 pub use errors::classify;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -126,13 +127,10 @@ impl StoreHealth for PostgresStore {
     }
 
     async fn pending_events(&self) -> Result<u64> {
-        let pending: i64 = sqlx::query_scalar(concat!(
-            "SELECT count(*) FROM evaluation.outbox o WHERE ",
-            analytics::after_cursor!()
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(classify)?;
+        let pending: i64 = sqlx::query_scalar(analytics::PENDING_COUNT_SQL)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(pending.max(0) as u64)
     }
 }
