@@ -19,9 +19,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// two empty transactions per submission.
 pub const PENDING_RETRY: Duration = Duration::from_millis(5);
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
-/// How long events gather after a batch that was not full before the next one. Each
-/// batch has a fixed cost (the cursor, five rollup statements, a commit): looking again
-/// at once, under a steady write load, applied a few events per transaction.
+/// How long events gather before the next batch, after a batch of several events that
+/// was not full. Each batch has a fixed cost (the cursor, five rollup statements, a
+/// commit): looking again at once, under a steady write load, applied a few events per
+/// transaction. A batch of one event is no sign of load: the next one is not held back.
 pub const GATHER: Duration = Duration::from_millis(10);
 
 /// How soon to retry invalidations the cache could not take.
@@ -92,7 +93,7 @@ impl Projector {
                     tracing::debug!(events = applied.events, "applied outbox events");
                     self.mark_stale(&applied);
                     self.invalidate().await;
-                    if applied.events < BATCH_SIZE as usize {
+                    if applied.events > 1 && applied.events < BATCH_SIZE as usize {
                         tokio::select! {
                             () = tokio::time::sleep(GATHER) => {}
                             _ = stop.changed() => {}
