@@ -107,18 +107,29 @@ async fn identify(
     }
 }
 
-/// Why the identified caller may not make this call now, if it may not.
-fn refusal(authentication: &Authentication, principal: &Principal, path: &str) -> Option<Status> {
-    let Authentication::Keys(_, limiter) = authentication else {
+/// The refusal of a call the caller's role may not make.
+fn permission_denied(
+    authentication: &Authentication,
+    principal: &Principal,
+    path: &str,
+) -> Option<Status> {
+    let Authentication::Keys(..) = authentication else {
         return None;
     };
-    if !may_call(principal.role, path) {
-        return Some(Status::permission_denied(format!(
+    (!may_call(principal.role, path)).then(|| {
+        Status::permission_denied(format!(
             "the {} role may not call {}",
             principal.role,
             path.rsplit('/').next().unwrap_or(path)
-        )));
-    }
+        ))
+    })
+}
+
+/// The refusal of a call beyond the rate of the caller's key.
+fn rate_limited(authentication: &Authentication, principal: &Principal) -> Option<Status> {
+    let Authentication::Keys(_, limiter) = authentication else {
+        return None;
+    };
     let wait = limiter.take(principal.key_id?, principal.role).err()?;
     let details = ErrorDetails::with_retry_info(Some(wait));
     Some(Status::with_error_details(
@@ -172,22 +183,21 @@ where
                 Ok(principal) => principal,
                 Err(status) => return Ok(status.into_http()),
             };
-            let response = match refusal(&layer.authentication, &principal, &path) {
-                // A write the caller's role may not make is an attempt the audit log
-                // records. A rate-limited one is not: recording each call of a flood would
-                // put on the database the load the limit keeps off it.
-                Some(status) if status.code() == tonic::Code::PermissionDenied => {
-                    status.into_http()
-                }
-                Some(status) => return Ok(status.into_http()),
-                None => {
+            // A write the caller's role may not make is an attempt the audit log records.
+            // A rate-limited one is not: recording each call of a flood would put on the
+            // database the load the limit keeps off it.
+            let response =
+                if let Some(denied) = permission_denied(&layer.authentication, &principal, &path) {
+                    denied.into_http()
+                } else if let Some(limited) = rate_limited(&layer.authentication, &principal) {
+                    return Ok(limited.into_http());
+                } else {
                     request.extensions_mut().insert(principal.clone());
                     if let Some(key) = key_for_calls_onward {
                         request.extensions_mut().insert(Credential(key.into()));
                     }
                     inner.call(request).await?
-                }
-            };
+                };
             if is_write(&path) {
                 // Unary and client-streaming calls that fail answer with the status in
                 // the headers ("trailers only"); success puts it in the trailers.

@@ -666,8 +666,7 @@ impl EvaluationStore for PostgresStore {
             let stored = self.find_request(tenant, &request_id).await?;
             return replay(stored, &request_id, &fingerprint);
         }
-        tx.commit().await.map_err(classify)?;
-        self.outbox.committed();
+        self.commit_with_events(tx).await?;
         Ok(evaluation)
     }
 
@@ -819,8 +818,7 @@ impl EvaluationStore for PostgresStore {
             let stored = self.find_request(tenant, &request_id).await?;
             return replay(stored, &request_id, &revision.fingerprint);
         }
-        tx.commit().await.map_err(classify)?;
-        self.outbox.committed();
+        self.commit_with_events(tx).await?;
         Ok(revised)
     }
 
@@ -851,8 +849,7 @@ impl EvaluationStore for PostgresStore {
         let mut dependents = DependentColumns::default();
         dependents.push_event("deleted", &deleted, csat)?;
         dependents.insert_events(&mut tx, tenant).await?;
-        tx.commit().await.map_err(classify)?;
-        self.outbox.committed();
+        self.commit_with_events(tx).await?;
         Ok(deleted)
     }
 
@@ -979,8 +976,7 @@ impl EvaluationStore for PostgresStore {
                 });
             }
         }
-        tx.commit().await.map_err(classify)?;
-        self.outbox.committed();
+        self.commit_with_events(tx).await?;
         Ok(outcomes
             .into_iter()
             .map(|outcome| {

@@ -94,6 +94,13 @@ impl PostgresStore {
         }
     }
 
+    /// Commits a transaction that wrote outbox events, then wakes the projectors.
+    async fn commit_with_events(&self, tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+        tx.commit().await.map_err(classify)?;
+        self.outbox.committed();
+        Ok(())
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
