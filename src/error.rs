@@ -15,6 +15,9 @@ pub enum Error {
     /// The resource is in the wrong state for the call.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not do this to this resource (its role may make the call).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A request id was reused with other content.
     #[error("{0}")]
     AlreadyExists(String),

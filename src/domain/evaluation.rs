@@ -118,7 +118,15 @@ pub struct NewEvaluation {
     pub outcome: ScoreOutcome,
     /// When an imported review was made elsewhere; `None` = when it is stored.
     pub review_time: Option<DateTime<Utc>>,
+    /// An inline interaction that already exists may be updated only if it keeps its
+    /// agent: an agent key's submission must not take over another agent's interaction.
+    pub interaction_keeps_agent: bool,
 }
+
+/// Why an agent key's submission was refused when its inline interaction belongs to
+/// another agent.
+pub const NOT_OWN_INTERACTION: &str =
+    "this interaction belongs to another agent: an agent key reviews only its own interactions";
 
 /// A scored revision of an existing evaluation, ready to store.
 #[derive(Debug, Clone, PartialEq)]

@@ -261,6 +261,7 @@ impl EvaluationApi {
             comment: submission.comment,
             outcome,
             review_time: submission.review_time,
+            interaction_keeps_agent: false,
         })
     }
 
@@ -390,7 +391,10 @@ impl EvaluationService for EvaluationApi {
             .prepare(tenant, credential.as_ref(), submission, violations, None)
             .await
         {
-            Ok(new) => new,
+            Ok(new) => NewEvaluation {
+                interaction_keeps_agent: caller.own_agent().is_some(),
+                ..new
+            },
             Err(
                 refusal @ (Error::InvalidArgument(_)
                 | Error::FailedPrecondition(_)

@@ -18,6 +18,7 @@ impl From<Error> for Status {
             }
             Error::NotFound { .. } => Status::not_found(error.to_string()),
             Error::FailedPrecondition(message) => Status::failed_precondition(message),
+            Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::Unavailable(message) => {
                 tracing::warn!(%message, "storage unavailable");
@@ -73,6 +74,7 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (Error::AlreadyExists("s".into()), Code::AlreadyExists),
+            (Error::PermissionDenied("s".into()), Code::PermissionDenied),
             (Error::Unavailable("s".into()), Code::Unavailable),
             (Error::Unimplemented("X"), Code::Unimplemented),
             (Error::Internal("s".into()), Code::Internal),

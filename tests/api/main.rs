@@ -10,6 +10,7 @@ mod cache_conformance;
 mod embedded;
 mod evaluation;
 mod faults;
+mod hardening;
 mod helpers;
 mod rubric;
 mod server;

@@ -11,7 +11,7 @@ use super::{PostgresStore, classify};
 use crate::domain::{
     evaluation::{
         Evaluation, EvaluationEvent, EvaluationKind, EvaluationState, InteractionRef,
-        NewEvaluation, NewRevision,
+        NOT_OWN_INTERACTION, NewEvaluation, NewRevision,
     },
     interaction::{Interaction, InteractionInput, Message},
     scoring::{CriterionScore, Rating, SectionScore},
@@ -195,10 +195,13 @@ async fn with_ratings(
 
 /// Creates or updates many interactions in one statement (keys must be distinct) and
 /// returns `returning` of each, in no particular order.
+/// With `keep_agent`, an existing interaction of another agent is left as it is and
+/// not returned.
 async fn upsert_interactions_in<T>(
     conn: &mut PgConnection,
     tenant: TenantId,
     inputs: &[&InteractionInput],
+    keep_agent: bool,
     returning: &str,
 ) -> Result<Vec<T>>
 where
@@ -239,7 +242,13 @@ where
              region = EXCLUDED.region, occur_time = COALESCE(EXCLUDED.occur_time, i.occur_time),
              csat = EXCLUDED.csat, nps = EXCLUDED.nps, messages = EXCLUDED.messages,
              attributes = EXCLUDED.attributes, update_time = now()
-         RETURNING {returning}"
+         {guard}
+         RETURNING {returning}",
+        guard = if keep_agent {
+            "WHERE i.agent_id = EXCLUDED.agent_id"
+        } else {
+            ""
+        }
     ))
     .bind(tenant.as_uuid())
     .bind(&ids)
@@ -263,12 +272,17 @@ async fn upsert_interaction_in(
     conn: &mut PgConnection,
     tenant: TenantId,
     input: &InteractionInput,
+    keep_agent: bool,
 ) -> Result<Interaction> {
     let mut rows: Vec<InteractionRow> =
-        upsert_interactions_in(conn, tenant, &[input], INTERACTION_COLUMNS).await?;
-    rows.pop()
-        .map(Interaction::from)
-        .ok_or_else(|| Error::Internal("interaction upsert returned nothing".into()))
+        upsert_interactions_in(conn, tenant, &[input], keep_agent, INTERACTION_COLUMNS).await?;
+    match rows.pop() {
+        Some(row) => Ok(Interaction::from(row)),
+        None if keep_agent => Err(Error::PermissionDenied(NOT_OWN_INTERACTION.into())),
+        None => Err(Error::Internal(
+            "interaction upsert returned nothing".into(),
+        )),
+    }
 }
 
 async fn dimensions_of(
@@ -291,6 +305,7 @@ async fn resolve_interaction(
     conn: &mut PgConnection,
     tenant: TenantId,
     reference: &InteractionRef,
+    keep_agent: bool,
 ) -> Result<Dimensions> {
     match reference {
         InteractionRef::Id(id) => dimensions_of(conn, tenant, &[*id])
@@ -298,7 +313,7 @@ async fn resolve_interaction(
             .remove(id)
             .ok_or_else(|| Error::not_found("interaction", id)),
         InteractionRef::Inline(input) => {
-            let interaction = upsert_interaction_in(conn, tenant, input).await?;
+            let interaction = upsert_interaction_in(conn, tenant, input, keep_agent).await?;
             Ok(Dimensions {
                 id: interaction.id,
                 source: String::new(),
@@ -609,7 +624,7 @@ impl EvaluationStore for PostgresStore {
         input: InteractionInput,
     ) -> Result<Interaction> {
         let mut conn = self.pool.acquire().await.map_err(classify)?;
-        upsert_interaction_in(&mut conn, tenant, &input).await
+        upsert_interaction_in(&mut conn, tenant, &input, false).await
     }
 
     #[tracing::instrument(name = "db.get_interaction", skip_all, fields(db.system = "postgresql"))]
@@ -642,7 +657,13 @@ impl EvaluationStore for PostgresStore {
         let request_id = new.request_id.clone();
         let fingerprint = new.fingerprint.clone();
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let dimensions = resolve_interaction(&mut tx, tenant, &new.interaction).await?;
+        let dimensions = resolve_interaction(
+            &mut tx,
+            tenant,
+            &new.interaction,
+            new.interaction_keeps_agent,
+        )
+        .await?;
         let evaluation = evaluation_from(new, &dimensions, Uuid::now_v7(), now_micros());
         let mut columns = EvaluationColumns::default();
         columns.push(
@@ -887,6 +908,7 @@ impl EvaluationStore for PostgresStore {
                 &mut tx,
                 tenant,
                 &inline_inputs,
+                false,
                 &format!("{DIMENSION_COLUMNS}, source, external_id"),
             )
             .await?

@@ -13,7 +13,7 @@ use super::{SqliteStore, classify};
 use crate::domain::{
     evaluation::{
         Evaluation, EvaluationEvent, EvaluationKind, EvaluationState, InteractionRef,
-        NewEvaluation, NewRevision,
+        NOT_OWN_INTERACTION, NewEvaluation, NewRevision,
     },
     interaction::{Interaction, InteractionInput, Message},
     scoring::{CriterionScore, Rating, ScoreOutcome, SectionScore},
@@ -197,13 +197,16 @@ async fn with_ratings(
 }
 
 /// Creates or updates the interaction keyed by (source, external_id).
+/// With `keep_agent`, an existing interaction of another agent is left as it is and the
+/// call is refused.
 async fn upsert_interaction_in(
     conn: &mut SqliteConnection,
     tenant: TenantId,
     input: &InteractionInput,
+    keep_agent: bool,
 ) -> Result<Interaction> {
     let now = to_micros(now_micros());
-    let row: InteractionRow = sqlx::query_as(&format!(
+    let row: Option<InteractionRow> = sqlx::query_as(&format!(
         "INSERT INTO interactions
              (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
               occur_time, csat, nps, messages, attributes, create_time, update_time)
@@ -213,7 +216,13 @@ async fn upsert_interaction_in(
              region = excluded.region, occur_time = COALESCE(excluded.occur_time, occur_time),
              csat = excluded.csat, nps = excluded.nps, messages = excluded.messages,
              attributes = excluded.attributes, update_time = excluded.update_time
-         RETURNING {INTERACTION_COLUMNS}"
+         {guard}
+         RETURNING {INTERACTION_COLUMNS}",
+        guard = if keep_agent {
+            "WHERE agent_id = excluded.agent_id"
+        } else {
+            ""
+        }
     ))
     .bind(tenant.as_uuid())
     .bind(Uuid::now_v7())
@@ -229,10 +238,16 @@ async fn upsert_interaction_in(
     .bind(to_json(&input.messages)?)
     .bind(to_json(&input.attributes)?)
     .bind(now)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(classify)?;
-    row.into_interaction()
+    match row {
+        Some(row) => row.into_interaction(),
+        None if keep_agent => Err(Error::PermissionDenied(NOT_OWN_INTERACTION.into())),
+        None => Err(Error::Internal(
+            "interaction upsert returned nothing".into(),
+        )),
+    }
 }
 
 fn dimensions_of_interaction(interaction: Interaction) -> Dimensions {
@@ -278,6 +293,7 @@ async fn resolve_interaction(
     conn: &mut SqliteConnection,
     tenant: TenantId,
     reference: &InteractionRef,
+    keep_agent: bool,
 ) -> Result<Dimensions> {
     match reference {
         InteractionRef::Id(id) => dimensions_of(conn, tenant, &[*id])
@@ -285,7 +301,7 @@ async fn resolve_interaction(
             .remove(id)
             .ok_or_else(|| Error::not_found("interaction", id)),
         InteractionRef::Inline(input) => Ok(dimensions_of_interaction(
-            upsert_interaction_in(conn, tenant, input).await?,
+            upsert_interaction_in(conn, tenant, input, keep_agent).await?,
         )),
     }
 }
@@ -458,7 +474,7 @@ impl EvaluationStore for SqliteStore {
         input: InteractionInput,
     ) -> Result<Interaction> {
         let mut conn = self.writer.acquire().await.map_err(classify)?;
-        upsert_interaction_in(&mut conn, tenant, &input).await
+        upsert_interaction_in(&mut conn, tenant, &input, false).await
     }
 
     #[tracing::instrument(name = "db.get_interaction", skip_all, fields(db.system = "sqlite"))]
@@ -496,7 +512,13 @@ impl EvaluationStore for SqliteStore {
                 return replay(stored, request_id, &fingerprint);
             }
         }
-        let dimensions = resolve_interaction(&mut tx, tenant, &new.interaction).await?;
+        let dimensions = resolve_interaction(
+            &mut tx,
+            tenant,
+            &new.interaction,
+            new.interaction_keeps_agent,
+        )
+        .await?;
         let evaluation = evaluation_from(new, &dimensions, Uuid::now_v7(), now_micros());
         if !insert_evaluation(
             &mut tx,
@@ -727,8 +749,9 @@ impl EvaluationStore for SqliteStore {
         let mut by_key: HashMap<(String, String), Dimensions> = HashMap::new();
         for index in inline_last.into_values() {
             if let InteractionRef::Inline(input) = &batch[index].interaction {
-                let dimensions =
-                    dimensions_of_interaction(upsert_interaction_in(&mut tx, tenant, input).await?);
+                let dimensions = dimensions_of_interaction(
+                    upsert_interaction_in(&mut tx, tenant, input, false).await?,
+                );
                 by_key.insert(
                     (dimensions.source.clone(), dimensions.external_id.clone()),
                     dimensions,
