@@ -29,9 +29,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("iqs_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
+    // Every message knows its protobuf name (`prost::Name`), so the codec can bound a
+    // request by its schema before decoding it.
+    let mut types = prost_build::Config::new();
+    types.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .codec_path("crate::codec::BoundedCodec")
+        .compile_fds_with_config(descriptors, types)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cache;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -14,3 +15,4 @@ pub mod server;
 pub mod services;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

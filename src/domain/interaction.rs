@@ -152,6 +152,7 @@ impl InteractionInput {
                 &message.author_id,
                 false,
             );
+            violations.check_text(&format!("{path}.messages[{index}].text"), &message.text);
         }
         if self.attributes.len() > MAX_ATTRIBUTES {
             violations.add(

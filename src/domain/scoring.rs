@@ -52,6 +52,17 @@ pub fn check_ratings(
         .map(|(index, criterion)| (criterion.key.as_str(), index))
         .collect();
     let mut values = vec![None; version.criteria.len()];
+    if ratings.len() > version.criteria.len() {
+        violations.add(
+            path,
+            format!(
+                "at most {} ratings (one per criterion of version {}), got {}",
+                version.criteria.len(),
+                version.version,
+                ratings.len()
+            ),
+        );
+    }
     let mut rated = vec![false; version.criteria.len()];
     for (index, rating) in ratings.iter().enumerate() {
         let at = format!("{path}[{index}]");

@@ -228,6 +228,7 @@ fn every_rating_violation_is_named_at_once() {
     assert_eq!(
         fields,
         [
+            "ratings",
             "ratings[0].value",
             "ratings[1].criterion_key",
             "ratings[2].criterion_key",

@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+const NUL_REFUSED: &str = "must not contain NUL characters";
+
 /// One violated field: its path in the request (`rubric.draft.criteria[2].weight`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {
@@ -46,16 +48,27 @@ impl Violations {
         }
     }
 
-    /// Checks a text's length in characters; `min` 1 makes it required.
+    /// Checks a text's length in characters; `min` 1 makes it required. NUL characters
+    /// are refused, as by `check_text`.
     pub fn check_length(&mut self, field: &str, value: &str, min: usize, max: usize) {
         let length = value.chars().count();
-        if length < min {
+        if value.contains('\0') {
+            self.add(field, NUL_REFUSED);
+        } else if length < min {
             self.add(field, "is required");
         } else if length > max {
             self.add(
                 field,
                 format!("must be at most {max} characters, got {length}"),
             );
+        }
+    }
+
+    /// Refuses NUL characters, which no text column can store (PostgreSQL refuses them,
+    /// and C clients of the data would cut the text there).
+    pub fn check_text(&mut self, field: &str, value: &str) {
+        if value.contains('\0') {
+            self.add(field, NUL_REFUSED);
         }
     }
 
@@ -141,6 +154,17 @@ mod tests {
         violations.check_length("other", "", 1, 3);
         assert_eq!(violations.as_slice().len(), 2);
         assert_eq!(violations.as_slice()[1].description, "is required");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_in_any_text() {
+        let mut violations = Violations::new();
+        violations.check_length("comment", "a\0b", 0, 100);
+        violations.check_text("text", "\0");
+        violations.check_text("fine", "no nul here");
+        let fields: Vec<_> = violations.as_slice().iter().map(|v| &v.field).collect();
+        assert_eq!(fields, ["comment", "text"]);
+        assert!(violations.as_slice()[0].description.contains("NUL"));
     }
 
     #[test]

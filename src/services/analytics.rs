@@ -210,6 +210,16 @@ fn filter_from_proto(filter: Option<pb::ScoreFilter>, violations: &mut Violation
     for violation in prefixed.into_vec() {
         violations.add(format!("filter.{}", violation.field), violation.description);
     }
+    for (name, values) in [
+        ("agent_ids", &filter.agent_ids),
+        ("team_ids", &filter.team_ids),
+        ("channels", &filter.channels),
+        ("regions", &filter.regions),
+    ] {
+        for (index, value) in values.iter().enumerate() {
+            violations.check_length(&format!("filter.{name}[{index}]"), value, 0, MAX_ID_LEN);
+        }
+    }
     score_filter.agent_ids = filter.agent_ids;
     score_filter.team_ids = filter.team_ids;
     score_filter.channels = filter.channels;

@@ -36,6 +36,10 @@ use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome};
 pub const IMPORT_BATCH_SIZE: usize = 1_000;
 /// Rejections listed in an import response; `rejected_count` counts them all.
 pub const MAX_LISTED_REJECTIONS: usize = 10_000;
+/// Bytes kept of one rejection's reason and request id: the most rejections listed stay
+/// within the default 4 MiB answer.
+pub const MAX_REJECTION_REASON_BYTES: usize = 256;
+const MAX_REJECTION_REQUEST_ID_BYTES: usize = 128;
 
 pub struct EvaluationApi {
     store: Arc<dyn EvaluationStore>,
@@ -304,13 +308,44 @@ impl EvaluationApi {
         if batch.is_empty() {
             return Ok(());
         }
-        let rows: Vec<NewEvaluation> = batch.iter().map(|(_, _, row)| row.clone()).collect();
-        let outcomes = self.store.import(tenant, rows).await?;
-        for ((index, request_id, _), outcome) in batch.drain(..).zip(outcomes) {
-            match outcome {
-                ImportOutcome::Accepted => response.accepted += 1,
-                ImportOutcome::Duplicate => response.duplicates += 1,
-                ImportOutcome::Rejected(reason) => reject(response, index, request_id, reason),
+        let rows: Vec<(u64, String, NewEvaluation)> = std::mem::take(batch);
+        let mut pending = vec![rows];
+        // A batch the store refuses as a whole is split until the refused rows are alone:
+        // one bad row is that row's rejection, and the others are stored.
+        while let Some(rows) = pending.pop() {
+            let evaluations: Vec<NewEvaluation> =
+                rows.iter().map(|(_, _, row)| row.clone()).collect();
+            match self.store.import(tenant, evaluations).await {
+                Ok(outcomes) => {
+                    for ((index, request_id, _), outcome) in rows.into_iter().zip(outcomes) {
+                        match outcome {
+                            ImportOutcome::Accepted => response.accepted += 1,
+                            ImportOutcome::Duplicate => response.duplicates += 1,
+                            ImportOutcome::Rejected(reason) => {
+                                reject(response, index, request_id, reason)
+                            }
+                        }
+                    }
+                }
+                Err(err @ Error::Unavailable(_)) => return Err(err),
+                Err(err) if rows.len() == 1 => {
+                    let (index, request_id, _) = rows.into_iter().next().expect("one row");
+                    let reason = match err {
+                        Error::Internal(detail) => {
+                            tracing::warn!(%detail, index, "the store refused an imported row");
+                            "the store refused this row".to_owned()
+                        }
+                        other => other.to_string(),
+                    };
+                    reject(response, index, request_id, reason);
+                }
+                Err(_) => {
+                    let mut first = rows;
+                    let second = first.split_off(first.len() / 2);
+                    // Popped first: the rows stay in stream order.
+                    pending.push(second);
+                    pending.push(first);
+                }
             }
         }
         Ok(())
@@ -320,17 +355,33 @@ impl EvaluationApi {
 fn reject(
     response: &mut pb::ImportEvaluationsResponse,
     index: u64,
-    request_id: String,
-    reason: String,
+    mut request_id: String,
+    mut reason: String,
 ) {
     response.rejected_count += 1;
     if response.rejected.len() < MAX_LISTED_REJECTIONS {
+        shorten(&mut reason, MAX_REJECTION_REASON_BYTES);
+        shorten(&mut request_id, MAX_REJECTION_REQUEST_ID_BYTES);
         response.rejected.push(pb::ImportRejection {
             index,
             request_id,
             reason,
         });
     }
+}
+
+/// Cuts `text` to at most `max_bytes` bytes on a character boundary, marking the cut.
+fn shorten(text: &mut String, max_bytes: usize) {
+    const MARK: &str = "…";
+    if text.len() <= max_bytes {
+        return;
+    }
+    let mut end = max_bytes - MARK.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
 }
 
 #[tonic::async_trait]
@@ -494,6 +545,13 @@ impl EvaluationService for EvaluationApi {
                 violations.require_uuid(field, value)
             }
         };
+        for (field, value) in [
+            ("agent_id", &request.agent_id),
+            ("team_id", &request.team_id),
+            ("reviewer_id", &request.reviewer_id),
+        ] {
+            violations.check_length(field, value, 0, MAX_ID_LEN);
+        }
         let interaction_id =
             optional_uuid("interaction_id", &request.interaction_id, &mut violations);
         let rubric_id = optional_uuid("rubric_id", &request.rubric_id, &mut violations);

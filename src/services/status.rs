@@ -3,13 +3,55 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::domain::validation::FieldViolation;
 use crate::error::Error;
+
+/// Violations listed in one answer; the rest are counted. Clients read error details
+/// from HTTP/2 trailers, which most stacks cap at 8 to 16 KB.
+pub const MAX_LISTED_VIOLATIONS: usize = 100;
+/// The characters kept of a violation's field path and of its description.
+const MAX_FIELD_CHARS: usize = 120;
+const MAX_DESCRIPTION_CHARS: usize = 200;
+/// What the listed violations may take in the message, and again in the details.
+const MAX_VIOLATION_BYTES: usize = 5_000;
+
+fn truncated(text: String, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
+/// The violations an answer lists (shortened, within the byte budget) and how many
+/// were left out.
+fn listed(violations: Vec<FieldViolation>) -> (Vec<FieldViolation>, usize) {
+    let total = violations.len();
+    let mut bytes = 0;
+    let mut kept = Vec::new();
+    for violation in violations.into_iter().take(MAX_LISTED_VIOLATIONS) {
+        let violation = FieldViolation {
+            field: truncated(violation.field, MAX_FIELD_CHARS),
+            description: truncated(violation.description, MAX_DESCRIPTION_CHARS),
+        };
+        bytes += violation.field.len() + violation.description.len() + 4;
+        if bytes > MAX_VIOLATION_BYTES {
+            break;
+        }
+        kept.push(violation);
+    }
+    let left_out = total - kept.len();
+    (kept, left_out)
+}
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => {
-                let message = Error::InvalidArgument(violations.clone()).to_string();
+                let (violations, left_out) = listed(violations);
+                let mut message = Error::InvalidArgument(violations.clone()).to_string();
+                if left_out > 0 {
+                    message.push_str(&format!(" (and {left_out} more violations not listed)"));
+                }
                 let mut details = ErrorDetails::new();
                 for violation in violations {
                     details.add_bad_request_violation(violation.field, violation.description);
@@ -38,7 +80,6 @@ impl From<Error> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::validation::FieldViolation;
 
     #[test]
     fn invalid_argument_carries_every_violation_as_bad_request() {
@@ -63,6 +104,33 @@ mod tests {
             .map(|v| v.field.as_str())
             .collect();
         assert_eq!(fields, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_flood_of_violations_is_listed_up_to_a_hundred_and_counted_within_16_kb() {
+        let violations = (0..100_000)
+            .map(|index| FieldViolation {
+                field: format!("ratings[{index}].{}", "x".repeat(500)),
+                description: "d".repeat(5_000),
+            })
+            .collect();
+        let status: Status = Error::InvalidArgument(violations).into();
+        let listed = status
+            .get_details_bad_request()
+            .expect("BadRequest details")
+            .field_violations
+            .len();
+        assert!((1..=MAX_LISTED_VIOLATIONS).contains(&listed), "{listed}");
+        assert!(
+            status.message().ends_with(&format!(
+                "(and {} more violations not listed)",
+                100_000 - listed
+            )),
+            "{}",
+            &status.message()[status.message().len() - 80..]
+        );
+        let size = status.message().len() + status.details().len();
+        assert!(size < 16 * 1024, "{size} bytes");
     }
 
     #[test]

@@ -20,8 +20,8 @@ use tonic_health::pb::{
 use crate::helpers::{published_rubric, submission, with_key};
 
 /// A running `iqs serve` on the embedded store, with what it printed on stdout.
-struct Embedded {
-    child: Child,
+pub(crate) struct Embedded {
+    pub(crate) child: Child,
     addr: String,
     stdout: String,
 }
@@ -38,7 +38,7 @@ fn iqs(data_dir: &Path) -> Command {
     command
 }
 
-fn serve(data_dir: &Path) -> Embedded {
+pub(crate) fn serve(data_dir: &Path) -> Embedded {
     let started = Instant::now();
     let mut child = iqs(data_dir)
         .arg("serve")
@@ -86,7 +86,7 @@ fn serve(data_dir: &Path) -> Embedded {
 }
 
 impl Embedded {
-    async fn channel(&self) -> tonic::transport::Channel {
+    pub(crate) async fn channel(&self) -> tonic::transport::Channel {
         tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
             .unwrap()
             .connect()
@@ -94,14 +94,14 @@ impl Embedded {
             .unwrap()
     }
 
-    fn printed_key(&self) -> Option<String> {
+    pub(crate) fn printed_key(&self) -> Option<String> {
         self.stdout
             .split_whitespace()
             .find(|word| word.starts_with("iqs_"))
             .map(|key| key.trim_end_matches('\'').to_owned())
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let killed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

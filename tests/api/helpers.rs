@@ -135,6 +135,18 @@ impl TestDb {
         }
     }
 
+    /// Runs statements without parameters: `postgres` on PostgreSQL, `sqlite` on SQLite.
+    pub async fn execute(&self, postgres: &str, sqlite: &str) {
+        match self {
+            TestDb::Postgres(pool) => {
+                sqlx::raw_sql(postgres).execute(pool).await.unwrap();
+            }
+            TestDb::Sqlite(pool) => {
+                sqlx::raw_sql(sqlite).execute(pool).await.unwrap();
+            }
+        }
+    }
+
     /// Runs a statement with one UUID parameter (`$1`).
     pub async fn execute_with(&self, sql: &str, id: Uuid) -> Result<u64, sqlx::Error> {
         match self {
