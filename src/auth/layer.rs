@@ -12,7 +12,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::layers::{rpc::REQUEST_ID_HEADER, take_ready};
+use crate::layers::{deadline::DeadlinePassed, rpc::REQUEST_ID_HEADER, take_ready};
 
 use super::{
     Credential, Principal,
@@ -143,6 +143,60 @@ fn rate_limited(authentication: &Authentication, principal: &Principal) -> Optio
     ))
 }
 
+fn audit_entry(
+    principal: &Principal,
+    path: &str,
+    request_id: &str,
+    status_code: i32,
+) -> AuditEntry {
+    AuditEntry {
+        tenant: principal.tenant,
+        key_id: principal.key_id,
+        role: principal.role,
+        rpc: path.rsplit('/').next().unwrap_or(path).to_owned(),
+        request_id: request_id.to_owned(),
+        status_code,
+        time: Utc::now(),
+    }
+}
+
+/// Records a write dropped before it answers: DEADLINE_EXCEEDED when the deadline layer
+/// dropped it, CANCELLED when the caller went away.
+struct UnansweredWrite {
+    audit: Option<(Arc<dyn AccessStore>, AuditEntry)>,
+    deadline: Option<DeadlinePassed>,
+}
+
+impl Drop for UnansweredWrite {
+    fn drop(&mut self) {
+        let Some((audit, mut entry)) = self.audit.take() else {
+            return;
+        };
+        let code = if self
+            .deadline
+            .as_ref()
+            .is_some_and(DeadlinePassed::has_passed)
+        {
+            tonic::Code::DeadlineExceeded
+        } else {
+            tonic::Code::Cancelled
+        };
+        entry.status_code = code as i32;
+        entry.time = Utc::now();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(
+            async move {
+                if let Err(err) = audit.record_audit(entry).await {
+                    tracing::error!(%err, "cannot write the audit log");
+                }
+            }
+            .in_current_span(),
+        );
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for Auth<S>
 where
     S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
@@ -196,7 +250,20 @@ where
                     if let Some(key) = key_for_calls_onward {
                         request.extensions_mut().insert(Credential(key.into()));
                     }
-                    inner.call(request).await?
+                    // A write stopped by its deadline is dropped here, unanswered: the
+                    // guard records it as DEADLINE_EXCEEDED.
+                    let unanswered = is_write(&path).then(|| UnansweredWrite {
+                        audit: Some((
+                            layer.audit.clone(),
+                            audit_entry(&principal, &path, &request_id, 0),
+                        )),
+                        deadline: request.extensions().get::<DeadlinePassed>().cloned(),
+                    });
+                    let response = inner.call(request).await;
+                    if let Some(mut unanswered) = unanswered {
+                        unanswered.audit = None;
+                    }
+                    response?
                 };
             if is_write(&path) {
                 // Unary and client-streaming calls that fail answer with the status in
@@ -207,15 +274,7 @@ where
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| value.parse::<i32>().ok())
                     .unwrap_or(0);
-                let entry = AuditEntry {
-                    tenant: principal.tenant,
-                    key_id: principal.key_id,
-                    role: principal.role,
-                    rpc: path.rsplit('/').next().unwrap_or(&path).to_owned(),
-                    request_id,
-                    status_code,
-                    time: Utc::now(),
-                };
+                let entry = audit_entry(&principal, &path, &request_id, status_code);
                 let audit = async move {
                     if let Err(err) = layer.audit.record_audit(entry).await {
                         tracing::error!(%err, rpc = %path, "cannot write the audit log");

@@ -6,6 +6,10 @@
 //! import is bounded by the caller's `grpc-timeout` alone.
 
 use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -41,6 +45,21 @@ impl<S> Layer<S> for DeadlineLayer {
 pub struct Deadline<S> {
     inner: S,
     maximum: Duration,
+}
+
+/// Set when a call's deadline passes, just before its handler is dropped: inner layers
+/// (the audit log) tell a call stopped by its deadline from one the caller cancelled.
+#[derive(Debug, Clone, Default)]
+pub struct DeadlinePassed(Arc<AtomicBool>);
+
+impl DeadlinePassed {
+    pub fn has_passed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// A `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -79,7 +98,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
         let requested = request
             .headers()
@@ -98,13 +117,20 @@ where
             let Some(deadline) = deadline else {
                 return inner.call(request).await;
             };
-            match tokio::time::timeout(deadline, inner.call(request)).await {
-                Ok(response) => response,
-                Err(_) => Ok(Status::deadline_exceeded(format!(
-                    "the call did not finish within its deadline of {} ms",
-                    deadline.as_millis()
-                ))
-                .into_http()),
+            let passed = DeadlinePassed::default();
+            request.extensions_mut().insert(passed.clone());
+            let mut call = Box::pin(inner.call(request));
+            tokio::select! {
+                response = &mut call => response,
+                () = tokio::time::sleep(deadline) => {
+                    passed.mark();
+                    drop(call);
+                    Ok(Status::deadline_exceeded(format!(
+                        "the call did not finish within its deadline of {} ms",
+                        deadline.as_millis()
+                    ))
+                    .into_http())
+                }
             }
         })
     }

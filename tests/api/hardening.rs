@@ -10,8 +10,8 @@ use iqs::proto::evaluation::{
 use tonic::Code;
 
 use crate::helpers::{
-    Backend, criterion, draft, new_rubric, published_rubric, spawn_app_on, submission,
-    violated_fields,
+    AppOptions, Backend, TestDb, criterion, draft, new_rubric, published_rubric, spawn_app_on,
+    spawn_app_with, submission, violated_fields,
 };
 
 fn inline(request: &mut ev::SubmitEvaluationRequest) -> &mut ev::Interaction {
@@ -285,4 +285,317 @@ crate::on_every_store! {
     timestamps_outside_years_1_to_9999_are_invalid_argument_naming_the_field,
     one_bad_row_of_an_import_is_rejected_and_the_good_rows_are_stored,
     a_row_the_database_refuses_is_that_rows_rejection_and_the_others_are_stored,
+    a_write_stopped_by_its_deadline_is_in_the_audit_log_as_deadline_exceeded,
+}
+
+/// Sends bytes as they are and reads the answer's bytes as they are.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Calls `path` with `body` as the request's encoding.
+async fn call_raw<T>(
+    channel: T,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(64 << 20);
+    grpc.ready()
+        .await
+        .map_err(|err| tonic::Status::unavailable(err.into().to_string()))?;
+    grpc.unary(
+        tonic::Request::new(body),
+        http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+const SCORE_EVALUATION: &str = "/iqs.evaluation.v1.EvaluationService/ScoreEvaluation";
+
+/// A ScoreEvaluationRequest of about 2 MB: a million empty ratings.
+fn a_million_empty_ratings(rubric_id: &str) -> Vec<u8> {
+    use prost::Message;
+    ev::ScoreEvaluationRequest {
+        rubric_id: rubric_id.into(),
+        rubric_version: 0,
+        ratings: vec![ev::Rating::default(); 1_000_000],
+    }
+    .encode_to_vec()
+}
+
+/// The bytes of a status's headers on the wire: its message percent-encoded, its
+/// details in base64.
+fn answer_size(status: &tonic::Status) -> usize {
+    let message: usize = status
+        .message()
+        .bytes()
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                1
+            } else {
+                3
+            }
+        })
+        .sum();
+    message + status.details().len().div_ceil(3) * 4
+}
+
+#[tokio::test]
+async fn a_malformed_protobuf_request_is_invalid_argument() {
+    let app = spawn_app_on(Backend::Postgres).await;
+    let channel = app.channel_as(Role::Admin, None).await;
+    for body in [vec![0xff, 0xff, 0xff], vec![0x0a, 0x7f, 0x01], vec![0x0b]] {
+        let refused = call_raw(
+            channel.clone(),
+            "/iqs.evaluation.v1.EvaluationService/SubmitEvaluation",
+            body.clone(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{body:?}: {refused:?}"
+        );
+    }
+    assert_eq!(app.count("evaluation.evaluations").await, 0);
+}
+
+#[tokio::test]
+async fn a_million_empty_ratings_are_refused_at_once_in_a_short_answer() {
+    let app = spawn_app_on(Backend::Postgres).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let channel = app.channel_as(Role::Admin, None).await;
+    let body = a_million_empty_ratings(&rubric.id);
+    assert!(body.len() > 1_900_000, "{} bytes", body.len());
+    let refused = call_raw(channel.clone(), SCORE_EVALUATION, body)
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["ratings"]);
+    assert!(
+        answer_size(&refused) < 16 * 1024,
+        "{} bytes",
+        answer_size(&refused)
+    );
+
+    // Within the entry limit, more ratings than the rubric has criteria are still named
+    // one by one, but no answer lists more than a hundred or exceeds 16 KB.
+    let mut within = ev::ScoreEvaluationRequest {
+        rubric_id: rubric.id.clone(),
+        ..Default::default()
+    };
+    within.ratings = (0..1_000)
+        .map(|n| ev::Rating {
+            criterion_key: format!("ghost_{n}_{}", "x".repeat(500)),
+            value: Some(1),
+            ..Default::default()
+        })
+        .collect();
+    let refused = app
+        .evaluations()
+        .score_evaluation(within)
+        .await
+        .unwrap_err();
+    let listed = violated_fields(&refused);
+    assert!((2..=100).contains(&listed.len()), "{}", listed.len());
+    assert_eq!(listed[0], "ratings");
+    assert!(refused.message().contains("more violations not listed"));
+    assert!(
+        answer_size(&refused) < 16 * 1024,
+        "{} bytes",
+        answer_size(&refused)
+    );
+
+    let refused = app
+        .analytics()
+        .query_scores(an::QueryScoresRequest {
+            group_by: vec![an::Dimension::Agent as i32; 100_000],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["group_by"]);
+    assert!(
+        answer_size(&refused) < 16 * 1024,
+        "{} bytes",
+        answer_size(&refused)
+    );
+}
+
+/// The most memory the process `pid` has held, in bytes (Linux).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/<pid>/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|value| value.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn four_requests_of_a_million_empty_ratings_at_once_keep_peak_memory_under_200_mb() {
+    let data_dir = std::env::temp_dir()
+        .join("iqs-tests")
+        .join(format!("amplification-{}", uuid::Uuid::now_v7().simple()));
+    let server = crate::embedded::serve(&data_dir);
+    let key = server
+        .printed_key()
+        .expect("the first run prints an admin key");
+    let channel = crate::helpers::with_key(server.channel().await, &key);
+    let (rubric, _) = published_rubric(
+        &mut iqs::proto::rubric::rubric_service_client::RubricServiceClient::new(channel.clone()),
+    )
+    .await;
+    let body = a_million_empty_ratings(&rubric.id);
+    let before = peak_rss(server.child.id());
+    let calls = (0..4).map(|_| {
+        let (channel, body) = (channel.clone(), body.clone());
+        tokio::spawn(async move { call_raw(channel, SCORE_EVALUATION, body).await })
+    });
+    for call in calls {
+        let refused = call.await.unwrap().unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+    }
+    let peak = peak_rss(server.child.id());
+    assert!(
+        peak < 200 * 1024 * 1024,
+        "peak RSS {} MB (before the requests: {} MB)",
+        peak >> 20,
+        before >> 20
+    );
+    server.stop().await;
+}
+
+async fn a_write_stopped_by_its_deadline_is_in_the_audit_log_as_deadline_exceeded(
+    backend: Backend,
+) {
+    use sqlx::Connection;
+    let app = spawn_app_with(AppOptions {
+        backend,
+        tune: |config| config.request_timeout_ms = 300,
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    // The evaluations table stays locked until the calls have run out of time.
+    let lock = match &app.db {
+        TestDb::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE evaluation.evaluations IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            Lock::Postgres(tx)
+        }
+        TestDb::Sqlite(pool) => {
+            let mut conn = pool.acquire().await.unwrap().detach();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Lock::Sqlite(conn)
+        }
+    };
+    for n in 0..3 {
+        let mut request = tonic::Request::new(submission(&rubric.id, &format!("DL-{n}"), 1, 4));
+        request
+            .metadata_mut()
+            .insert("x-request-id", format!("late-{n}").parse().unwrap());
+        let late = app
+            .evaluations()
+            .submit_evaluation(request)
+            .await
+            .unwrap_err();
+        assert_eq!(late.code(), Code::DeadlineExceeded, "{late:?}");
+    }
+    match lock {
+        Lock::Postgres(tx) => tx.rollback().await.unwrap(),
+        Lock::Sqlite(mut conn) => {
+            sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let entries = app.store().list_audit(Some(app.tenant), 100).await.unwrap();
+        let mut late: Vec<(String, i32)> = entries
+            .iter()
+            .filter(|entry| entry.rpc == "SubmitEvaluation")
+            .map(|entry| (entry.request_id.clone(), entry.status_code))
+            .collect();
+        late.sort();
+        if late.len() == 3 {
+            let expected: Vec<(String, i32)> = (0..3)
+                .map(|n| (format!("late-{n}"), Code::DeadlineExceeded as i32))
+                .collect();
+            assert_eq!(late, expected);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit entries of the late writes: {late:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count("evaluation.evaluations").await, 0);
+}
+
+enum Lock {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::SqliteConnection),
 }
