@@ -183,12 +183,80 @@ pub struct Config {
     pub max_concurrent_calls: usize,
     /// 0 refuses at once: under a flood, any wait is paid by every admitted call.
     pub queue_timeout_ms: u64,
+    /// Calls one API key may have in flight; more are refused with RESOURCE_EXHAUSTED at
+    /// once, so one caller cannot hold the slots every tenant shares.
+    pub max_concurrent_calls_per_key: usize,
+    /// Calls one tenant may have in flight, over all its keys.
+    pub max_concurrent_calls_per_tenant: usize,
     /// The longest any call may take (a shorter `grpc-timeout` from the caller wins).
     pub request_timeout_ms: u64,
+    /// How long the request message of a unary call may take to arrive.
+    pub request_body_timeout_ms: u64,
+    /// How long a streamed request (ImportEvaluations) may go without sending anything.
+    pub stream_idle_timeout_ms: u64,
+    /// How long a streamed request may take in all.
+    pub stream_max_duration_ms: u64,
     /// The largest message a service accepts or sends.
     pub max_message_bytes: usize,
     /// How often the database is checked for health.
     pub health_check_interval_ms: u64,
+    /// TLS on the gRPC port (`[tls]` in `iqs.toml`, `IQS_TLS__CERT_FILE`, …).
+    pub tls: TlsConfig,
+    /// A second, plaintext port serving only `grpc.health.v1.Health`, for probes that
+    /// cannot speak TLS (Kubernetes' gRPC probes). Off when unset.
+    pub health_listen_addr: Option<SocketAddr>,
+}
+
+/// TLS on the gRPC port. Without `cert_file` and `key_file` the port is plaintext; with
+/// them it speaks only TLS. The files are read again on SIGHUP and whenever their
+/// contents change, without dropping connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates. When set, every client must present a certificate signed by
+    /// one of them (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes; SIGHUP checks at once.
+    pub reload_interval_ms: u64,
+    /// How long a client may take to complete its TLS handshake.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            reload_interval_ms: 5_000,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Err(ConfigError(
+                "tls.cert_file is set but tls.key_file is not; set both".into(),
+            )),
+            (None, Some(_)) => Err(ConfigError(
+                "tls.key_file is set but tls.cert_file is not; set both".into(),
+            )),
+            (None, None) if self.client_ca_file.is_some() => Err(ConfigError(
+                "tls.client_ca_file needs tls.cert_file and tls.key_file".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for Config {
@@ -212,9 +280,16 @@ impl Default for Config {
             shutdown_grace_ms: 30_000,
             max_concurrent_calls: 256,
             queue_timeout_ms: 0,
+            max_concurrent_calls_per_key: 64,
+            max_concurrent_calls_per_tenant: 128,
             request_timeout_ms: 30_000,
+            request_body_timeout_ms: 10_000,
+            stream_idle_timeout_ms: 60_000,
+            stream_max_duration_ms: 3_600_000,
             max_message_bytes: 4 * 1024 * 1024,
             health_check_interval_ms: 1_000,
+            tls: TlsConfig::default(),
+            health_listen_addr: None,
         }
     }
 }
@@ -249,6 +324,11 @@ pub struct ConfigError(String);
 /// Loads the layers. `file` names a config file that must exist; without it,
 /// `iqs.toml` in the working directory is read when present.
 pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+    let shape = serde_json::to_value(Config::default())
+        .map_err(|err| ConfigError(format!("the defaults do not serialize: {err}")))?;
+    let serde_json::Value::Object(shape) = shape else {
+        return Err(ConfigError("the defaults are not a table".into()));
+    };
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     match file {
         Some(path) if !path.exists() => {
@@ -263,17 +343,139 @@ pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, Config
         }
         None => {}
     }
+    let top_level_keys: BTreeSet<String> = shape.keys().cloned().collect();
     let figment = figment
-        .merge(Env::prefixed("IQS_").ignore(&["config"]))
+        // Other tools share the prefix (IQS_CONFIG, IQS_API_KEY, IQS_TEST_THROWAWAY, …):
+        // only variables naming a configuration key are configuration.
+        .merge(Env::prefixed("IQS_").split("__").filter(move |key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            top_level_keys.contains(&top.to_ascii_lowercase())
+        }))
         .merge(Env::raw().only(&["database_url", "redis_url"]))
         .merge(Serialized::defaults(flags));
-    let mut config: Config = figment
-        .extract()
-        .map_err(|err| ConfigError(err.to_string()))?;
+    refuse_unknown_keys(&figment, &shape)?;
+    let mut config: Config = figment.extract().map_err(|err| describe(&err))?;
     // An empty URL in the environment means "not set", as shells and charts produce it.
     config.database_url = config.database_url.filter(|url| !url.is_empty());
     config.redis_url = config.redis_url.filter(|url| !url.is_empty());
+    config.tls.check()?;
     Ok(config)
+}
+
+/// A misspelt key would otherwise be ignored in silence, leaving its default in force.
+fn refuse_unknown_keys(
+    figment: &Figment,
+    shape: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ConfigError> {
+    let given: figment::value::Dict = figment.extract().map_err(|err| describe(&err))?;
+    let mut unknown = Vec::new();
+    collect_unknown_keys(&given, shape, &mut Vec::new(), &mut unknown);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let problems: Vec<String> = unknown
+        .into_iter()
+        .map(|(path, suggestion)| {
+            let source = source_of(figment.find_metadata(&path.join(".")), &path)
+                .map(|source| format!(" {source}"))
+                .unwrap_or_default();
+            let hint = suggestion
+                .map(|known| format!(" (did you mean `{known}`?)"))
+                .unwrap_or_default();
+            format!("unknown key `{}`{source}{hint}", path.join("."))
+        })
+        .collect();
+    Err(ConfigError(problems.join("; ")))
+}
+
+/// The keys of `given` that `shape` (the serialized defaults) does not have, each with
+/// the known key nearest in spelling, if one is near.
+fn collect_unknown_keys(
+    given: &figment::value::Dict,
+    shape: &serde_json::Map<String, serde_json::Value>,
+    path: &mut Vec<String>,
+    unknown: &mut Vec<(Vec<String>, Option<String>)>,
+) {
+    for (key, value) in given {
+        path.push(key.clone());
+        match (shape.get(key), value) {
+            (None, _) => {
+                let suggestion = shape
+                    .keys()
+                    .map(|known| (edit_distance(key, known), known))
+                    .filter(|(distance, _)| *distance <= 3)
+                    .min()
+                    .map(|(_, known)| known.clone());
+                unknown.push((path.clone(), suggestion));
+            }
+            (Some(serde_json::Value::Object(inner)), figment::value::Value::Dict(_, dict)) => {
+                collect_unknown_keys(dict, inner, path, unknown);
+            }
+            _ => {}
+        }
+        path.pop();
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// figment's own Display names the Rust source line of programmatic layers
+/// (`src/config.rs:269:16`); operators need the key and where they set it.
+fn describe(error: &figment::Error) -> ConfigError {
+    let problems: Vec<String> = error
+        .clone()
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            let source = source_of(error.metadata.as_ref(), &error.path);
+            match (key.is_empty(), source) {
+                (false, Some(source)) => format!("`{key}` {source}: {}", error.kind),
+                (false, None) => format!("`{key}`: {}", error.kind),
+                (true, Some(source)) => {
+                    format!("{}: {}", source.trim_start_matches("in "), error.kind)
+                }
+                (true, None) => error.kind.to_string(),
+            }
+        })
+        .collect();
+    ConfigError(problems.join("; "))
+}
+
+/// Where a value was set, in the operator's terms: "in iqs.toml", "on the command line".
+fn source_of(metadata: Option<&figment::Metadata>, path: &[String]) -> Option<String> {
+    let metadata = metadata?;
+    Some(match &metadata.source {
+        Some(figment::Source::File(file)) => format!("in {}", file.display()),
+        Some(figment::Source::Code(_)) if metadata.name.ends_with("FlagOverrides") => {
+            "on the command line".to_owned()
+        }
+        Some(figment::Source::Code(_)) => "in the built-in defaults".to_owned(),
+        Some(figment::Source::Custom(custom)) => format!("in {custom}"),
+        None if metadata.name.contains("environment") => {
+            let prefix = if metadata.name.starts_with("`IQS_`") {
+                "IQS_"
+            } else {
+                ""
+            };
+            format!(
+                "in environment variable {prefix}{}",
+                path.join("__").to_ascii_uppercase()
+            )
+        }
+        _ => format!("in {}", metadata.name),
+    })
 }
 
 #[cfg(test)]
@@ -327,6 +529,120 @@ mod tests {
             jail.set_env("DATABASE_URL", "");
             let config = load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
             assert!(config.database_url.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused_by_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("iqs.toml", "max_concurent_calls = 5\n")?;
+            let err = load(None, &FlagOverrides::default())
+                .err()
+                .expect("a misspelt key is refused")
+                .to_string();
+            assert!(err.contains("`max_concurent_calls`"), "{err}");
+            assert!(err.contains("iqs.toml"), "{err}");
+            assert!(err.contains("did you mean `max_concurrent_calls`"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_nested_key_is_refused_by_its_full_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("iqs.toml", "[rate_limits.admin]\nper_secnd = 5.0\n")?;
+            let err = load(None, &FlagOverrides::default())
+                .err()
+                .expect("a misspelt nested key is refused")
+                .to_string();
+            assert!(err.contains("`rate_limits.admin.per_secnd`"), "{err}");
+            jail.create_file("iqs.toml", "")?;
+            jail.set_env("IQS_TLS__CERTFILE", "/tls/cert.pem");
+            let err = load(None, &FlagOverrides::default())
+                .err()
+                .expect("a misspelt nested variable is refused")
+                .to_string();
+            assert!(
+                err.contains("`tls.certfile` in environment variable IQS_TLS__CERTFILE"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn variables_of_other_tools_sharing_the_prefix_are_not_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IQS_TEST_THROWAWAY", "1");
+            jail.set_env("IQS_API_KEY", "iqs_secret");
+            jail.set_env("IQS_CONFIG", "iqs.toml");
+            jail.set_env("IQS_PG_BIN", "/usr/lib/postgresql/16/bin");
+            load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_source_not_a_source_line() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IQS_MAX_CONCURRENT_CALLS", "lots");
+            let err = load(None, &FlagOverrides::default())
+                .err()
+                .expect("a bad number is refused")
+                .to_string();
+            assert!(
+                err.contains(
+                    "`max_concurrent_calls` in environment variable IQS_MAX_CONCURRENT_CALLS"
+                ),
+                "{err}"
+            );
+            assert!(!err.contains(".rs:"), "{err}");
+            jail.set_env("IQS_MAX_CONCURRENT_CALLS", "8");
+            let flags = FlagOverrides {
+                listen_addr: None,
+                services: Some("billing".into()),
+            };
+            let err = load(None, &flags)
+                .err()
+                .expect("an unknown service")
+                .to_string();
+            assert!(err.contains("`services` on the command line"), "{err}");
+            assert!(err.contains("billing"), "{err}");
+            assert!(!err.contains(".rs:"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_files_come_from_the_file_or_double_underscore_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "iqs.toml",
+                "[tls]\ncert_file = \"/tls/cert.pem\"\nreload_interval_ms = 100\n",
+            )?;
+            jail.set_env("IQS_TLS__KEY_FILE", "/tls/key.pem");
+            let config = load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.tls.cert_file, Some(PathBuf::from("/tls/cert.pem")));
+            assert_eq!(config.tls.key_file, Some(PathBuf::from("/tls/key.pem")));
+            assert_eq!(config.tls.reload_interval_ms, 100);
+            assert_eq!(config.tls.handshake_timeout_ms, 10_000);
+            jail.set_env("IQS_TLS__CERT_FILE", "/tls/other.pem");
+            let config = load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.tls.cert_file, Some(PathBuf::from("/tls/other.pem")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IQS_TLS__CERT_FILE", "/tls/cert.pem");
+            let err = load(None, &FlagOverrides::default())
+                .err()
+                .expect("a certificate needs its key")
+                .to_string();
+            assert!(err.contains("tls.key_file"), "{err}");
             Ok(())
         });
     }

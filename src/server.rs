@@ -8,6 +8,7 @@ use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::auth::{
+    fair_share::{FairShare, Shares},
     keys::KeyVerifier,
     layer::{AuthLayer, Authentication},
     limits::RateLimiter,
@@ -15,7 +16,11 @@ use crate::auth::{
 use crate::cache::{SummaryCache, memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
 use crate::config::{AuthMode, Config, ServiceKind, ServiceSet};
 use crate::error::Error;
-use crate::layers::{admission::AdmissionLayer, deadline::DeadlineLayer, rpc::RpcLayer};
+use crate::layers::{
+    admission::AdmissionLayer,
+    deadline::{BodyTimeouts, DeadlineLayer},
+    rpc::RpcLayer,
+};
 use crate::monitor::Monitor;
 use crate::projector::Projector;
 use crate::proto::{
@@ -53,6 +58,8 @@ pub enum StartError {
     },
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The gRPC name of a service, as health checks and reflection know it.
@@ -143,8 +150,10 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 #[derive(Debug, Clone)]
 struct Limits {
     max_concurrent_calls: usize,
+    shares: Shares,
     queue_timeout: Duration,
     request_timeout: Duration,
+    body_timeouts: BodyTimeouts,
     max_message_bytes: usize,
     health_check_interval: Duration,
 }
@@ -153,6 +162,15 @@ impl From<&Config> for Limits {
     fn from(config: &Config) -> Self {
         Self {
             max_concurrent_calls: config.max_concurrent_calls,
+            shares: Shares {
+                per_key: config.max_concurrent_calls_per_key,
+                per_tenant: config.max_concurrent_calls_per_tenant,
+            },
+            body_timeouts: BodyTimeouts {
+                unary: Duration::from_millis(config.request_body_timeout_ms.max(1)),
+                stream_idle: Duration::from_millis(config.stream_idle_timeout_ms.max(1)),
+                stream_total: Duration::from_millis(config.stream_max_duration_ms.max(1)),
+            },
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
             max_message_bytes: config.max_message_bytes,
@@ -167,6 +185,8 @@ pub struct Server {
     limits: Limits,
     listener: TcpListener,
     local_addr: SocketAddr,
+    tls: Option<crate::tls::TlsServer>,
+    health_listener: Option<TcpListener>,
     services: ServiceSet,
     authentication: Authentication,
     access_store: Arc<dyn AccessStore>,
@@ -183,6 +203,7 @@ impl Server {
     /// Migrates the database, then binds the listener.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let store = open_store(config).await?;
+        let tls = crate::tls::TlsServer::load(&config.tls)?;
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -193,6 +214,14 @@ impl Server {
             addr: config.listen_addr,
             source,
         })?;
+        let health_listener = match config.health_listen_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let rubric_client = rubric_client(config, store.clone())?;
         crate::monitor::observe_pool(store.clone());
         Ok(Self {
@@ -200,6 +229,8 @@ impl Server {
             limits: Limits::from(config),
             listener,
             local_addr,
+            tls,
+            health_listener,
             services: config.services.clone(),
             authentication: match config.auth {
                 AuthMode::Keys => Authentication::Keys(
@@ -232,6 +263,13 @@ impl Server {
         self.local_addr
     }
 
+    /// The address of the plaintext health port, when there is one.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes; then health turns NOT_SERVING, the listener
     /// closes, and calls in flight finish before this returns.
     pub async fn serve(
@@ -239,6 +277,15 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (health, health_service) = tonic_health::server::health_reporter();
+        // Probes see the same statuses (NOT_SERVING while draining) as on the main port.
+        let health_port = self.health_listener.map(|listener| {
+            tracing::info!(address = ?listener.local_addr().ok(), "health checks also on");
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health_service.clone())
+                    .serve_with_incoming(without_nagle(listener)),
+            )
+        });
         for kind in self.services.iter() {
             health
                 .set_service_status(grpc_service_name(kind), ServingStatus::Serving)
@@ -282,7 +329,12 @@ impl Server {
             tokio::spawn(projector.run(projector_stopped))
         });
 
-        tracing::info!(address = %self.local_addr, services = %self.services, "listening");
+        tracing::info!(
+            address = %self.local_addr,
+            services = %self.services,
+            tls = self.tls.as_ref().map(|tls| if tls.mutual() { "mutual" } else { "server" }),
+            "listening"
+        );
         let services = self.services.clone();
         let (signalled, grace_started) = tokio::sync::oneshot::channel();
         let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
@@ -320,13 +372,17 @@ impl Server {
                 self.limits.max_concurrent_calls,
                 self.limits.queue_timeout,
             ))
-            .layer(DeadlineLayer::new(self.limits.request_timeout))
+            .layer(DeadlineLayer::new(
+                self.limits.request_timeout,
+                self.limits.body_timeouts,
+            ))
             .layer(AuthLayer::new(
                 self.authentication.clone(),
                 self.access_store.clone(),
+                Arc::new(FairShare::new(self.limits.shares)),
             ))
             .into_inner();
-        let serving = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             // One connection cannot hold more calls than the whole server admits: beyond
             // that, the client's HTTP/2 stack holds calls back before they cost this
             // server anything (a flood otherwise queues in the runtime ahead of admission).
@@ -337,8 +393,15 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_optional_service(rubric)
             .add_optional_service(evaluation)
-            .add_optional_service(analytics)
-            .serve_with_incoming_shutdown(without_nagle(self.listener), drain);
+            .add_optional_service(analytics);
+        let serving: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match self.tls {
+            Some(tls) => {
+                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(self.listener), drain))
+            }
+            None => {
+                Box::pin(router.serve_with_incoming_shutdown(without_nagle(self.listener), drain))
+            }
+        };
         tokio::select! {
             served = serving => served.map_err(|err| StartError::Store(Error::Internal(err.to_string())))?,
             () = grace_elapsed => tracing::warn!(?grace, "grace period over; closing remaining connections"),
@@ -346,6 +409,10 @@ impl Server {
         let _ = stop_projector.send(true);
         if let Some(projector) = projector {
             let _ = projector.await;
+        }
+        // Aborted rather than drained: a health Watch would hold a drain open forever.
+        if let Some(health_port) = health_port {
+            health_port.abort();
         }
         tracing::info!("stopped");
         Ok(())

@@ -16,6 +16,7 @@ use crate::layers::{deadline::DeadlinePassed, rpc::REQUEST_ID_HEADER, take_ready
 
 use super::{
     Credential, Principal,
+    fair_share::FairShare,
     keys::{KeyVerifier, Refusal},
     limits::RateLimiter,
 };
@@ -39,13 +40,19 @@ pub enum Authentication {
 pub struct AuthLayer {
     authentication: Authentication,
     audit: Arc<dyn AccessStore>,
+    fair_share: Arc<FairShare>,
 }
 
 impl AuthLayer {
-    pub fn new(authentication: Authentication, audit: Arc<dyn AccessStore>) -> Self {
+    pub fn new(
+        authentication: Authentication,
+        audit: Arc<dyn AccessStore>,
+        fair_share: Arc<FairShare>,
+    ) -> Self {
         Self {
             authentication,
             audit,
+            fair_share,
         }
     }
 }
@@ -240,31 +247,38 @@ where
             // A write the caller's role may not make is an attempt the audit log records.
             // A rate-limited one is not: recording each call of a flood would put on the
             // database the load the limit keeps off it.
-            let response =
-                if let Some(denied) = permission_denied(&layer.authentication, &principal, &path) {
-                    denied.into_http()
-                } else if let Some(limited) = rate_limited(&layer.authentication, &principal) {
-                    return Ok(limited.into_http());
-                } else {
-                    request.extensions_mut().insert(principal.clone());
-                    if let Some(key) = key_for_calls_onward {
-                        request.extensions_mut().insert(Credential(key.into()));
-                    }
-                    // A write stopped by its deadline is dropped here, unanswered: the
-                    // guard records it as DEADLINE_EXCEEDED.
-                    let unanswered = is_write(&path).then(|| UnansweredWrite {
-                        audit: Some((
-                            layer.audit.clone(),
-                            audit_entry(&principal, &path, &request_id, 0),
-                        )),
-                        deadline: request.extensions().get::<DeadlinePassed>().cloned(),
-                    });
-                    let response = inner.call(request).await;
-                    if let Some(mut unanswered) = unanswered {
-                        unanswered.audit = None;
-                    }
-                    response?
+            let response = if let Some(denied) =
+                permission_denied(&layer.authentication, &principal, &path)
+            {
+                denied.into_http()
+            } else if let Some(limited) = rate_limited(&layer.authentication, &principal) {
+                return Ok(limited.into_http());
+            } else {
+                // Held until the handler answers; a refusal is not audited, for the
+                // reason a rate-limited call is not.
+                let _admitted = match layer.fair_share.admit(principal.tenant, principal.key_id) {
+                    Ok(admitted) => admitted,
+                    Err(refused) => return Ok(refused.into_http()),
                 };
+                request.extensions_mut().insert(principal.clone());
+                if let Some(key) = key_for_calls_onward {
+                    request.extensions_mut().insert(Credential(key.into()));
+                }
+                // A write stopped by its deadline is dropped here, unanswered: the
+                // guard records it as DEADLINE_EXCEEDED.
+                let unanswered = is_write(&path).then(|| UnansweredWrite {
+                    audit: Some((
+                        layer.audit.clone(),
+                        audit_entry(&principal, &path, &request_id, 0),
+                    )),
+                    deadline: request.extensions().get::<DeadlinePassed>().cloned(),
+                });
+                let response = inner.call(request).await;
+                if let Some(mut unanswered) = unanswered {
+                    unanswered.audit = None;
+                }
+                response?
+            };
             if is_write(&path) {
                 // Unary and client-streaming calls that fail answer with the status in
                 // the headers ("trailers only"); success puts it in the trailers.

@@ -4,6 +4,7 @@
 //! extensions, where the services read it.
 
 pub mod bootstrap;
+pub mod fair_share;
 pub mod keys;
 pub mod layer;
 pub mod limits;

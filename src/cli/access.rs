@@ -57,7 +57,7 @@ pub async fn tenant(store: &dyn AccessStore, command: TenantCommand) -> Result<(
                 return Err("a tenant name is 1..200 characters".into());
             }
             let tenant = store.create_tenant(name).await.map_err(|e| e.to_string())?;
-            println!("tenant {} {}", tenant.name, tenant.id);
+            say!("tenant {} {}", tenant.name, tenant.id);
             Ok(())
         }
     }
@@ -93,20 +93,26 @@ pub async fn key(store: &dyn AccessStore, command: KeyCommand) -> Result<(), Str
                 .create_key(tenant.id, new.key_id, new.secret_hash, role, args.agent_id)
                 .await
                 .map_err(|e| e.to_string())?;
-            println!(
+            say!(
                 "key {} for tenant {} with role {} (shown once; store it now):",
-                record.key_id, tenant.name, role
+                record.key_id,
+                tenant.name,
+                role
             );
-            println!("{}", new.key);
+            say!("{}", new.key);
             Ok(())
         }
         KeyCommand::List => {
-            println!(
+            say!(
                 "{:<36}  {:<20}  {:<12}  {:<16}  {:<20}  revoked",
-                "key id", "tenant", "role", "agent", "created"
+                "key id",
+                "tenant",
+                "role",
+                "agent",
+                "created"
             );
             for key in store.list_keys().await.map_err(|e| e.to_string())? {
-                println!(
+                say!(
                     "{:<36}  {:<20}  {:<12}  {:<16}  {:<20}  {}",
                     key.key_id,
                     key.tenant_name,
@@ -128,7 +134,7 @@ pub async fn key(store: &dyn AccessStore, command: KeyCommand) -> Result<(), Str
                 }
             };
             if store.revoke_key(key_id).await.map_err(|e| e.to_string())? {
-                println!("key {key_id} revoked");
+                say!("key {key_id} revoked");
                 Ok(())
             } else {
                 Err(format!("no key {key_id}"))
@@ -153,12 +159,17 @@ pub async fn audit(store: &dyn AccessStore, args: AuditArgs) -> Result<(), Strin
         .list_audit(tenant, args.limit)
         .await
         .map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "{:<27}  {:<36}  {:<36}  {:<12}  {:<20}  {:<6}  request id",
-        "time", "tenant", "key id", "role", "rpc", "status"
+        "time",
+        "tenant",
+        "key id",
+        "role",
+        "rpc",
+        "status"
     );
     for entry in entries {
-        println!(
+        say!(
             "{:<27}  {:<36}  {:<36}  {:<12}  {:<20}  {:<6}  {}",
             entry
                 .time

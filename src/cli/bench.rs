@@ -353,12 +353,12 @@ async fn import(args: ImportArgs) -> Result<(), String> {
         rows_per_second: response.accepted as f64 / elapsed.as_secs_f64(),
     };
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        say!(
             "import: {} rows in {:.2} s = {:.0} rows/s (accepted {}, duplicates {}, rejected {})",
             report.rows,
             report.seconds,
@@ -438,14 +438,17 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
         max_ms: ms(samples.last().copied().unwrap_or_default()),
     };
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        say!(
             "freshness over {} submissions: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            report.count, report.p50_ms, report.p99_ms, report.max_ms
+            report.count,
+            report.p50_ms,
+            report.p99_ms,
+            report.max_ms
         );
     }
     Ok(())
@@ -484,14 +487,16 @@ async fn export(args: ExportArgs) -> Result<(), String> {
         rows_per_second: rows as f64 / seconds.max(1e-6),
     };
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        say!(
             "export: {} rows in {:.1} s = {:.0} rows/s",
-            report.rows, report.seconds, report.rows_per_second
+            report.rows,
+            report.seconds,
+            report.rows_per_second
         );
     }
     Ok(())
@@ -545,12 +550,12 @@ async fn query(args: QueryArgs) -> Result<(), String> {
         max_ms: ms(samples.last().copied().unwrap_or_default()),
     };
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        say!(
             "QueryScores team x week: {} calls, {} rows each: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             report.requests,
             report.rows,

@@ -547,7 +547,7 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
     let summary = summarize(channel, now).await?;
     let _ = stop.send(());
     let _ = serving.await;
-    println!(
+    say!(
         "\nSeeded tenant {:?} in {:.1} s: {accepted} evaluations added, {duplicates} already there, \
          {rejected} refused{}.",
         args.tenant,
@@ -556,7 +556,7 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
             .map(|reason| format!(" (first: {reason})"))
             .unwrap_or_default()
     );
-    println!("{summary}");
+    say!("{summary}");
     Ok(())
 }
 

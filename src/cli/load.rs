@@ -130,7 +130,7 @@ pub async fn echo_server(args: EchoServerArgs) -> Result<(), String> {
         .await
         .map_err(|err| format!("cannot bind {}: {err}", args.listen))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;
-    println!("echo server listening on {addr}");
+    say!("echo server listening on {addr}");
     // Accepted like the IQS server's connections, so the baseline pays the same costs.
     tonic::transport::Server::builder()
         .add_service(EchoServiceServer::new(Echo))
@@ -232,12 +232,12 @@ pub async fn submit(args: SubmitArgs) -> Result<(), String> {
 
 fn print_report(report: &LoadReport, json: bool) -> Result<(), String> {
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string(report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        say!(
             "{}: {} calls in {:.1} s = {:.0}/s ({} errors, {} refused), concurrency {}, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             report.scenario,
             report.requests,

@@ -1,11 +1,25 @@
 //! The `iqs` command line.
 
+/// `println!` for command output, ending the process quietly when stdout is closed
+/// (see [`write_stdout`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod access;
 mod bench;
 mod demo;
 mod load;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{
+    fmt,
+    io::{self, Write},
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -76,7 +90,37 @@ struct ServeArgs {
     services: Option<String>,
 }
 
+/// The status a shell reports for a process ended by SIGPIPE (128 + 13).
+const STDOUT_CLOSED_STATUS: i32 = 141;
+
+/// Writes one line of command output. When the reader has gone (`iqs key list | head -1`)
+/// the process ends at once with the status a shell shows for SIGPIPE, as other Unix
+/// tools do; `println!` panics instead.
+pub(crate) fn write_stdout(line: fmt::Arguments<'_>) {
+    let mut stdout = io::stdout().lock();
+    let written = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+            std::process::exit(STDOUT_CLOSED_STATUS)
+        }
+        Err(err) => {
+            report(&format!("cannot write to stdout: {err}"));
+            std::process::exit(1)
+        }
+    }
+}
+
+/// One line on stderr; a closed stderr leaves nowhere to say anything, so it is ignored.
+fn report(error: &str) {
+    let _ = writeln!(io::stderr(), "iqs: {error}");
+}
+
 pub fn run() -> ExitCode {
+    crate::tls::install_crypto_provider();
     let cli = Cli::parse();
     let flags = match &cli.command {
         Command::Serve(args) => FlagOverrides {
@@ -88,7 +132,7 @@ pub fn run() -> ExitCode {
     let config = match config::load(cli.config.as_deref(), &flags) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("iqs: {err}");
+            report(&err.to_string());
             return ExitCode::from(2);
         }
     };
@@ -98,10 +142,13 @@ pub fn run() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("iqs: cannot start the async runtime: {err}");
+            report(&format!("cannot start the async runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };
+    // The server's stderr is its log stream (JSON for collectors, often): its fatal
+    // error is a log record there. Other commands talk to a person: a plain line.
+    let logs_its_errors = matches!(cli.command, Command::Serve(_));
     let outcome = runtime.block_on(async {
         let telemetry = Telemetry::init(config.log_format, &service_name(&config.services));
         let outcome = match cli.command {
@@ -116,16 +163,17 @@ pub fn run() -> ExitCode {
             Command::Audit(args) => access::audit(&*access_store(&config).await?, args).await,
             Command::Demo(DemoCommand::Seed(args)) => demo::seed(&config, args).await,
         };
-        if let Err(err) = &outcome {
-            tracing::error!(error = %err, "iqs failed");
+        if logs_its_errors && let Err(err) = &outcome {
+            tracing::error!(error = %err, "iqs stopped");
         }
         telemetry.shutdown().await;
         outcome
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(_) if logs_its_errors => ExitCode::FAILURE,
         Err(err) => {
-            eprintln!("iqs: {err}");
+            report(&err);
             ExitCode::FAILURE
         }
     }
@@ -134,24 +182,37 @@ pub fn run() -> ExitCode {
 async fn serve(config: &Config) -> Result<(), server::StartError> {
     let server = Server::build(config).await?;
     if let Some(key) = server.first_run_key().await? {
-        print_first_run(&key, server.local_addr());
+        print_first_run(&key, server.local_addr(), config.tls.enabled());
     }
     server.serve(server::shutdown_signal()).await
 }
 
-fn print_first_run(key: &str, addr: std::net::SocketAddr) {
+/// Unlike command output, a closed stdout must not stop the server: the key is then
+/// only lost, and the log says how to replace it.
+fn print_first_run(key: &str, addr: std::net::SocketAddr, tls: bool) {
     let tenant = crate::auth::bootstrap::FIRST_TENANT;
-    println!(
+    let plaintext = if tls { "" } else { "-plaintext " };
+    let printed = writeln!(
+        io::stdout().lock(),
         "First run on an empty store: created tenant {tenant:?} and this admin key \
          (shown once; `iqs key create` makes more):\n\n    {key}\n\n\
-         Try it:\n\n    grpcurl -plaintext -H 'authorization: Bearer {key}' \
+         Try it:\n\n    grpcurl {plaintext}-H 'authorization: Bearer {key}' \
          {addr} iqs.rubric.v1.RubricService/ListRubrics\n"
     );
+    if let Err(err) = printed {
+        let key_id = crate::auth::keys::parse(key).map(|parsed| parsed.key_id);
+        tracing::warn!(
+            %err,
+            ?key_id,
+            "cannot show the first-run admin key on stdout; revoke it and make another with \
+             `iqs key create --tenant default --role admin`"
+        );
+    }
 }
 
 async fn migrate(config: &Config) -> Result<(), server::StartError> {
     server::open_store(config).await?;
-    println!("migrations applied");
+    say!("migrations applied");
     Ok(())
 }
 
@@ -167,7 +228,7 @@ async fn rebuild(config: &Config) -> Result<(), String> {
         .map_err(|err| err.to_string())?;
     let started = std::time::Instant::now();
     let events = store.rebuild().await.map_err(|err| err.to_string())?;
-    println!(
+    say!(
         "rebuilt analytics from {events} events in {:.1} s",
         started.elapsed().as_secs_f64()
     );

@@ -3,7 +3,11 @@
 //! its deadline answers DEADLINE_EXCEEDED and its handler is dropped, which rolls back
 //! any transaction it had open: nothing is half-written. For a streamed answer the
 //! deadline covers the call until its first message, not the whole stream. A bulk
-//! import is bounded by the caller's `grpc-timeout` alone.
+//! import is bounded by the caller's `grpc-timeout` and by its body's limits.
+//!
+//! A request's body must keep arriving (`TimedBody`): a unary call's message within
+//! `request_body_timeout_ms`, a streamed request's messages each within
+//! `stream_idle_timeout_ms` and all of them within `stream_max_duration_ms`.
 
 use std::{
     sync::{
@@ -17,16 +21,28 @@ use std::{
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::{BoxFuture, is_bulk, is_infrastructure, take_ready};
+use super::{BoxFuture, body_timeout::TimedBody, is_bulk, is_infrastructure, take_ready};
+
+/// How long a request's body may take to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeouts {
+    /// The whole message of a unary call.
+    pub unary: Duration,
+    /// Between two messages of a streamed request.
+    pub stream_idle: Duration,
+    /// A whole streamed request.
+    pub stream_total: Duration,
+}
 
 #[derive(Clone)]
 pub struct DeadlineLayer {
     maximum: Duration,
+    bodies: BodyTimeouts,
 }
 
 impl DeadlineLayer {
-    pub fn new(maximum: Duration) -> Self {
-        Self { maximum }
+    pub fn new(maximum: Duration, bodies: BodyTimeouts) -> Self {
+        Self { maximum, bodies }
     }
 }
 
@@ -37,6 +53,7 @@ impl<S> Layer<S> for DeadlineLayer {
         Deadline {
             inner,
             maximum: self.maximum,
+            bodies: self.bodies,
         }
     }
 }
@@ -45,6 +62,7 @@ impl<S> Layer<S> for DeadlineLayer {
 pub struct Deadline<S> {
     inner: S,
     maximum: Duration,
+    bodies: BodyTimeouts,
 }
 
 /// Set when a call's deadline passes, just before its handler is dropped: inner layers
@@ -82,13 +100,14 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 impl<S, B> Service<http::Request<B>> for Deadline<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    B: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -98,7 +117,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
         let requested = request
             .headers()
@@ -106,13 +125,23 @@ where
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout);
         let path = request.uri().path();
-        let deadline = if is_infrastructure(path) {
-            None
+        let (deadline, body_limits) = if is_infrastructure(path) {
+            (None, None)
         } else if is_bulk(path) {
-            requested
+            (
+                requested,
+                Some((self.bodies.stream_idle, self.bodies.stream_total)),
+            )
         } else {
-            Some(requested.map_or(self.maximum, |asked| asked.min(self.maximum)))
+            (
+                Some(requested.map_or(self.maximum, |asked| asked.min(self.maximum))),
+                Some((self.bodies.unary, self.bodies.unary)),
+            )
         };
+        let mut request = request.map(|body| match body_limits {
+            Some((idle, total)) => tonic::body::Body::new(TimedBody::new(body, idle, total)),
+            None => tonic::body::Body::new(body),
+        });
         Box::pin(async move {
             let Some(deadline) = deadline else {
                 return inner.call(request).await;

@@ -4,6 +4,7 @@
 //! `grpc-timeout`, capped by the server's maximum). Authentication comes after them.
 
 pub mod admission;
+pub mod body_timeout;
 pub mod deadline;
 pub mod rpc;
 

@@ -286,7 +286,13 @@ async fn a_submission_can_name_a_stored_interaction_by_id(backend: Backend) {
 }
 
 async fn a_hundred_concurrent_submits_with_one_request_id_store_one_evaluation(backend: Backend) {
-    let app = spawn_app_on(backend).await;
+    // One key with a hundred calls in flight: beyond the default share of a key.
+    let app = spawn_app_with(AppOptions {
+        backend,
+        tune: |config| config.max_concurrent_calls_per_key = 100,
+        ..AppOptions::default()
+    })
+    .await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let request = submission(&rubric.id, "ZD-100", 1, 4);
     let calls: Vec<_> = (0..100)
@@ -381,6 +387,7 @@ async fn a_refused_submission_leaves_no_evaluation_rating_outbox_or_interaction_
         violated_fields(&status),
         [
             "reviewer_id",
+            "ratings",
             "ratings[0].value",
             "ratings[1].criterion_key",
             "ratings[2].criterion_key",

@@ -599,3 +599,160 @@ enum Lock {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
     Sqlite(sqlx::SqliteConnection),
 }
+
+async fn connect(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// The 99th percentile of `calls` GetAgentScore calls one after another, in ms.
+async fn p99_of_agent_scores(channel: crate::helpers::Authed, calls: usize) -> f64 {
+    let mut analytics = an::analytics_service_client::AnalyticsServiceClient::new(channel);
+    let mut took = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = std::time::Instant::now();
+        analytics
+            .get_agent_score(an::GetAgentScoreRequest {
+                agent_id: "agent-1".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("another tenant's call is served");
+        took.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    took.sort_by(f64::total_cmp);
+    took[(calls * 99).div_ceil(100) - 1]
+}
+
+const IMPORT: &str = "/iqs.evaluation.v1.EvaluationService/ImportEvaluations";
+
+#[tokio::test]
+async fn one_key_holding_every_call_it_may_leaves_other_tenants_served_within_2x_of_unloaded() {
+    let app = spawn_app_with(AppOptions {
+        tune: |config| {
+            config.max_concurrent_calls = 64;
+            config.max_concurrent_calls_per_key = 8;
+            config.max_concurrent_calls_per_tenant = 16;
+        },
+        rate_limits: iqs::auth::limits::RoleRates {
+            admin: iqs::auth::limits::Rate {
+                per_second: 1e6,
+                burst: 1e6,
+            },
+            ..Default::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let (_, other_key) = crate::helpers::new_tenant_with_admin(app.store().as_ref()).await;
+    let other = crate::helpers::with_key(connect(app.addr).await, &other_key);
+    p99_of_agent_scores(other.clone(), 50).await;
+    let unloaded = p99_of_agent_scores(other.clone(), 300).await;
+
+    // 64 imports from one key that never send a row, over 8 connections: as many as
+    // the whole server admits.
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        let channel = crate::helpers::with_key(connect(app.addr).await, &app.admin_key);
+        for _ in 0..8 {
+            let channel = channel.clone();
+            flood.push(tokio::spawn(async move {
+                let mut grpc = tonic::client::Grpc::new(channel);
+                grpc.ready().await.unwrap();
+                grpc.client_streaming(
+                    tonic::Request::new(tokio_stream::pending::<Vec<u8>>()),
+                    http::uri::PathAndQuery::from_static(IMPORT),
+                    RawCodec,
+                )
+                .await
+                .unwrap_err()
+            }));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let loaded = p99_of_agent_scores(other.clone(), 300).await;
+    // Below a millisecond, twice is noise: the floor keeps the comparison meaningful.
+    assert!(
+        loaded <= 2.0 * unloaded.max(1.0),
+        "p99 {loaded:.2} ms under the flood, {unloaded:.2} ms without"
+    );
+    let mut refused = 0;
+    for call in flood.iter_mut().take(64) {
+        if call.is_finished() {
+            let status = call.await.unwrap();
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused,
+        64 - 8,
+        "all but the key's share are refused at once"
+    );
+    for call in flood {
+        call.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_ends_after_the_body_timeout() {
+    let app = spawn_app_with(AppOptions {
+        tune: |config| {
+            config.request_body_timeout_ms = 300;
+            config.stream_idle_timeout_ms = 300;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let channel = app.channel_as(Role::Admin, None).await;
+    let started = std::time::Instant::now();
+    let unary = silent_call_authed(channel.clone(), SCORE_EVALUATION).await;
+    assert_eq!(unary.code(), Code::DeadlineExceeded, "{unary:?}");
+    let import = silent_call_authed(channel, IMPORT).await;
+    assert_eq!(import.code(), Code::DeadlineExceeded, "{import:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_import_that_keeps_sending_ends_at_the_stream_limit() {
+    let app = spawn_app_with(AppOptions {
+        tune: |config| {
+            config.stream_idle_timeout_ms = 1_000;
+            config.stream_max_duration_ms = 1_500;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let rows = tokio_stream::StreamExt::throttle(
+        tokio_stream::iter((0..100).map(move |n| submission(&rubric.id, &format!("SL-{n}"), 1, 4))),
+        std::time::Duration::from_millis(200),
+    );
+    let ended = app
+        .evaluations()
+        .import_evaluations(rows)
+        .await
+        .unwrap_err();
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(ended.message().contains("1500 ms"), "{ended:?}");
+}
+
+/// A client-streaming call on `path` that sends its headers and then nothing.
+async fn silent_call_authed(channel: crate::helpers::Authed, path: &'static str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.client_streaming(
+        tonic::Request::new(tokio_stream::pending::<Vec<u8>>()),
+        http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .unwrap_err()
+}

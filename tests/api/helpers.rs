@@ -320,7 +320,7 @@ pub async fn admin_key_in(database_url: &str) -> String {
 }
 
 /// A new tenant and an admin key of it.
-async fn new_tenant_with_admin(store: &dyn Store) -> (TenantId, String) {
+pub async fn new_tenant_with_admin(store: &dyn Store) -> (TenantId, String) {
     let tenant = store
         .create_tenant(&format!("tenant-{}", Uuid::now_v7().simple()))
         .await
