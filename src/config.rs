@@ -196,6 +196,14 @@ pub struct Config {
     pub stream_idle_timeout_ms: u64,
     /// How long a streamed request may take in all.
     pub stream_max_duration_ms: u64,
+    /// How long a new connection may take to send the HTTP/2 preface and first frame.
+    pub http2_handshake_timeout_ms: u64,
+    /// How long a connection may stay open with no call in flight.
+    pub connection_idle_timeout_ms: u64,
+    /// How often an HTTP/2 ping checks that a quiet peer still answers.
+    pub http2_keepalive_interval_ms: u64,
+    /// How long a peer may take to answer that ping before its connection is closed.
+    pub http2_keepalive_timeout_ms: u64,
     /// The largest message a service accepts or sends.
     pub max_message_bytes: usize,
     /// How often the database is checked for health.
@@ -286,6 +294,10 @@ impl Default for Config {
             request_body_timeout_ms: 10_000,
             stream_idle_timeout_ms: 60_000,
             stream_max_duration_ms: 3_600_000,
+            http2_handshake_timeout_ms: 10_000,
+            connection_idle_timeout_ms: 600_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 10_000,
             max_message_bytes: 4 * 1024 * 1024,
             health_check_interval_ms: 1_000,
             tls: TlsConfig::default(),

@@ -336,7 +336,7 @@ impl tonic::codec::Decoder for RawCodec {
 }
 
 /// Calls `path` with `body` as the request's encoding.
-async fn call_raw<T>(
+pub(crate) async fn call_raw<T>(
     channel: T,
     path: &'static str,
     body: Vec<u8>,
@@ -755,4 +755,73 @@ async fn silent_call_authed(channel: crate::helpers::Authed, path: &'static str)
     )
     .await
     .unwrap_err()
+}
+
+const CLIENT_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the server closes `stream` within `within` (end of file or a reset).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_that_never_complete_the_http2_handshake_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(AppOptions {
+        tune: |config| config.http2_handshake_timeout_ms = 300,
+        ..AppOptions::default()
+    })
+    .await;
+    let mut silent = Vec::new();
+    let mut preface_only = Vec::new();
+    for _ in 0..50 {
+        silent.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        stream.write_all(CLIENT_PREFACE).await.unwrap();
+        preface_only.push(stream);
+    }
+    for stream in silent.iter_mut().chain(preface_only.iter_mut()) {
+        assert!(closed_within(stream, std::time::Duration::from_secs(3)).await);
+    }
+    // Well-behaved clients are served as before.
+    app.rubrics()
+        .list_rubrics(iqs::proto::rubric::ListRubricsRequest::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_and_one_with_a_call_in_flight_is_not() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(AppOptions {
+        tune: |config| {
+            config.connection_idle_timeout_ms = 500;
+            config.stream_idle_timeout_ms = 2_000;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    // The preface and an empty SETTINGS frame: a complete handshake, then nothing.
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(CLIENT_PREFACE).await.unwrap();
+    idle.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut idle, std::time::Duration::from_secs(5)).await);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+
+    // A call in flight keeps its connection: the import ends by its own idle timeout.
+    let busy = crate::helpers::with_key(connect(app.addr).await, &app.admin_key);
+    let started = std::time::Instant::now();
+    let ended = silent_call_authed(busy, IMPORT).await;
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1_900));
 }
