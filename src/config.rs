@@ -232,6 +232,11 @@ pub struct TlsConfig {
     pub reload_interval_ms: u64,
     /// How long a client may take to complete its TLS handshake.
     pub handshake_timeout_ms: u64,
+    /// PEM CA certificates trusted when this process calls another IQS service over
+    /// `https://` (the rubric service at `rubric_endpoint`); the system's roots when
+    /// unset. With `cert_file` and `key_file` set, this process presents that certificate
+    /// to the service it calls, for mutual TLS.
+    pub server_ca_file: Option<PathBuf>,
 }
 
 impl Default for TlsConfig {
@@ -242,6 +247,7 @@ impl Default for TlsConfig {
             client_ca_file: None,
             reload_interval_ms: 5_000,
             handshake_timeout_ms: 10_000,
+            server_ca_file: None,
         }
     }
 }

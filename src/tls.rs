@@ -328,3 +328,33 @@ async fn next_hangup(hangup: &mut Hangup) -> Option<()> {
 async fn next_hangup(_: &mut Hangup) -> Option<()> {
     std::future::pending().await
 }
+
+fn read_file(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        key,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// How this process calls another IQS service over `https://`: trusting
+/// `tls.server_ca_file` (else the system's roots), and presenting its own certificate
+/// when it has one, for services that require mutual TLS.
+pub fn client_config(tls: &TlsConfig) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut config = ClientTlsConfig::new();
+    config = match &tls.server_ca_file {
+        Some(path) => config.ca_certificate(Certificate::from_pem(read_file(
+            "tls.server_ca_file",
+            path,
+        )?)),
+        None => config.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        config = config.identity(Identity::from_pem(
+            read_file("tls.cert_file", cert)?,
+            read_file("tls.key_file", key)?,
+        ));
+    }
+    Ok(config)
+}

@@ -67,11 +67,17 @@ pub struct RemoteRubricClient {
 }
 
 impl RemoteRubricClient {
-    /// Connects lazily: the rubric service may start after this one.
-    pub fn new(endpoint: &str) -> Result<Self> {
-        let channel = Channel::from_shared(endpoint.to_owned())
-            .map_err(|err| Error::Internal(format!("bad rubric endpoint {endpoint:?}: {err}")))?
-            .connect_lazy();
+    /// Connects lazily: the rubric service may start after this one. An `https://`
+    /// endpoint is called over TLS with `tls`.
+    pub fn new(endpoint: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<Self> {
+        let mut channel = Channel::from_shared(endpoint.to_owned())
+            .map_err(|err| Error::Internal(format!("bad rubric endpoint {endpoint:?}: {err}")))?;
+        if let Some(tls) = tls {
+            channel = channel.tls_config(tls).map_err(|err| {
+                Error::Internal(format!("TLS for the rubric endpoint {endpoint:?}: {err}"))
+            })?;
+        }
+        let channel = channel.connect_lazy();
         Ok(Self {
             client: RubricServiceClient::new(channel),
         })

@@ -463,3 +463,85 @@ fn rediss_urls_are_accepted() {
     )
     .expect("a rediss:// URL is accepted");
 }
+
+/// An evaluation service alone, calling the rubric service at `rubric_endpoint`.
+async fn evaluation_only(
+    database_url: &str,
+    rubric_endpoint: String,
+    server_ca_file: Option<PathBuf>,
+) -> (std::net::SocketAddr, oneshot::Sender<()>, JoinHandle<()>) {
+    let config = Config {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(database_url.to_owned()),
+        database_max_connections: 4,
+        shutdown_grace_ms: 2_000,
+        services: "evaluation".parse().unwrap(),
+        rubric_endpoint: Some(rubric_endpoint),
+        tls: TlsConfig {
+            server_ca_file,
+            ..TlsConfig::default()
+        },
+        ..Config::default()
+    };
+    let server = Server::build(&config).await.expect("server starts");
+    let addr = server.local_addr();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        server
+            .serve(async {
+                let _ = stop.await;
+            })
+            .await
+            .expect("server runs");
+    });
+    (addr, shutdown, handle)
+}
+
+#[tokio::test]
+async fn the_evaluation_service_calls_a_tls_rubric_service_trusting_the_configured_ca() {
+    let database_url = create_test_database().await;
+    let ca = Ca::new("IQS test CA");
+    let files = TlsFiles::new();
+    files.write(&ca.server_leaf());
+    let rubric_app = TlsApp::start(files.config(false, 5_000), Some(database_url.clone())).await;
+    let rubric_channel = with_key(
+        rubric_app.connect(&ca, None).await.unwrap(),
+        &rubric_app.admin_key,
+    );
+    let (rubric, _) =
+        crate::helpers::published_rubric(&mut RubricServiceClient::new(rubric_channel)).await;
+    let ca_file = files.cert.with_file_name("server-ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let endpoint = format!("https://localhost:{}", rubric_app.port);
+
+    for (trusted, ca_file) in [(true, Some(ca_file)), (false, None)] {
+        let (addr, shutdown, handle) =
+            evaluation_only(&database_url, endpoint.clone(), ca_file).await;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut evaluations =
+            iqs::proto::evaluation::evaluation_service_client::EvaluationServiceClient::new(
+                with_key(channel, &rubric_app.admin_key),
+            );
+        let submitted = evaluations
+            .submit_evaluation(crate::helpers::submission(
+                &rubric.id,
+                &format!("TLS-{trusted}"),
+                1,
+                4,
+            ))
+            .await;
+        if trusted {
+            submitted.expect("scored with the rubric fetched over TLS");
+        } else {
+            let refused = submitted.expect_err("the system's roots do not trust the test CA");
+            assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        }
+        let _ = shutdown.send(());
+        handle.await.unwrap();
+    }
+    rubric_app.stop().await;
+}
