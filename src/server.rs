@@ -3,6 +3,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -15,6 +16,8 @@ use crate::auth::{
 };
 use crate::cache::{SummaryCache, memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
 use crate::config::{AuthMode, Config, ServiceKind, ServiceSet};
+use crate::connection::{ConnectionActivityLayer, ConnectionLimits, Connections};
+use crate::domain::paging::PageTokens;
 use crate::error::Error;
 use crate::layers::{
     admission::AdmissionLayer,
@@ -88,8 +91,13 @@ fn rubric_client(
         .rubric_endpoint
         .as_deref()
         .ok_or(StartError::NoRubricEndpoint)?;
+    let tls = if endpoint.starts_with("https://") {
+        Some(crate::tls::client_config(&config.tls)?)
+    } else {
+        None
+    };
     Ok(Arc::new(CachedRubricClient::new(RemoteRubricClient::new(
-        endpoint,
+        endpoint, tls,
     )?)))
 }
 
@@ -108,6 +116,17 @@ fn summary_cache(config: &Config) -> Result<Option<Arc<dyn SummaryCache>>, Start
         return Ok(Some(redis));
     }
     Ok(Some(Arc::new(TieredCache::new(redis, near_ttl))))
+}
+
+/// Page tokens signed with the deployment's secret, which the store keeps so that every
+/// replica and every restart accepts the tokens of the others.
+async fn page_tokens(store: &dyn Store) -> Result<PageTokens, StartError> {
+    let secret = store.deployment_secret("page_tokens").await?;
+    PageTokens::new(&secret).ok_or_else(|| {
+        StartError::Store(Error::Internal(
+            "the stored page_tokens secret is shorter than 32 bytes".into(),
+        ))
+    })
 }
 
 /// Whether the store is the embedded SQLite one (no `DATABASE_URL`, or a `sqlite:` one).
@@ -154,6 +173,9 @@ struct Limits {
     queue_timeout: Duration,
     request_timeout: Duration,
     body_timeouts: BodyTimeouts,
+    connections: ConnectionLimits,
+    keepalive_interval: Duration,
+    keepalive_timeout: Duration,
     max_message_bytes: usize,
     health_check_interval: Duration,
 }
@@ -171,6 +193,12 @@ impl From<&Config> for Limits {
                 stream_idle: Duration::from_millis(config.stream_idle_timeout_ms.max(1)),
                 stream_total: Duration::from_millis(config.stream_max_duration_ms.max(1)),
             },
+            connections: ConnectionLimits {
+                handshake_timeout: Duration::from_millis(config.http2_handshake_timeout_ms.max(1)),
+                idle_timeout: Duration::from_millis(config.connection_idle_timeout_ms.max(1)),
+            },
+            keepalive_interval: Duration::from_millis(config.http2_keepalive_interval_ms.max(1)),
+            keepalive_timeout: Duration::from_millis(config.http2_keepalive_timeout_ms.max(1)),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
             max_message_bytes: config.max_message_bytes,
@@ -196,6 +224,7 @@ pub struct Server {
     analytics_store: Arc<dyn AnalyticsStore>,
     rubric_client: Arc<dyn RubricClient>,
     cache: Option<Arc<dyn SummaryCache>>,
+    page_tokens: Arc<PageTokens>,
     embedded: bool,
 }
 
@@ -245,6 +274,7 @@ impl Server {
             evaluation_store: store.clone(),
             analytics_store: store.clone(),
             cache: summary_cache(config)?,
+            page_tokens: Arc::new(page_tokens(store.as_ref()).await?),
             rubric_client,
             embedded: is_embedded(config),
         })
@@ -302,14 +332,18 @@ impl Server {
 
         let bytes = self.limits.max_message_bytes;
         let rubric = self.services.contains(ServiceKind::Rubric).then(|| {
-            RubricServiceServer::new(RubricApi::new(self.rubric_store.clone()))
-                .max_decoding_message_size(bytes)
-                .max_encoding_message_size(bytes)
+            RubricServiceServer::new(RubricApi::new(
+                self.rubric_store.clone(),
+                self.page_tokens.clone(),
+            ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
         });
         let evaluation = self.services.contains(ServiceKind::Evaluation).then(|| {
             EvaluationServiceServer::new(EvaluationApi::new(
                 self.evaluation_store.clone(),
                 self.rubric_client.clone(),
+                self.page_tokens.clone(),
             ))
             .max_decoding_message_size(bytes)
             .max_encoding_message_size(bytes)
@@ -318,6 +352,7 @@ impl Server {
             AnalyticsServiceServer::new(AnalyticsApi::new(
                 self.analytics_store.clone(),
                 self.cache.clone(),
+                self.page_tokens.clone(),
             ))
             .max_decoding_message_size(bytes)
             .max_encoding_message_size(bytes)
@@ -365,8 +400,10 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
+        let connections = Connections::default();
         // Outermost first: every call is traced and counted, even one refused for capacity.
         let layers = tower::ServiceBuilder::new()
+            .layer(ConnectionActivityLayer::new(connections.clone()))
             .layer(RpcLayer::new())
             .layer(AdmissionLayer::new(
                 self.limits.max_concurrent_calls,
@@ -387,6 +424,8 @@ impl Server {
             // that, the client's HTTP/2 stack holds calls back before they cost this
             // server anything (a flood otherwise queues in the runtime ahead of admission).
             .max_concurrent_streams(u32::try_from(self.limits.max_concurrent_calls).ok())
+            .http2_keepalive_interval(Some(self.limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(self.limits.keepalive_timeout))
             .layer(layers)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -394,12 +433,18 @@ impl Server {
             .add_optional_service(rubric)
             .add_optional_service(evaluation)
             .add_optional_service(analytics);
+        let limits = self.limits.connections;
         let serving: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match self.tls {
             Some(tls) => {
-                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(self.listener), drain))
+                let incoming = tls
+                    .incoming(self.listener)
+                    .map(move |accepted| accepted.map(|io| connections.guard(io, limits)));
+                Box::pin(router.serve_with_incoming_shutdown(incoming, drain))
             }
             None => {
-                Box::pin(router.serve_with_incoming_shutdown(without_nagle(self.listener), drain))
+                let incoming = without_nagle(self.listener)
+                    .map(move |accepted| accepted.map(|io| connections.guard(io, limits)));
+                Box::pin(router.serve_with_incoming_shutdown(incoming, drain))
             }
         };
         tokio::select! {

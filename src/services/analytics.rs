@@ -16,7 +16,7 @@ use crate::domain::{
     analytics::{Dimension, Interval, ScoreFilter, Totals, previous_period},
     evaluation::{EvaluationEvent, EvaluationKind},
     interaction::{MAX_ID_LEN, is_external_id},
-    paging::{encode_token, filter_fingerprint, read_token},
+    paging::{PageTokens, filter_fingerprint},
     statistics::{pearson, spearman},
     tenant::TenantId,
     validation::Violations,
@@ -35,11 +35,20 @@ const DEFAULT_ROOT_CAUSES: usize = 10;
 pub struct AnalyticsApi {
     store: Arc<dyn AnalyticsStore>,
     cache: Option<Arc<dyn SummaryCache>>,
+    tokens: Arc<PageTokens>,
 }
 
 impl AnalyticsApi {
-    pub fn new(store: Arc<dyn AnalyticsStore>, cache: Option<Arc<dyn SummaryCache>>) -> Self {
-        Self { store, cache }
+    pub fn new(
+        store: Arc<dyn AnalyticsStore>,
+        cache: Option<Arc<dyn SummaryCache>>,
+        tokens: Arc<PageTokens>,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            tokens,
+        }
     }
 
     /// The summary of one agent or team: from the cache when it holds a current one,
@@ -524,7 +533,8 @@ impl AnalyticsService for AnalyticsApi {
         let filter = filter_from_proto(request.filter, &mut violations);
         let fingerprint =
             filter_fingerprint(&format!("export;{filter:?};{}", request.include_deleted));
-        let mut after = read_token(
+        let mut after = self.tokens.read(
+            tenant,
             &request.cursor,
             &fingerprint,
             "cursor",
@@ -535,6 +545,7 @@ impl AnalyticsService for AnalyticsApi {
         // Two pages in flight at most: memory stays flat however many rows there are.
         let (sender, receiver) = tokio::sync::mpsc::channel(2 * EXPORT_PAGE as usize);
         let store = self.store.clone();
+        let tokens = self.tokens.clone();
         let include_deleted = request.include_deleted;
         tokio::spawn(async move {
             loop {
@@ -551,7 +562,8 @@ impl AnalyticsService for AnalyticsApi {
                 let full = page.len() == EXPORT_PAGE as usize;
                 for event in page {
                     after = Some(event.evaluation_id);
-                    let cursor = encode_token(&fingerprint, &event.evaluation_id.to_string());
+                    let cursor =
+                        tokens.encode(tenant, &fingerprint, &event.evaluation_id.to_string());
                     if sender.send(Ok(export_row(event, cursor))).await.is_err() {
                         return;
                     }

@@ -18,7 +18,7 @@ use crate::domain::{
         EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
     },
     interaction::{InteractionInput, MAX_ID_LEN, is_external_id},
-    paging::{filter_fingerprint, finish_page, page_size, read_token},
+    paging::{PageTokens, filter_fingerprint, page_size},
     rubric::RubricVersion,
     scoring::{self, MAX_COMMENT_CHARS, Rating, ScoreOutcome},
     tenant::TenantId,
@@ -44,6 +44,7 @@ const MAX_REJECTION_REQUEST_ID_BYTES: usize = 128;
 pub struct EvaluationApi {
     store: Arc<dyn EvaluationStore>,
     rubrics: Arc<dyn RubricClient>,
+    tokens: Arc<PageTokens>,
 }
 
 /// The content of a submission that a retry must repeat exactly (AIP-155).
@@ -195,8 +196,16 @@ fn score_against(
 struct LatestVersions(HashMap<Uuid, Arc<RubricVersion>>);
 
 impl EvaluationApi {
-    pub fn new(store: Arc<dyn EvaluationStore>, rubrics: Arc<dyn RubricClient>) -> Self {
-        Self { store, rubrics }
+    pub fn new(
+        store: Arc<dyn EvaluationStore>,
+        rubrics: Arc<dyn RubricClient>,
+        tokens: Arc<PageTokens>,
+    ) -> Self {
+        Self {
+            store,
+            rubrics,
+            tokens,
+        }
     }
 
     async fn version_for(
@@ -584,7 +593,8 @@ impl EvaluationService for EvaluationApi {
             request.include_inactive
         );
         let fingerprint = filter_fingerprint(&filters);
-        let before = read_token(
+        let before = self.tokens.read(
+            tenant,
             &request.page_token,
             &fingerprint,
             "page_token",
@@ -616,9 +626,10 @@ impl EvaluationService for EvaluationApi {
             )
             .await?;
         let (evaluations, next_page_token) =
-            finish_page(evaluations, limit, &fingerprint, |last| {
-                format!("{}:{}", last.id, last.revision)
-            });
+            self.tokens
+                .finish_page(tenant, evaluations, limit, &fingerprint, |last| {
+                    format!("{}:{}", last.id, last.revision)
+                });
         Ok(Response::new(pb::ListEvaluationsResponse {
             evaluations: evaluations.into_iter().map(evaluation_to_proto).collect(),
             next_page_token,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::convert::{draft_from_proto, rubric_to_proto, version_to_proto};
 use crate::auth::principal;
 use crate::domain::{
-    paging::{filter_fingerprint, finish_page, page_size, read_token},
+    paging::{PageTokens, filter_fingerprint, page_size},
     rubric::{DraftPatch, NewRubric, validate_criteria, validate_pass_threshold},
     validation::Violations,
 };
@@ -18,11 +18,12 @@ use crate::store::{RubricListing, RubricStore, VersionListing};
 
 pub struct RubricApi {
     store: Arc<dyn RubricStore>,
+    tokens: Arc<PageTokens>,
 }
 
 impl RubricApi {
-    pub fn new(store: Arc<dyn RubricStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn RubricStore>, tokens: Arc<PageTokens>) -> Self {
+        Self { store, tokens }
     }
 }
 
@@ -130,7 +131,8 @@ impl RubricService for RubricApi {
             violations.add("page_size", reason);
             0
         });
-        let after = read_token(
+        let after = self.tokens.read(
+            tenant,
             &request.page_token,
             &fingerprint,
             "page_token",
@@ -150,7 +152,10 @@ impl RubricService for RubricApi {
             )
             .await?;
         let (rubrics, next_page_token) =
-            finish_page(rubrics, limit, &fingerprint, |last| last.id.to_string());
+            self.tokens
+                .finish_page(tenant, rubrics, limit, &fingerprint, |last| {
+                    last.id.to_string()
+                });
         Ok(Response::new(pb::ListRubricsResponse {
             rubrics: rubrics.into_iter().map(rubric_to_proto).collect(),
             next_page_token,
@@ -206,7 +211,8 @@ impl RubricService for RubricApi {
             violations.add("page_size", reason);
             0
         });
-        let before = read_token(
+        let before = self.tokens.read(
+            tenant,
             &request.page_token,
             &fingerprint,
             "page_token",
@@ -227,9 +233,11 @@ impl RubricService for RubricApi {
                 },
             )
             .await?;
-        let (versions, next_page_token) = finish_page(versions, limit, &fingerprint, |last| {
-            last.version.to_string()
-        });
+        let (versions, next_page_token) =
+            self.tokens
+                .finish_page(tenant, versions, limit, &fingerprint, |last| {
+                    last.version.to_string()
+                });
         Ok(Response::new(pb::ListRubricVersionsResponse {
             rubric_versions: versions.into_iter().map(version_to_proto).collect(),
             next_page_token,

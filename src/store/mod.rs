@@ -332,6 +332,21 @@ pub trait AccessStore: Send + Sync + 'static {
 
     /// The newest entries first, of one tenant or all.
     async fn list_audit(&self, tenant: Option<TenantId>, limit: u32) -> Result<Vec<AuditEntry>>;
+
+    /// The deployment's secret called `name`, made of [`DEPLOYMENT_SECRET_LEN`] random
+    /// bytes on first use. Every replica and every restart reads the same one, and
+    /// replicas starting together agree on the one stored first.
+    async fn deployment_secret(&self, name: &str) -> Result<Vec<u8>>;
+}
+
+pub const DEPLOYMENT_SECRET_LEN: usize = 32;
+
+/// A new deployment secret; stored before use, so that every replica uses the same.
+pub(crate) fn new_deployment_secret() -> Result<Vec<u8>> {
+    let mut secret = vec![0; DEPLOYMENT_SECRET_LEN];
+    getrandom::fill(&mut secret)
+        .map_err(|err| crate::error::Error::Internal(format!("no randomness: {err}")))?;
+    Ok(secret)
 }
 
 /// Connections of a store's pool.

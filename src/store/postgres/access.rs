@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{PostgresStore, classify};
 use crate::domain::{access::Role, tenant::TenantId};
 use crate::error::{Error, Result};
-use crate::store::{AccessStore, ApiKeyRecord, AuditEntry, Tenant};
+use crate::store::{AccessStore, ApiKeyRecord, AuditEntry, Tenant, new_deployment_secret};
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -178,5 +178,25 @@ impl AccessStore for PostgresStore {
                 },
             )
             .collect()
+    }
+
+    #[tracing::instrument(name = "db.deployment_secret", skip_all, fields(db.system = "postgresql"))]
+    async fn deployment_secret(&self, name: &str) -> Result<Vec<u8>> {
+        // Two statements, not one: a statement's snapshot predates the row of a
+        // concurrent first start that its ON CONFLICT waited for; the next one sees it.
+        sqlx::query(
+            "INSERT INTO access.deployment_secrets (name, secret) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(new_deployment_secret()?)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        sqlx::query_scalar("SELECT secret FROM access.deployment_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
     }
 }

@@ -7,7 +7,7 @@ use super::time::{from_micros, now_micros, to_micros};
 use super::{SqliteStore, classify};
 use crate::domain::{access::Role, tenant::TenantId};
 use crate::error::{Error, Result};
-use crate::store::{AccessStore, ApiKeyRecord, AuditEntry, Tenant};
+use crate::store::{AccessStore, ApiKeyRecord, AuditEntry, Tenant, new_deployment_secret};
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -229,5 +229,28 @@ impl AccessStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    #[tracing::instrument(name = "db.deployment_secret", skip_all, fields(db.system = "sqlite"))]
+    async fn deployment_secret(&self, name: &str) -> Result<Vec<u8>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO deployment_secrets (name, secret, create_time) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(new_deployment_secret()?)
+        .bind(to_micros(now_micros()))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let secret: Vec<u8> =
+            sqlx::query_scalar("SELECT secret FROM deployment_secrets WHERE name = ?")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(secret)
     }
 }
