@@ -765,3 +765,21 @@ impl EvaluationService for EvaluationApi {
         Ok(Response::new(response))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejection_reason_is_cut_to_its_byte_limit_on_a_character_boundary() {
+        let mut response = pb::ImportEvaluationsResponse::default();
+        reject(&mut response, 7, "é".repeat(200), "ü".repeat(5_000));
+        let rejection = &response.rejected[0];
+        assert!(rejection.reason.len() <= MAX_REJECTION_REASON_BYTES);
+        assert!(rejection.reason.ends_with('…'));
+        assert!(rejection.request_id.len() <= 128);
+        reject(&mut response, 8, "short".into(), "kept whole".into());
+        assert_eq!(response.rejected[1].reason, "kept whole");
+        assert_eq!(response.rejected_count, 2);
+    }
+}

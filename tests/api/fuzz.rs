@@ -494,13 +494,7 @@ async fn arbitrary_requests_never_answer_internal_and_a_refused_one_stores_nothi
     let seed = seed();
     let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
         backend,
-        rate_limits: iqs::auth::limits::RoleRates {
-            admin: iqs::auth::limits::Rate {
-                per_second: 1e6,
-                burst: 1e6,
-            },
-            ..Default::default()
-        },
+        rate_limits: crate::helpers::unlimited_rates(),
         ..Default::default()
     })
     .await;

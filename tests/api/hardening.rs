@@ -512,6 +512,11 @@ async fn four_requests_of_a_million_empty_ratings_at_once_keep_peak_memory_under
         assert_eq!(refused.code(), Code::InvalidArgument);
     }
     let peak = peak_rss(server.child.id());
+    eprintln!(
+        "peak RSS {} MB under four requests of a million empty ratings ({} MB before)",
+        peak >> 20,
+        before >> 20
+    );
     assert!(
         peak < 200 * 1024 * 1024,
         "peak RSS {} MB (before the requests: {} MB)",
@@ -637,64 +642,70 @@ async fn one_key_holding_every_call_it_may_leaves_other_tenants_served_within_2x
             config.max_concurrent_calls_per_key = 8;
             config.max_concurrent_calls_per_tenant = 16;
         },
-        rate_limits: iqs::auth::limits::RoleRates {
-            admin: iqs::auth::limits::Rate {
-                per_second: 1e6,
-                burst: 1e6,
-            },
-            ..Default::default()
-        },
+        rate_limits: crate::helpers::unlimited_rates(),
         ..AppOptions::default()
     })
     .await;
     let (_, other_key) = crate::helpers::new_tenant_with_admin(app.store().as_ref()).await;
     let other = crate::helpers::with_key(connect(app.addr).await, &other_key);
     p99_of_agent_scores(other.clone(), 50).await;
-    let unloaded = p99_of_agent_scores(other.clone(), 300).await;
-
-    // 64 imports from one key that never send a row, over 8 connections: as many as
-    // the whole server admits.
-    let mut flood = Vec::new();
-    for _ in 0..8 {
-        let channel = crate::helpers::with_key(connect(app.addr).await, &app.admin_key);
-        for _ in 0..8 {
-            let channel = channel.clone();
-            flood.push(tokio::spawn(async move {
-                let mut grpc = tonic::client::Grpc::new(channel);
-                grpc.ready().await.unwrap();
-                grpc.client_streaming(
-                    tonic::Request::new(tokio_stream::pending::<Vec<u8>>()),
-                    http::uri::PathAndQuery::from_static(IMPORT),
-                    RawCodec,
-                )
-                .await
-                .unwrap_err()
-            }));
+    // Rounds alternate between no flood and a flood, so that whatever else the machine
+    // is doing weighs on both alike; the medians of the rounds are compared.
+    let (mut unloaded, mut loaded) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        unloaded.push(p99_of_agent_scores(other.clone(), 100).await);
+        let flood = flood_of_silent_imports(app.addr, &app.admin_key).await;
+        loaded.push(p99_of_agent_scores(other.clone(), 100).await);
+        let mut refused = 0;
+        for call in &flood {
+            if call.is_finished() {
+                refused += 1;
+            }
         }
+        assert_eq!(
+            refused,
+            64 - 8,
+            "all but the key's share are refused at once"
+        );
+        for call in flood {
+            call.abort();
+        }
+        // The server lets go of the aborted calls when their streams are reset.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let loaded = p99_of_agent_scores(other.clone(), 300).await;
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (unloaded, loaded) = (median(unloaded), median(loaded));
+    eprintln!("another tenant's p99: {unloaded:.2} ms alone, {loaded:.2} ms under the flood");
     // Below a millisecond, twice is noise: the floor keeps the comparison meaningful.
     assert!(
         loaded <= 2.0 * unloaded.max(1.0),
         "p99 {loaded:.2} ms under the flood, {unloaded:.2} ms without"
     );
-    let mut refused = 0;
-    for call in flood.iter_mut().take(64) {
-        if call.is_finished() {
-            let status = call.await.unwrap();
-            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-            refused += 1;
+}
+
+/// 64 imports from one key that never send a row, over 8 connections: as many calls as
+/// the whole server admits. Returns once the calls beyond the key's share are refused.
+async fn flood_of_silent_imports(
+    addr: std::net::SocketAddr,
+    key: &str,
+) -> Vec<tokio::task::JoinHandle<tonic::Status>> {
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        let channel = crate::helpers::with_key(connect(addr).await, key);
+        for _ in 0..8 {
+            flood.push(tokio::spawn(silent_call_authed(channel.clone(), IMPORT)));
         }
     }
-    assert_eq!(
-        refused,
-        64 - 8,
-        "all but the key's share are refused at once"
-    );
-    for call in flood {
-        call.abort();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while flood.iter().filter(|call| call.is_finished()).count() < 64 - 8
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    flood
 }
 
 #[tokio::test]

@@ -329,6 +329,22 @@ pub async fn new_tenant_with_admin(store: &dyn Store) -> (TenantId, String) {
     (tenant, create_key(store, tenant, Role::Admin, None).await)
 }
 
+/// Rates no test call reaches: for tests whose subject is not the rate limit.
+pub fn unlimited_rates() -> RoleRates {
+    let unlimited = iqs::auth::limits::Rate {
+        per_second: 1e6,
+        burst: 1e6,
+    };
+    RoleRates {
+        admin: unlimited,
+        qa_reviewer: unlimited,
+        agent: unlimited,
+        integration: unlimited,
+        analyst: unlimited,
+        service: unlimited,
+    }
+}
+
 /// A new API key of `tenant` with `role`, as `iqs key create` makes one.
 pub async fn create_key(
     store: &dyn AccessStore,
