@@ -271,17 +271,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         ..Config::default()
     };
     (options.tune)(&mut config);
-    let server = Server::build(&config).await.expect("server starts");
-    let addr = server.local_addr();
-    let (shutdown, stop) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stop.await;
-            })
-            .await
-            .expect("server runs");
-    });
+    let (server, shutdown, handle) = serve(Server::build(&config).await.expect("server starts"));
+    let addr = server.local_addr;
     let raw_channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -327,6 +318,30 @@ pub async fn new_tenant_with_admin(store: &dyn Store) -> (TenantId, String) {
         .expect("tenant")
         .id;
     (tenant, create_key(store, tenant, Role::Admin, None).await)
+}
+
+/// What a built server told before it started serving.
+pub struct Served {
+    pub local_addr: std::net::SocketAddr,
+    pub health_addr: Option<std::net::SocketAddr>,
+}
+
+/// Serves `server` in a task until the sender is used or dropped.
+pub fn serve(server: Server) -> (Served, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let served = Served {
+        local_addr: server.local_addr(),
+        health_addr: server.health_addr(),
+    };
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        server
+            .serve(async {
+                let _ = stop.await;
+            })
+            .await
+            .expect("server runs");
+    });
+    (served, shutdown, handle)
 }
 
 /// Rates no test call reaches: for tests whose subject is not the rate limit.

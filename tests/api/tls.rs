@@ -131,18 +131,10 @@ impl TlsApp {
             health_listen_addr: Some("127.0.0.1:0".parse().unwrap()),
             ..Config::default()
         };
-        let server = Server::build(&config).await.expect("server starts");
-        let port = server.local_addr().port();
-        let health_addr = server.health_addr().expect("a health port");
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            server
-                .serve(async {
-                    let _ = stop.await;
-                })
-                .await
-                .expect("server runs");
-        });
+        let (served, shutdown, server) =
+            crate::helpers::serve(Server::build(&config).await.expect("server starts"));
+        let port = served.local_addr.port();
+        let health_addr = served.health_addr.expect("a health port");
         Self {
             port,
             health_addr,
@@ -483,18 +475,9 @@ async fn evaluation_only(
         },
         ..Config::default()
     };
-    let server = Server::build(&config).await.expect("server starts");
-    let addr = server.local_addr();
-    let (shutdown, stop) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stop.await;
-            })
-            .await
-            .expect("server runs");
-    });
-    (addr, shutdown, handle)
+    let (served, shutdown, handle) =
+        crate::helpers::serve(Server::build(&config).await.expect("server starts"));
+    (served.local_addr, shutdown, handle)
 }
 
 #[tokio::test]
