@@ -61,86 +61,160 @@ const RUBRIC: &str = "/iqs.rubric.v1.RubricService/";
 const EVALUATION: &str = "/iqs.evaluation.v1.EvaluationService/";
 const ANALYTICS: &str = "/iqs.analytics.v1.AnalyticsService/";
 
-/// Every RPC of the API and the roles that may call it. Calls of the `agent` role are
-/// further limited to its own agent id inside the services.
-pub const MATRIX: &[(&str, &str, &[Role])] = &[
-    (RUBRIC, "CreateRubric", &[Admin]),
-    (
+/// What a call does, for the audit log and the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Read,
+    /// Recorded in the audit log.
+    Write,
+    /// A write whose request streams for as long as the caller has rows: exempt from the
+    /// server's maximum call duration, bounded by the stream limits instead.
+    BulkWrite,
+}
+
+/// One RPC of the API: who may call it and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Rpc {
+    /// `/package.Service/`
+    pub service: &'static str,
+    pub method: &'static str,
+    pub roles: &'static [Role],
+    pub kind: Kind,
+}
+
+impl Rpc {
+    pub fn path(&self) -> String {
+        format!("{}{}", self.service, self.method)
+    }
+}
+
+const fn rpc(
+    service: &'static str,
+    method: &'static str,
+    kind: Kind,
+    roles: &'static [Role],
+) -> Rpc {
+    Rpc {
+        service,
+        method,
+        roles,
+        kind,
+    }
+}
+
+use Kind::{BulkWrite, Read, Write};
+
+/// Every RPC of the API, the roles that may call it and what it does. Calls of the
+/// `agent` role are further limited to its own agent id inside the services. A test
+/// checks that every method of the served protobuf services has exactly one row here and
+/// one in docs/SECURITY.md.
+pub const MATRIX: &[Rpc] = &[
+    rpc(RUBRIC, "CreateRubric", Write, &[Admin]),
+    rpc(
         RUBRIC,
         "GetRubric",
+        Read,
         &[Admin, QaReviewer, Agent, Integration, Analyst],
     ),
-    (
+    rpc(
         RUBRIC,
         "ListRubrics",
+        Read,
         &[Admin, QaReviewer, Agent, Integration, Analyst],
     ),
-    (RUBRIC, "UpdateRubricDraft", &[Admin]),
-    (RUBRIC, "PublishRubric", &[Admin]),
-    (
+    rpc(RUBRIC, "UpdateRubricDraft", Write, &[Admin]),
+    rpc(RUBRIC, "PublishRubric", Write, &[Admin]),
+    rpc(
         RUBRIC,
         "GetRubricVersion",
+        Read,
         &[Admin, QaReviewer, Agent, Integration, Analyst],
     ),
-    (
+    rpc(
         RUBRIC,
         "ListRubricVersions",
+        Read,
         &[Admin, QaReviewer, Agent, Integration, Analyst],
     ),
-    (RUBRIC, "ArchiveRubric", &[Admin]),
-    (
+    rpc(RUBRIC, "ArchiveRubric", Write, &[Admin]),
+    rpc(
         EVALUATION,
         "UpsertInteraction",
+        Write,
         &[Admin, QaReviewer, Integration],
     ),
-    (
+    rpc(
         EVALUATION,
         "GetInteraction",
+        Read,
         &[Admin, QaReviewer, Integration],
     ),
-    (
+    rpc(
         EVALUATION,
         "SubmitEvaluation",
+        Write,
         &[Admin, QaReviewer, Agent, Integration],
     ),
-    (
+    rpc(
         EVALUATION,
         "ScoreEvaluation",
+        Read,
         &[Admin, QaReviewer, Agent, Integration],
     ),
-    (EVALUATION, "GetEvaluation", &[Admin, QaReviewer, Agent]),
-    (EVALUATION, "ListEvaluations", &[Admin, QaReviewer, Agent]),
-    (EVALUATION, "ReviseEvaluation", &[Admin, QaReviewer]),
-    (EVALUATION, "DeleteEvaluation", &[Admin, QaReviewer]),
-    (
+    rpc(
+        EVALUATION,
+        "GetEvaluation",
+        Read,
+        &[Admin, QaReviewer, Agent],
+    ),
+    rpc(
+        EVALUATION,
+        "ListEvaluations",
+        Read,
+        &[Admin, QaReviewer, Agent],
+    ),
+    rpc(EVALUATION, "ReviseEvaluation", Write, &[Admin, QaReviewer]),
+    rpc(EVALUATION, "DeleteEvaluation", Write, &[Admin, QaReviewer]),
+    rpc(
         EVALUATION,
         "ImportEvaluations",
+        BulkWrite,
         &[Admin, QaReviewer, Integration],
     ),
-    (
+    rpc(
         ANALYTICS,
         "GetAgentScore",
+        Read,
         &[Admin, QaReviewer, Agent, Integration, Analyst, Service],
     ),
-    (
+    rpc(
         ANALYTICS,
         "GetTeamScore",
+        Read,
         &[Admin, QaReviewer, Integration, Analyst, Service],
     ),
-    (ANALYTICS, "QueryScores", &[Admin, QaReviewer, Analyst]),
-    (
+    rpc(
+        ANALYTICS,
+        "QueryScores",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(
         ANALYTICS,
         "GetCriterionBreakdown",
+        Read,
         &[Admin, QaReviewer, Analyst],
     ),
-    (
+    rpc(
         ANALYTICS,
         "GetCsatCorrelation",
+        Read,
         &[Admin, QaReviewer, Analyst],
     ),
-    (
+    rpc(
         ANALYTICS,
         "ExportEvaluations",
+        Read,
         &[Admin, QaReviewer, Analyst],
     ),
 ];
@@ -152,31 +226,26 @@ pub fn is_open(path: &str) -> bool {
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
 }
 
-/// Whether `role` may call the method at `path` (`/package.Service/Method`). Unknown
-/// methods are refused.
-pub fn may_call(role: Role, path: &str) -> bool {
+/// The row of the method at `path` (`/package.Service/Method`).
+pub fn rpc_at(path: &str) -> Option<&'static Rpc> {
     MATRIX
         .iter()
-        .find(|(service, method, _)| path.strip_prefix(service) == Some(method))
-        .is_some_and(|(_, _, roles)| roles.contains(&role))
+        .find(|rpc| path.strip_prefix(rpc.service) == Some(rpc.method))
 }
 
-/// Whether a role writes data (for the audit log) when it calls `path`.
+/// Whether `role` may call the method at `path`. Unknown methods are refused.
+pub fn may_call(role: Role, path: &str) -> bool {
+    rpc_at(path).is_some_and(|rpc| rpc.roles.contains(&role))
+}
+
+/// Whether a call of `path` writes data (for the audit log).
 pub fn is_write(path: &str) -> bool {
-    const WRITES: [&str; 9] = [
-        "CreateRubric",
-        "UpdateRubricDraft",
-        "PublishRubric",
-        "ArchiveRubric",
-        "UpsertInteraction",
-        "SubmitEvaluation",
-        "ReviseEvaluation",
-        "DeleteEvaluation",
-        "ImportEvaluations",
-    ];
-    path.rsplit('/')
-        .next()
-        .is_some_and(|method| WRITES.contains(&method))
+    rpc_at(path).is_some_and(|rpc| matches!(rpc.kind, Write | BulkWrite))
+}
+
+/// Whether the request of `path` streams for as long as the caller has rows.
+pub fn is_bulk(path: &str) -> bool {
+    rpc_at(path).is_some_and(|rpc| rpc.kind == BulkWrite)
 }
 
 #[cfg(test)]
@@ -193,8 +262,8 @@ mod tests {
 
     #[test]
     fn admin_may_call_every_rpc_and_unknown_methods_are_refused() {
-        for (service, method, _) in MATRIX {
-            assert!(may_call(Role::Admin, &format!("{service}{method}")));
+        for rpc in MATRIX {
+            assert!(may_call(Role::Admin, &rpc.path()));
         }
         assert!(!may_call(
             Role::Admin,
@@ -207,8 +276,8 @@ mod tests {
     fn the_service_role_reads_agent_and_team_scores_only() {
         let allowed: Vec<&str> = MATRIX
             .iter()
-            .filter(|(_, _, roles)| roles.contains(&Role::Service))
-            .map(|(_, method, _)| *method)
+            .filter(|rpc| rpc.roles.contains(&Role::Service))
+            .map(|rpc| rpc.method)
             .collect();
         assert_eq!(allowed, ["GetAgentScore", "GetTeamScore"]);
     }
@@ -220,6 +289,45 @@ mod tests {
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
         ));
         assert!(!is_open("/iqs.rubric.v1.RubricService/GetRubric"));
+    }
+
+    #[test]
+    fn only_the_import_is_bulk() {
+        assert!(is_bulk(
+            "/iqs.evaluation.v1.EvaluationService/ImportEvaluations"
+        ));
+        assert!(is_write(
+            "/iqs.evaluation.v1.EvaluationService/ImportEvaluations"
+        ));
+        assert!(!is_bulk(
+            "/iqs.evaluation.v1.EvaluationService/SubmitEvaluation"
+        ));
+    }
+
+    /// Every method the server serves has exactly one row: a method without one would
+    /// be refused to every caller, a row without a method is a typo.
+    #[test]
+    fn every_method_of_the_api_has_exactly_one_row() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let mut served = Vec::new();
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    served.push(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+        let mut rows: Vec<String> = MATRIX.iter().map(Rpc::path).collect();
+        served.sort();
+        rows.sort();
+        assert_eq!(rows, served);
     }
 
     #[test]

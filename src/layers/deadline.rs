@@ -21,7 +21,8 @@ use std::{
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::{BoxFuture, body_timeout::TimedBody, is_bulk, is_infrastructure, take_ready};
+use super::{BoxFuture, body_timeout::TimedBody, is_infrastructure, take_ready};
+use crate::domain::access::is_bulk;
 
 /// How long a request's body may take to arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,13 +26,6 @@ pub fn is_infrastructure(path: &str) -> bool {
     path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.")
 }
 
-/// Bulk calls stream their request for as long as the caller has rows (an import of
-/// millions of rows takes minutes), so the server's maximum does not apply to them;
-/// the caller's own `grpc-timeout` still does.
-pub fn is_bulk(path: &str) -> bool {
-    path == "/iqs.evaluation.v1.EvaluationService/ImportEvaluations"
-}
-
 /// The service and method of a gRPC path `/package.Service/Method`.
 pub fn service_and_method(path: &str) -> (&str, &str) {
     path.trim_start_matches('/')
@@ -60,15 +53,5 @@ mod tests {
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
         ));
         assert!(!is_infrastructure("/iqs.rubric.v1.RubricService/GetRubric"));
-    }
-
-    #[test]
-    fn only_the_import_is_bulk() {
-        assert!(is_bulk(
-            "/iqs.evaluation.v1.EvaluationService/ImportEvaluations"
-        ));
-        assert!(!is_bulk(
-            "/iqs.evaluation.v1.EvaluationService/SubmitEvaluation"
-        ));
     }
 }

@@ -214,7 +214,8 @@ async fn every_cell_of_the_role_matrix_is_enforced(backend: Backend) {
     for role in Role::ALL {
         let agent = (role == Role::Agent).then_some("agent-1");
         let channel = app.channel_as(role, agent).await;
-        for (_, method, roles) in MATRIX {
+        for rpc in MATRIX {
+            let (method, roles) = (rpc.method, rpc.roles);
             let outcome = call(method, channel.clone(), &ids).await;
             let code = outcome.as_ref().err().map(Status::code);
             if roles.contains(&role) {
@@ -238,7 +239,21 @@ async fn every_cell_of_the_role_matrix_is_enforced(backend: Backend) {
 #[tokio::test]
 async fn the_matrix_in_the_security_docs_is_the_one_enforced() {
     let docs = include_str!("../../docs/SECURITY.md");
-    for (_, method, roles) in MATRIX {
+    let section = docs
+        .split("\n## ")
+        .find(|section| section.starts_with("Roles × RPCs"))
+        .expect("docs/SECURITY.md has a section \"Roles × RPCs\"");
+    let mut documented: Vec<&str> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|line| line.split('`').next())
+        .collect();
+    let mut enforced: Vec<&str> = MATRIX.iter().map(|rpc| rpc.method).collect();
+    documented.sort_unstable();
+    enforced.sort_unstable();
+    assert_eq!(documented, enforced, "one row per RPC in docs/SECURITY.md");
+    for rpc in MATRIX {
+        let (method, roles) = (rpc.method, rpc.roles);
         let row = docs
             .lines()
             .find(|line| line.starts_with(&format!("| `{method}` |")))
@@ -409,9 +424,10 @@ async fn ids_of_another_tenant_answer_not_found_on_every_rpc(backend: Backend) {
         ..AppOptions::default()
     })
     .await;
-    for (_, method, _) in MATRIX {
+    for rpc in MATRIX {
+        let method = rpc.method;
         let outcome = call(method, second.channel.clone(), &ids).await;
-        match *method {
+        match method {
             "GetRubric" | "UpdateRubricDraft" | "PublishRubric" | "GetRubricVersion"
             | "ListRubricVersions" | "GetInteraction" | "GetEvaluation" | "ReviseEvaluation"
             | "ScoreEvaluation" | "SubmitEvaluation" => {
