@@ -1,7 +1,7 @@
 //! The application error: what went wrong, in the terms of the API's status codes.
 //! Stores classify their failures into it; `services::status` maps it to gRPC, once.
 
-use crate::domain::validation::FieldViolation;
+use crate::domain::validation::{FieldViolation, Violations};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -43,6 +43,12 @@ impl Error {
             field: field.into(),
             description: description.into(),
         }])
+    }
+}
+
+impl From<Violations> for Error {
+    fn from(violations: Violations) -> Self {
+        Self::InvalidArgument(violations.into_vec())
     }
 }
 

@@ -40,11 +40,11 @@ impl Violations {
     }
 
     /// `Ok(value)` when nothing was violated, else every violation.
-    pub fn finish<T>(self, value: T) -> Result<T, Vec<FieldViolation>> {
+    pub fn finish<T>(self, value: T) -> Result<T, Violations> {
         if self.0.is_empty() {
             Ok(value)
         } else {
-            Err(self.0)
+            Err(self)
         }
     }
 
@@ -61,6 +61,19 @@ impl Violations {
                 field,
                 format!("must be at most {max} characters, got {length}"),
             );
+        }
+    }
+
+    /// `value` when nothing was violated; every violation otherwise. `value` is `None`
+    /// only where a check recorded why (`require_uuid`, say).
+    pub fn finish_with<T>(mut self, value: Option<T>) -> Result<T, Violations> {
+        match (self.0.is_empty(), value) {
+            (true, Some(value)) => Ok(value),
+            (true, None) => {
+                self.add("request", "is incomplete");
+                Err(self)
+            }
+            (false, _) => Err(self),
         }
     }
 
@@ -101,6 +114,13 @@ impl Violations {
     }
 }
 
+/// A required UUID field alone: the id, or the violation that names the field.
+pub fn required_uuid(field: &str, value: &str) -> Result<Uuid, Violations> {
+    let mut violations = Violations::new();
+    let id = violations.require_uuid(field, value);
+    violations.finish_with(id)
+}
+
 /// `[a-z][a-z0-9_]{0,max_len-1}`: the form of criterion keys and other stable identifiers.
 pub fn is_slug(value: &str, max_len: usize) -> bool {
     let bytes = value.as_bytes();
@@ -139,6 +159,7 @@ mod tests {
         let fields: Vec<_> = violations
             .finish(())
             .unwrap_err()
+            .into_vec()
             .into_iter()
             .map(|v| v.field)
             .collect();
@@ -154,6 +175,26 @@ mod tests {
         violations.check_length("other", "", 1, 3);
         assert_eq!(violations.as_slice().len(), 2);
         assert_eq!(violations.as_slice()[1].description, "is required");
+    }
+
+    #[test]
+    fn a_required_uuid_is_parsed_or_its_field_named() {
+        let id = "0192e4a0-7b1a-7c3e-9f00-000000000001";
+        assert_eq!(required_uuid("id", id).unwrap().to_string(), id);
+        for bad in ["", "nope"] {
+            let violations = required_uuid("rubric_id", bad).unwrap_err().into_vec();
+            assert_eq!(violations.len(), 1);
+            assert_eq!(violations[0].field, "rubric_id");
+        }
+    }
+
+    #[test]
+    fn finish_with_returns_the_value_only_when_nothing_was_violated() {
+        assert_eq!(Violations::new().finish_with(Some(3)), Ok(3));
+        let mut violations = Violations::new();
+        violations.add("a", "x");
+        assert_eq!(violations.finish_with(Some(3)).unwrap_err().as_slice().len(), 1);
+        assert!(Violations::new().finish_with::<u8>(None).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::domain::{
     tenant::TenantId,
     validation::Violations,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::proto::{
     analytics::{self as pb, analytics_service_server::AnalyticsService},
     common,
@@ -388,7 +388,7 @@ impl AnalyticsService for AnalyticsApi {
             }
         }
         let interval = interval_from_proto(request.interval, &mut violations);
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         let groups = self
             .store
             .group_totals(tenant, &filter, &group_by, interval)
@@ -427,7 +427,7 @@ impl AnalyticsService for AnalyticsApi {
             }
             n => n as usize,
         };
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         let mut criteria: Vec<pb::CriterionAverage> = self
             .store
             .criterion_totals(tenant, &filter)
@@ -496,7 +496,7 @@ impl AnalyticsService for AnalyticsApi {
                 None => None,
             },
         };
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         let group = group.unwrap_or(Dimension::Agent);
         let groups = self
             .store
@@ -541,7 +541,7 @@ impl AnalyticsService for AnalyticsApi {
             |key| Uuid::parse_str(key).ok(),
             &mut violations,
         );
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         // Two pages in flight at most: memory stays flat however many rows there are.
         let (sender, receiver) = tokio::sync::mpsc::channel(2 * EXPORT_PAGE as usize);
         let store = self.store.clone();

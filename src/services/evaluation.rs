@@ -257,7 +257,7 @@ impl EvaluationApi {
         let version = match version {
             Ok(version) => version,
             // Name the malformed fields first; the rubric is only the next problem.
-            Err(_) if !violations.is_empty() => return Err(violations.into_vec().into()),
+            Err(_) if !violations.is_empty() => return Err(violations.into()),
             Err(err) => return Err(err),
         };
         let outcome = score_against(&version, &submission.ratings, &mut violations);
@@ -406,7 +406,7 @@ impl EvaluationService for EvaluationApi {
         };
         let input = interaction_from_proto(interaction, "interaction", &mut violations);
         input.validate("interaction", &mut violations);
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         let stored = self.store.upsert_interaction(tenant, input).await?;
         Ok(Response::new(interaction_to_proto(stored)))
     }
@@ -418,8 +418,7 @@ impl EvaluationService for EvaluationApi {
         let tenant = principal(&request)?.tenant;
         let mut violations = Violations::new();
         let id = violations.require_uuid("id", &request.get_ref().id);
-        violations.finish(()).map_err(Error::from)?;
-        let id = id.ok_or_else(|| Error::invalid_field("id", "is required"))?;
+        let id = violations.finish_with(id)?;
         let interaction = self.store.get_interaction(tenant, id).await?;
         Ok(Response::new(interaction_to_proto(interaction)))
     }
@@ -434,7 +433,7 @@ impl EvaluationService for EvaluationApi {
         let mut violations = Violations::new();
         let submission = check_submission(request.into_inner(), Dating::Live, &mut violations);
         let Some(submission) = submission else {
-            return Err(Error::from(violations.into_vec()).into());
+            return Err(violations.into());
         };
         if let Some(own) = caller.own_agent() {
             self.check_self_review(tenant, own, &submission).await?;
@@ -483,9 +482,7 @@ impl EvaluationService for EvaluationApi {
         let request = request.into_inner();
         let mut violations = Violations::new();
         let rubric_id = violations.require_uuid("rubric_id", &request.rubric_id);
-        violations.finish(()).map_err(Error::from)?;
-        let rubric_id =
-            rubric_id.ok_or_else(|| Error::invalid_field("rubric_id", "is required"))?;
+        let rubric_id = violations.finish_with(rubric_id)?;
         let requested = Some(request.rubric_version).filter(|v| *v > 0);
         let version = self
             .rubrics
@@ -494,7 +491,7 @@ impl EvaluationService for EvaluationApi {
         let ratings: Vec<Rating> = request.ratings.into_iter().map(rating_from_proto).collect();
         let mut violations = Violations::new();
         let outcome = score_against(&version, &ratings, &mut violations);
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         Ok(Response::new(pb::ScoreResult {
             score: outcome.score,
             section_scores: section_scores_to_proto(&outcome),
@@ -514,8 +511,7 @@ impl EvaluationService for EvaluationApi {
         let tenant = caller.tenant;
         let mut violations = Violations::new();
         let id = violations.require_uuid("id", &request.get_ref().id);
-        violations.finish(()).map_err(Error::from)?;
-        let id = id.ok_or_else(|| Error::invalid_field("id", "is required"))?;
+        let id = violations.finish_with(id)?;
         let revision = Some(request.get_ref().revision).filter(|r| *r > 0);
         let evaluation = self.store.get_evaluation(tenant, id, revision).await?;
         if let Some(own) = caller.own_agent()
@@ -604,7 +600,7 @@ impl EvaluationService for EvaluationApi {
             },
             &mut violations,
         );
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         let non_empty = |value: String| Some(value).filter(|v| !v.is_empty());
         let evaluations = self
             .store
@@ -650,7 +646,7 @@ impl EvaluationService for EvaluationApi {
         check_reason("reason", &request.reason, &mut violations);
         let ratings: Vec<Rating> = request.ratings.into_iter().map(rating_from_proto).collect();
         let Some(id) = id else {
-            return Err(Error::from(violations.into_vec()).into());
+            return Err(violations.into());
         };
         let fingerprint = fingerprint_of(&RevisionContent {
             evaluation_id: id,
@@ -675,7 +671,7 @@ impl EvaluationService for EvaluationApi {
         let current = match self.store.get_evaluation(tenant, id, None).await {
             Ok(current) => current,
             Err(_) if !violations.is_empty() => {
-                return Err(Error::from(violations.into_vec()).into());
+                return Err(violations.into());
             }
             Err(err) => return Err(err.into()),
         };
@@ -689,7 +685,7 @@ impl EvaluationService for EvaluationApi {
             )
             .await?;
         let outcome = score_against(&version, &ratings, &mut violations);
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         let revised = self
             .store
             .revise(
@@ -718,8 +714,7 @@ impl EvaluationService for EvaluationApi {
         let mut violations = Violations::new();
         let id = violations.require_uuid("id", &request.id);
         check_reason("reason", &request.reason, &mut violations);
-        violations.finish(()).map_err(Error::from)?;
-        let id = id.ok_or_else(|| Error::invalid_field("id", "is required"))?;
+        let id = violations.finish_with(id)?;
         let deleted = self.store.delete(tenant, id, request.reason).await?;
         Ok(Response::new(evaluation_to_proto(deleted)))
     }
@@ -749,7 +744,7 @@ impl EvaluationService for EvaluationApi {
                     )
                     .await
                 }
-                None => Err(Error::from(violations.into_vec())),
+                None => Err(Error::from(violations)),
             };
             match prepared {
                 Ok(new) => batch.push((index, request_id, new)),

@@ -10,9 +10,8 @@ use crate::auth::principal;
 use crate::domain::{
     paging::{PageTokens, filter_fingerprint, page_size},
     rubric::{DraftPatch, NewRubric, validate_criteria, validate_pass_threshold},
-    validation::Violations,
+    validation::{Violations, required_uuid},
 };
-use crate::error::Error;
 use crate::proto::rubric::{self as pb, rubric_service_server::RubricService};
 use crate::store::{RubricListing, RubricStore, VersionListing};
 
@@ -25,13 +24,6 @@ impl RubricApi {
     pub fn new(store: Arc<dyn RubricStore>, tokens: Arc<PageTokens>) -> Self {
         Self { store, tokens }
     }
-}
-
-fn require_id(field: &str, value: &str) -> Result<Uuid, Error> {
-    let mut violations = Violations::new();
-    let id = violations.require_uuid(field, value);
-    violations.finish(())?;
-    id.ok_or_else(|| Error::invalid_field(field, "is required"))
 }
 
 /// Which parts of the draft an update mask names.
@@ -85,7 +77,7 @@ impl RubricService for RubricApi {
         violations.check_request_id("request_id", &request.request_id);
         let Some(rubric) = request.rubric else {
             violations.add("rubric", "is required");
-            return Err(Error::from(violations.into_vec()).into());
+            return Err(violations.into());
         };
         let new_rubric = NewRubric {
             display_name: rubric.display_name,
@@ -97,7 +89,7 @@ impl RubricService for RubricApi {
             ),
         };
         new_rubric.validate("rubric", &mut violations);
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         let request_id = Some(request.request_id.as_str()).filter(|id| !id.is_empty());
         let created = self
             .store
@@ -111,7 +103,7 @@ impl RubricService for RubricApi {
         request: Request<pb::GetRubricRequest>,
     ) -> Result<Response<pb::Rubric>, Status> {
         let tenant = principal(&request)?.tenant;
-        let id = require_id("id", &request.get_ref().id)?;
+        let id = required_uuid("id", &request.get_ref().id)?;
         let rubric = self.store.get_rubric(tenant, id).await?;
         Ok(Response::new(rubric_to_proto(rubric)))
     }
@@ -139,7 +131,7 @@ impl RubricService for RubricApi {
             |key| Uuid::parse_str(key).ok(),
             &mut violations,
         );
-        violations.finish(()).map_err(Error::from)?;
+        violations.finish(())?;
         let rubrics = self
             .store
             .list_rubrics(
@@ -171,8 +163,7 @@ impl RubricService for RubricApi {
         let mut violations = Violations::new();
         let id = violations.require_uuid("id", &request.id);
         let patch = draft_patch(request, &mut violations);
-        violations.finish(()).map_err(Error::from)?;
-        let id = id.ok_or_else(|| Error::invalid_field("id", "is required"))?;
+        let id = violations.finish_with(id)?;
         let rubric = self.store.update_draft(tenant, id, patch).await?;
         Ok(Response::new(rubric_to_proto(rubric)))
     }
@@ -182,7 +173,7 @@ impl RubricService for RubricApi {
         request: Request<pb::PublishRubricRequest>,
     ) -> Result<Response<pb::RubricVersion>, Status> {
         let tenant = principal(&request)?.tenant;
-        let id = require_id("id", &request.get_ref().id)?;
+        let id = required_uuid("id", &request.get_ref().id)?;
         let version = self.store.publish(tenant, id).await?;
         Ok(Response::new(version_to_proto(version)))
     }
@@ -192,7 +183,7 @@ impl RubricService for RubricApi {
         request: Request<pb::GetRubricVersionRequest>,
     ) -> Result<Response<pb::RubricVersion>, Status> {
         let tenant = principal(&request)?.tenant;
-        let rubric_id = require_id("rubric_id", &request.get_ref().rubric_id)?;
+        let rubric_id = required_uuid("rubric_id", &request.get_ref().rubric_id)?;
         let version = Some(request.get_ref().version).filter(|v| *v > 0);
         let version = self.store.get_version(tenant, rubric_id, version).await?;
         Ok(Response::new(version_to_proto(version)))
@@ -219,9 +210,7 @@ impl RubricService for RubricApi {
             |key| key.parse::<u32>().ok(),
             &mut violations,
         );
-        violations.finish(()).map_err(Error::from)?;
-        let rubric_id =
-            rubric_id.ok_or_else(|| Error::invalid_field("rubric_id", "is required"))?;
+        let rubric_id = violations.finish_with(rubric_id)?;
         let versions = self
             .store
             .list_versions(
@@ -249,7 +238,7 @@ impl RubricService for RubricApi {
         request: Request<pb::ArchiveRubricRequest>,
     ) -> Result<Response<pb::Rubric>, Status> {
         let tenant = principal(&request)?.tenant;
-        let id = require_id("id", &request.get_ref().id)?;
+        let id = required_uuid("id", &request.get_ref().id)?;
         let rubric = self.store.archive(tenant, id).await?;
         Ok(Response::new(rubric_to_proto(rubric)))
     }

@@ -8,7 +8,8 @@ use std::{
 };
 
 use async_trait::async_trait;
-use tonic::{Code, transport::Channel};
+use super::status::from_remote;
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use super::convert::criteria_from_proto;
@@ -109,16 +110,13 @@ impl RubricClient for RemoteRubricClient {
             .clone()
             .get_rubric_version(request)
             .await
-            .map_err(|status| match status.code() {
-                Code::NotFound => Error::not_found(
-                    "rubric version",
-                    format!("{rubric_id}@{}", version.unwrap_or(0)),
-                ),
-                Code::FailedPrecondition => Error::FailedPrecondition(status.message().to_owned()),
-                Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
-                    Error::Unavailable(format!("rubric service: {}", status.message()))
-                }
-                _ => Error::Internal(format!("rubric service answered {status}")),
+            .map_err(|status| {
+                from_remote("rubric service", &status, || {
+                    Error::not_found(
+                        "rubric version",
+                        format!("{rubric_id}@{}", version.unwrap_or(0)),
+                    )
+                })
             })?
             .into_inner();
         let mut violations = Violations::new();

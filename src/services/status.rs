@@ -3,7 +3,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::validation::FieldViolation;
+use crate::domain::validation::{FieldViolation, Violations};
 use crate::error::Error;
 
 /// Violations listed in one answer; the rest are counted. Clients read error details
@@ -79,6 +79,26 @@ impl From<Error> for Status {
     }
 }
 
+impl From<Violations> for Status {
+    fn from(violations: Violations) -> Self {
+        Error::from(violations).into()
+    }
+}
+
+/// What another IQS service answered, as this service's error: the reverse of the
+/// mapping above, for the codes a caller can act on. `not_found` names what is missing.
+pub fn from_remote(service: &str, status: &Status, not_found: impl FnOnce() -> Error) -> Error {
+    match status.code() {
+        Code::NotFound => not_found(),
+        Code::FailedPrecondition => Error::FailedPrecondition(status.message().to_owned()),
+        Code::PermissionDenied => Error::PermissionDenied(status.message().to_owned()),
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+            Error::Unavailable(format!("{service}: {}", status.message()))
+        }
+        _ => Error::Internal(format!("{service} answered {status}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +153,23 @@ mod tests {
         );
         let on_the_wire = status.message().len() * 3 + status.details().len() * 4 / 3;
         assert!(on_the_wire < 16 * 1024, "{on_the_wire} bytes");
+    }
+
+    #[test]
+    fn a_remote_status_maps_back_to_the_error_that_would_answer_it() {
+        let missing = || Error::not_found("rubric version", "x@1");
+        for code in [
+            Code::NotFound,
+            Code::FailedPrecondition,
+            Code::PermissionDenied,
+            Code::Unavailable,
+            Code::Internal,
+        ] {
+            let error = from_remote("rubric service", &Status::new(code, "m"), missing);
+            assert_eq!(Status::from(error).code(), code);
+        }
+        let late = from_remote("rubric service", &Status::deadline_exceeded("m"), missing);
+        assert_eq!(Status::from(late).code(), Code::Unavailable);
     }
 
     #[test]
