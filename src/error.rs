@@ -1,5 +1,5 @@
 //! The application error: what went wrong, in the terms of the API's status codes.
-//! Stores classify their failures into it; `services::status` maps it to gRPC, once.
+//! Stores classify their failures into it; `services::error_status` maps it to gRPC, once.
 
 use crate::domain::validation::{FieldViolation, Violations};
 

@@ -5,7 +5,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::auth::{
@@ -21,25 +20,26 @@ use crate::domain::paging::PageTokens;
 use crate::error::Error;
 use crate::layers::{
     admission::AdmissionLayer,
+    call_telemetry::CallTelemetryLayer,
     deadline::{BodyTimeouts, DeadlineLayer},
-    rpc::RpcLayer,
 };
-use crate::monitor::Monitor;
 use crate::projector::Projector;
 use crate::proto::{
     self, analytics::analytics_service_server::AnalyticsServiceServer,
     evaluation::evaluation_service_server::EvaluationServiceServer,
     rubric::rubric_service_server::RubricServiceServer,
 };
+use crate::services::grpc_service_name;
 use crate::services::rubric_client::{
     CachedRubricClient, InProcessRubricClient, RemoteRubricClient, RubricClient,
 };
 use crate::services::{analytics::AnalyticsApi, evaluation::EvaluationApi, rubric::RubricApi};
 use crate::store::{
-    AccessStore, AnalyticsStore, EvaluationStore, RubricStore, Store,
+    Store,
     postgres::{PoolSettings, PostgresStore},
     sqlite::SqliteStore,
 };
+use crate::store_watch::StoreWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -63,15 +63,6 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
-}
-
-/// The gRPC name of a service, as health checks and reflection know it.
-pub fn grpc_service_name(kind: ServiceKind) -> &'static str {
-    match kind {
-        ServiceKind::Rubric => <RubricServiceServer<RubricApi> as NamedService>::NAME,
-        ServiceKind::Evaluation => <EvaluationServiceServer<EvaluationApi> as NamedService>::NAME,
-        ServiceKind::Analytics => <AnalyticsServiceServer<AnalyticsApi> as NamedService>::NAME,
-    }
 }
 
 /// In-process when this process serves the rubric service, else over gRPC to
@@ -217,11 +208,7 @@ pub struct Server {
     health_listener: Option<TcpListener>,
     services: ServiceSet,
     authentication: Authentication,
-    access_store: Arc<dyn AccessStore>,
     shutdown_grace: Duration,
-    rubric_store: Arc<dyn RubricStore>,
-    evaluation_store: Arc<dyn EvaluationStore>,
-    analytics_store: Arc<dyn AnalyticsStore>,
     rubric_client: Arc<dyn RubricClient>,
     cache: Option<Arc<dyn SummaryCache>>,
     page_tokens: Arc<PageTokens>,
@@ -252,7 +239,7 @@ impl Server {
             None => None,
         };
         let rubric_client = rubric_client(config, store.clone())?;
-        crate::monitor::observe_pool(store.clone());
+        crate::store_watch::observe_pool(store.clone());
         Ok(Self {
             store: store.clone(),
             limits: Limits::from(config),
@@ -268,11 +255,7 @@ impl Server {
                 ),
                 AuthMode::Disabled => Authentication::Disabled(config.default_tenant()),
             },
-            access_store: store.clone(),
             shutdown_grace: config.shutdown_grace(),
-            rubric_store: store.clone(),
-            evaluation_store: store.clone(),
-            analytics_store: store.clone(),
             cache: summary_cache(config)?,
             page_tokens: Arc::new(page_tokens(store.as_ref()).await?),
             rubric_client,
@@ -286,7 +269,7 @@ impl Server {
         if !self.embedded || !matches!(self.authentication, Authentication::Keys(..)) {
             return Ok(None);
         }
-        Ok(crate::auth::bootstrap::first_admin_key(self.access_store.as_ref()).await?)
+        Ok(crate::auth::bootstrap::first_admin_key(self.store.as_ref()).await?)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -303,19 +286,10 @@ impl Server {
     /// Serves until `shutdown` completes; then health turns NOT_SERVING, the listener
     /// closes, and calls in flight finish before this returns.
     pub async fn serve(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        // Probes see the same statuses (NOT_SERVING while draining) as on the main port.
-        let health_port = self.health_listener.map(|listener| {
-            tracing::info!(address = ?listener.local_addr().ok(), "health checks also on");
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(health_service.clone())
-                    .serve_with_incoming(without_nagle(listener)),
-            )
-        });
         for kind in self.services.iter() {
             health
                 .set_service_status(grpc_service_name(kind), ServingStatus::Serving)
@@ -330,38 +304,20 @@ impl Server {
         // v1alpha too, for clients (older grpcurl) that only speak it.
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let bytes = self.limits.max_message_bytes;
-        let rubric = self.services.contains(ServiceKind::Rubric).then(|| {
-            RubricServiceServer::new(RubricApi::new(
-                self.rubric_store.clone(),
-                self.page_tokens.clone(),
-            ))
-            .max_decoding_message_size(bytes)
-            .max_encoding_message_size(bytes)
-        });
-        let evaluation = self.services.contains(ServiceKind::Evaluation).then(|| {
-            EvaluationServiceServer::new(EvaluationApi::new(
-                self.evaluation_store.clone(),
-                self.rubric_client.clone(),
-                self.page_tokens.clone(),
-            ))
-            .max_decoding_message_size(bytes)
-            .max_encoding_message_size(bytes)
-        });
-        let analytics = self.services.contains(ServiceKind::Analytics).then(|| {
-            AnalyticsServiceServer::new(AnalyticsApi::new(
-                self.analytics_store.clone(),
-                self.cache.clone(),
-                self.page_tokens.clone(),
-            ))
-            .max_decoding_message_size(bytes)
-            .max_encoding_message_size(bytes)
-        });
-        // The analytics service keeps its rollups fresh: it runs the projector.
-        let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
-        let projector = self.services.contains(ServiceKind::Analytics).then(|| {
-            let projector = Projector::new(self.analytics_store.clone(), self.cache.clone());
-            tokio::spawn(projector.run(projector_stopped))
+        let ApiServices {
+            rubric,
+            evaluation,
+            analytics,
+        } = self.api_services();
+        let background = self.start_background(health.clone());
+        // Probes see the same statuses (NOT_SERVING while draining) as on the main port.
+        let health_port = self.health_listener.take().map(|listener| {
+            tracing::info!(address = ?listener.local_addr().ok(), "health checks also on");
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health_service.clone())
+                    .serve_with_incoming(without_nagle(listener)),
+            )
         });
 
         tracing::info!(
@@ -372,21 +328,12 @@ impl Server {
         );
         let services = self.services.clone();
         let (signalled, grace_started) = tokio::sync::oneshot::channel();
-        let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(false);
-        let monitor = tokio::spawn(
-            Monitor {
-                store: self.store.clone(),
-                health: health.clone(),
-                services: services.clone(),
-                interval: self.limits.health_check_interval,
-            }
-            .run(monitor_stopped),
-        );
+        let (store_watch, stop_store_watch) = (background.store_watch, background.stop_store_watch);
         let drain = async move {
             shutdown.await;
             tracing::info!("shutting down: refusing new calls, finishing calls in flight");
-            let _ = stop_monitor.send(true);
-            let _ = monitor.await;
+            let _ = stop_store_watch.send(true);
+            let _ = store_watch.await;
             mark_not_serving(&health, &services).await;
             let _ = signalled.send(());
         };
@@ -404,7 +351,7 @@ impl Server {
         // Outermost first: every call is traced and counted, even one refused for capacity.
         let layers = tower::ServiceBuilder::new()
             .layer(ConnectionActivityLayer::new(connections.clone()))
-            .layer(RpcLayer::new())
+            .layer(CallTelemetryLayer::new())
             .layer(AdmissionLayer::new(
                 self.limits.max_concurrent_calls,
                 self.limits.queue_timeout,
@@ -415,7 +362,7 @@ impl Server {
             ))
             .layer(AuthLayer::new(
                 self.authentication.clone(),
-                self.access_store.clone(),
+                self.store.clone(),
                 Arc::new(FairShare::new(self.limits.shares)),
             ))
             .into_inner();
@@ -451,8 +398,8 @@ impl Server {
             served = serving => served.map_err(|err| StartError::Store(Error::Internal(err.to_string())))?,
             () = grace_elapsed => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
-        let _ = stop_projector.send(true);
-        if let Some(projector) = projector {
+        let _ = background.stop_projector.send(true);
+        if let Some(projector) = background.projector {
             let _ = projector.await;
         }
         // Aborted rather than drained: a health Watch would hold a drain open forever.
@@ -462,6 +409,79 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+
+    /// The API services this process serves.
+    fn api_services(&self) -> ApiServices {
+        let bytes = self.limits.max_message_bytes;
+        let rubric = self.services.contains(ServiceKind::Rubric).then(|| {
+            RubricServiceServer::new(RubricApi::new(self.store.clone(), self.page_tokens.clone()))
+                .max_decoding_message_size(bytes)
+                .max_encoding_message_size(bytes)
+        });
+        let evaluation = self.services.contains(ServiceKind::Evaluation).then(|| {
+            EvaluationServiceServer::new(EvaluationApi::new(
+                self.store.clone(),
+                self.rubric_client.clone(),
+                self.page_tokens.clone(),
+            ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
+        });
+        let analytics = self.services.contains(ServiceKind::Analytics).then(|| {
+            AnalyticsServiceServer::new(AnalyticsApi::new(
+                self.store.clone(),
+                self.cache.clone(),
+                self.page_tokens.clone(),
+            ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
+        });
+        ApiServices {
+            rubric,
+            evaluation,
+            analytics,
+        }
+    }
+
+    /// The tasks that run beside the calls: the store watch (health follows the
+    /// database) and, when this process serves analytics, the projector (it keeps the
+    /// rollups fresh).
+    fn start_background(&self, health: HealthReporter) -> Background {
+        let (stop_store_watch, store_watch_stopped) = tokio::sync::watch::channel(false);
+        let store_watch = tokio::spawn(
+            StoreWatch {
+                store: self.store.clone(),
+                health,
+                services: self.services.clone(),
+                interval: self.limits.health_check_interval,
+            }
+            .run(store_watch_stopped),
+        );
+        let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
+        let projector = self.services.contains(ServiceKind::Analytics).then(|| {
+            let projector = Projector::new(self.store.clone(), self.cache.clone());
+            tokio::spawn(projector.run(projector_stopped))
+        });
+        Background {
+            store_watch,
+            stop_store_watch,
+            projector,
+            stop_projector,
+        }
+    }
+}
+
+struct ApiServices {
+    rubric: Option<RubricServiceServer<RubricApi>>,
+    evaluation: Option<EvaluationServiceServer<EvaluationApi>>,
+    analytics: Option<AnalyticsServiceServer<AnalyticsApi>>,
+}
+
+struct Background {
+    store_watch: tokio::task::JoinHandle<()>,
+    stop_store_watch: tokio::sync::watch::Sender<bool>,
+    projector: Option<tokio::task::JoinHandle<()>>,
+    stop_projector: tokio::sync::watch::Sender<bool>,
 }
 
 /// Accepted connections with Nagle's algorithm off: a response larger than one segment

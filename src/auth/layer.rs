@@ -12,7 +12,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::layers::{deadline::DeadlinePassed, rpc::REQUEST_ID_HEADER, take_ready};
+use crate::layers::{call_telemetry::REQUEST_ID_HEADER, deadline::DeadlinePassed, take_ready};
 
 use super::{
     Credential, Principal,

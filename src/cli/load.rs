@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status, transport::Channel};
 
-use super::bench::{authed, bearer, bench_rubric, import_row, open_channel};
+use super::bench_client::{authed, bearer, bench_rubric, import_row, open_channel};
 use crate::proto::analytics::{
     self as analytics_pb, analytics_service_client::AnalyticsServiceClient,
 };

@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod access;
 mod bench;
+mod bench_client;
 mod demo;
 mod load;
 

@@ -193,7 +193,14 @@ mod tests {
         assert_eq!(Violations::new().finish_with(Some(3)), Ok(3));
         let mut violations = Violations::new();
         violations.add("a", "x");
-        assert_eq!(violations.finish_with(Some(3)).unwrap_err().as_slice().len(), 1);
+        assert_eq!(
+            violations
+                .finish_with(Some(3))
+                .unwrap_err()
+                .as_slice()
+                .len(),
+            1
+        );
         assert!(Violations::new().finish_with::<u8>(None).is_err());
     }
 

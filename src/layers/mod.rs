@@ -1,12 +1,12 @@
-//! Tower layers in front of every service, outermost first: `rpc` (a span and metrics per
+//! Tower layers in front of every service, outermost first: `call_telemetry` (a span and metrics per
 //! call, with the caller's trace context), `admission` (a concurrency limit that rejects
 //! quickly instead of queueing without bound) and `deadline` (the caller's
 //! `grpc-timeout`, capped by the server's maximum). Authentication comes after them.
 
 pub mod admission;
 pub mod body_timeout;
+pub mod call_telemetry;
 pub mod deadline;
-pub mod rpc;
 
 use std::{future::Future, pin::Pin};
 

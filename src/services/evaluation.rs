@@ -29,7 +29,7 @@ use crate::proto::evaluation::{
     self as pb, evaluation_service_server::EvaluationService,
     submit_evaluation_request::InteractionRef as PbInteractionRef,
 };
-use crate::store::shared::replay;
+use crate::store::evaluation_rows::replay;
 use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome};
 
 /// Rows written per transaction by ImportEvaluations.

@@ -7,8 +7,8 @@ use std::{
     sync::{Arc, RwLock},
 };
 
+use super::error_status::from_remote;
 use async_trait::async_trait;
-use super::status::from_remote;
 use tonic::transport::Channel;
 use uuid::Uuid;
 

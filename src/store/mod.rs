@@ -1,7 +1,8 @@
 //! Persistence ports (traits) and their adapters. The services depend on the ports only.
 
+pub(crate) mod evaluation_rows;
+pub(crate) mod outbox_batch;
 pub mod postgres;
-pub(crate) mod shared;
 pub mod sqlite;
 
 use async_trait::async_trait;

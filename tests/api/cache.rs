@@ -7,7 +7,7 @@ use iqs::proto::analytics as pb;
 use iqs::proto::evaluation::submit_evaluation_request::InteractionRef;
 
 use crate::helpers::{AppOptions, TestApp, published_rubric, rating, spawn_app_with};
-use crate::throwaway::Redis;
+use crate::owned_servers::Redis;
 
 async fn submit(app: &TestApp, rubric_id: &str, n: usize) {
     let mut request = crate::helpers::submission(rubric_id, &format!("C-{n}"), 1, 4);

@@ -24,7 +24,7 @@ use crate::helpers::{
     AppOptions, Authed, admin_key_in, create_test_database, published_rubric, spawn_app_with,
     submission, with_key,
 };
-use crate::throwaway::{Postgres, ServerProcess};
+use crate::owned_servers::{Postgres, ServerProcess};
 
 /// One call of a load: when it started and ended, and how it ended.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use tonic_reflection::pb::v1::{
 };
 
 use crate::helpers::{AppOptions, create_test_database, spawn_app, spawn_app_with};
-use crate::throwaway::ServerProcess;
+use crate::owned_servers::ServerProcess;
 
 const SERVICES: [&str; 3] = [
     "iqs.rubric.v1.RubricService",

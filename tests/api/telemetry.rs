@@ -25,7 +25,7 @@ use opentelemetry_proto::tonic::{
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::helpers::{admin_key_in, create_test_database, published_rubric, submission, with_key};
-use crate::throwaway::ServerProcess;
+use crate::owned_servers::ServerProcess;
 
 /// Every span received, with the `service.name` of the process that sent it, and every
 /// metric.

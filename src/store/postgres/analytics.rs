@@ -17,7 +17,7 @@ use crate::domain::{
     tenant::TenantId,
 };
 use crate::error::Result;
-use crate::store::shared::plan_batch;
+use crate::store::outbox_batch::plan_batch;
 use crate::store::{
     AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, OutboxWakeups, RootCauseTotals,
     SectionTotals,

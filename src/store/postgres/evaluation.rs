@@ -18,7 +18,9 @@ use crate::domain::{
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
-use crate::store::shared::{Dimensions, evaluation_from, replay, signed, to_json, unsigned};
+use crate::store::evaluation_rows::{
+    Dimensions, evaluation_from, replay, signed, to_json, unsigned,
+};
 use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
 
 const INTERACTION_COLUMNS: &str = "id, source, external_id, channel, agent_id, team_id, region, \

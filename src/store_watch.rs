@@ -9,10 +9,10 @@ use opentelemetry::{KeyValue, global};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::config::{ServiceKind, ServiceSet};
-use crate::server::grpc_service_name;
+use crate::services::grpc_service_name;
 use crate::store::Store;
 
-pub struct Monitor {
+pub struct StoreWatch {
     pub store: Arc<dyn Store>,
     pub health: HealthReporter,
     pub services: ServiceSet,
@@ -40,7 +40,7 @@ pub fn observe_pool(store: Arc<dyn Store>) {
         .build();
 }
 
-impl Monitor {
+impl StoreWatch {
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let meter = global::meter("iqs");

@@ -25,12 +25,12 @@ use super::{BoxFuture, service_and_method, take_ready};
 use crate::telemetry::HeaderExtractor;
 
 #[derive(Clone)]
-pub struct RpcLayer {
+pub struct CallTelemetryLayer {
     calls: Counter<u64>,
     duration: Histogram<f64>,
 }
 
-impl RpcLayer {
+impl CallTelemetryLayer {
     /// Instruments from the global meter provider: build after telemetry is set up.
     pub fn new() -> Self {
         let meter = global::meter("iqs");
@@ -48,13 +48,13 @@ impl RpcLayer {
     }
 }
 
-impl Default for RpcLayer {
+impl Default for CallTelemetryLayer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<S> Layer<S> for RpcLayer {
+impl<S> Layer<S> for CallTelemetryLayer {
     type Service = Rpc<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -68,7 +68,7 @@ impl<S> Layer<S> for RpcLayer {
 #[derive(Clone)]
 pub struct Rpc<S> {
     inner: S,
-    layer: RpcLayer,
+    layer: CallTelemetryLayer,
 }
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

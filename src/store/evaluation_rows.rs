@@ -1,0 +1,85 @@
+//! What both store adapters compute the same way about an evaluation's rows: the
+//! dimensions it copies from its interaction, how a retried request is answered, and
+//! number and JSON conversions.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::evaluation::{Evaluation, EvaluationState, NewEvaluation};
+use crate::error::{Error, Result};
+use crate::store::StoredRequest;
+
+/// The dimensions an evaluation copies from its interaction at submit time.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Dimensions {
+    pub id: Uuid,
+    #[sqlx(default)]
+    pub source: String,
+    #[sqlx(default)]
+    pub external_id: String,
+    pub agent_id: String,
+    pub team_id: String,
+    pub channel: String,
+    pub region: String,
+    pub csat: Option<i16>,
+}
+
+/// The first revision of a new evaluation of the interaction described by `dimensions`,
+/// dated `now` unless it is history from elsewhere.
+pub(crate) fn evaluation_from(
+    new: NewEvaluation,
+    dimensions: &Dimensions,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    Evaluation {
+        id,
+        revision: 1,
+        interaction_id: dimensions.id,
+        agent_id: dimensions.agent_id.clone(),
+        team_id: dimensions.team_id.clone(),
+        channel: dimensions.channel.clone(),
+        region: dimensions.region.clone(),
+        rubric_id: new.rubric_id,
+        rubric_version: new.rubric_version,
+        reviewer_id: new.reviewer_id,
+        kind: new.kind,
+        ratings: new.ratings,
+        comment: new.comment,
+        outcome: new.outcome,
+        state: EvaluationState::Active,
+        create_time: new.review_time.unwrap_or(now),
+        first_create_time: new.review_time.unwrap_or(now),
+    }
+}
+
+/// The stored evaluation for a retried request id, or `AlreadyExists` when the
+/// content differs.
+pub(crate) fn replay(
+    stored: Option<StoredRequest>,
+    request_id: &str,
+    fingerprint: &[u8],
+) -> Result<Evaluation> {
+    match stored {
+        Some(stored) if stored.fingerprint == fingerprint => Ok(stored.evaluation),
+        Some(_) => Err(Error::AlreadyExists(format!(
+            "request_id {request_id:?} was already used with different content"
+        ))),
+        None => Err(Error::Internal(format!(
+            "request {request_id:?} conflicted but is not stored"
+        ))),
+    }
+}
+
+pub(crate) fn unsigned(value: i32) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::Internal(format!("negative number {value} in storage")))
+}
+
+pub(crate) fn signed(value: u32) -> Result<i32> {
+    i32::try_from(value).map_err(|_| Error::not_found("evaluation revision", value))
+}
+
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|err| Error::Internal(format!("cannot encode JSON: {err}")))
+}
