@@ -85,15 +85,17 @@ where
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         use bytes::Buf;
-        let name = U::full_name();
-        if is_request(&name) && buf.chunk().len() == buf.remaining() {
-            let violations = bound(&name, buf.chunk());
+        if is_request(U::NAME) && buf.chunk().len() == buf.remaining() {
+            let violations = bound(U::PACKAGE, U::NAME, buf.chunk());
             if !violations.is_empty() {
-                return Err(Error::from(violations.into_vec()).into());
+                return Err(Error::from(violations).into());
             }
         }
         U::decode(buf).map(Some).map_err(|err| {
-            Status::invalid_argument(format!("the request is not a valid {name} message: {err}"))
+            Status::invalid_argument(format!(
+                "the request is not a valid {} message: {err}",
+                U::full_name()
+            ))
         })
     }
 
@@ -108,11 +110,13 @@ fn is_request(name: &str) -> bool {
     name.ends_with("Request")
 }
 
-/// The repeated fields of `message`'s encoding `bytes` that hold too many entries.
-/// Malformed bytes are left for the decoder to refuse.
-pub fn bound(message: &str, bytes: &[u8]) -> Violations {
+/// The repeated fields of the encoding `bytes` of the message `package.name` that hold
+/// too many entries. Malformed bytes are left for the decoder to refuse.
+pub fn bound(package: &str, name: &str, bytes: &[u8]) -> Violations {
     let mut violations = Violations::new();
-    walk(&SCHEMA, message, bytes, "", 0, &mut violations);
+    if let Some(message) = SCHEMA.message(package, name) {
+        walk(&SCHEMA, message, bytes, &mut Vec::new(), &mut violations);
+    }
     violations
 }
 
@@ -121,8 +125,8 @@ struct FieldShape {
     name: String,
     repeated: bool,
     wire: Wire,
-    /// The message type of a message field (map entries included).
-    message: Option<String>,
+    /// The message type of a message field (map entries included), as its index.
+    message: Option<usize>,
     limit: usize,
 }
 
@@ -134,52 +138,103 @@ enum Wire {
     Length,
 }
 
-type Schema = HashMap<String, HashMap<u32, FieldShape>>;
+/// The fields of a message by number (most numbers are small: a vector, not a map).
+type MessageShape = Vec<Option<FieldShape>>;
+
+#[derive(Debug, Default)]
+struct Schema {
+    messages: Vec<MessageShape>,
+    /// Message indexes by package, then by name within it (nested: `Outer.Inner`).
+    index: HashMap<String, HashMap<String, usize>>,
+}
+
+impl Schema {
+    fn message(&self, package: &str, name: &str) -> Option<usize> {
+        self.index.get(package)?.get(name).copied()
+    }
+}
 
 static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
     let set = FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
         .expect("the descriptor set built with this binary decodes");
-    let mut schema = Schema::new();
+    // Every message gets its index first, so fields can name types declared later.
+    let mut schema = Schema::default();
+    let mut declared = Vec::new();
     for file in &set.file {
-        let package = file.package();
         for message in &file.message_type {
-            add_message(&mut schema, package, message);
+            declare(&mut schema, &mut declared, file.package(), "", message);
         }
     }
+    let by_full_name: HashMap<String, usize> = declared
+        .iter()
+        .map(|(full_name, index, _)| (full_name.clone(), *index))
+        .collect();
+    schema.messages = declared
+        .iter()
+        .map(|(full_name, _, message)| shape(full_name, message, &by_full_name))
+        .collect();
     schema
 });
 
-fn add_message(schema: &mut Schema, scope: &str, message: &DescriptorProto) {
-    let name = format!("{scope}.{}", message.name());
+fn declare<'a>(
+    schema: &mut Schema,
+    declared: &mut Vec<(String, usize, &'a DescriptorProto)>,
+    package: &str,
+    outer: &str,
+    message: &'a DescriptorProto,
+) {
+    let name = if outer.is_empty() {
+        message.name().to_owned()
+    } else {
+        format!("{outer}.{}", message.name())
+    };
+    let index = declared.len();
+    declared.push((format!("{package}.{name}"), index, message));
+    schema
+        .index
+        .entry(package.to_owned())
+        .or_default()
+        .insert(name.clone(), index);
     for nested in &message.nested_type {
-        add_message(schema, &name, nested);
+        declare(schema, declared, package, &name, nested);
     }
-    let fields = message
-        .field
-        .iter()
-        .map(|field| {
-            let limit = LARGER_LIMITS
-                .iter()
-                .find(|(owner, field_name, _)| *owner == name && *field_name == field.name())
-                .map_or(MAX_REPEATED, |(_, _, limit)| *limit);
-            let wire = match field.r#type() {
-                Type::Double | Type::Fixed64 | Type::Sfixed64 => Wire::Fixed64,
-                Type::Float | Type::Fixed32 | Type::Sfixed32 => Wire::Fixed32,
-                Type::String | Type::Bytes | Type::Message | Type::Group => Wire::Length,
-                _ => Wire::Varint,
-            };
-            let shape = FieldShape {
-                name: field.name().to_owned(),
-                repeated: field.label() == prost_types::field_descriptor_proto::Label::Repeated,
-                wire,
-                message: (field.r#type() == Type::Message)
-                    .then(|| field.type_name().trim_start_matches('.').to_owned()),
-                limit,
-            };
-            (field.number() as u32, shape)
-        })
-        .collect();
-    schema.insert(name, fields);
+}
+
+fn shape(
+    full_name: &str,
+    message: &DescriptorProto,
+    by_full_name: &HashMap<String, usize>,
+) -> MessageShape {
+    let mut fields: MessageShape = Vec::new();
+    for field in &message.field {
+        let Ok(number) = usize::try_from(field.number()) else {
+            continue;
+        };
+        let limit = LARGER_LIMITS
+            .iter()
+            .find(|(owner, field_name, _)| *owner == full_name && *field_name == field.name())
+            .map_or(MAX_REPEATED, |(_, _, limit)| *limit);
+        let wire = match field.r#type() {
+            Type::Double | Type::Fixed64 | Type::Sfixed64 => Wire::Fixed64,
+            Type::Float | Type::Fixed32 | Type::Sfixed32 => Wire::Fixed32,
+            Type::String | Type::Bytes | Type::Message | Type::Group => Wire::Length,
+            _ => Wire::Varint,
+        };
+        let shape = FieldShape {
+            name: field.name().to_owned(),
+            repeated: field.label() == prost_types::field_descriptor_proto::Label::Repeated,
+            wire,
+            message: (field.r#type() == Type::Message)
+                .then(|| by_full_name.get(field.type_name().trim_start_matches('.')).copied())
+                .flatten(),
+            limit,
+        };
+        if fields.len() <= number {
+            fields.resize(number + 1, None);
+        }
+        fields[number] = Some(shape);
+    }
+    fields
 }
 
 /// Reads a varint, advancing `at`; `None` at malformed or truncated input.
@@ -196,18 +251,32 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-fn walk(
-    schema: &Schema,
-    message: &str,
+/// The path of a field: each step a field name and, for a repeated one, the index.
+type Path<'s> = Vec<(&'s str, Option<usize>)>;
+
+fn render(path: &Path<'_>, field: &str) -> String {
+    let mut rendered = String::new();
+    for (name, index) in path {
+        rendered.push_str(name);
+        if let Some(index) = index {
+            rendered.push_str(&format!("[{index}]"));
+        }
+        rendered.push('.');
+    }
+    rendered.push_str(field);
+    rendered
+}
+
+fn walk<'s>(
+    schema: &'s Schema,
+    message: usize,
     bytes: &[u8],
-    path: &str,
-    depth: usize,
+    path: &mut Path<'s>,
     violations: &mut Violations,
 ) {
-    let Some(fields) = schema.get(message) else {
-        return;
-    };
-    let mut counts: HashMap<u32, usize> = HashMap::new();
+    let fields = &schema.messages[message];
+    // Entries of the repeated fields met so far, by field number.
+    let mut counts: Vec<(u32, usize)> = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
         let Some(key) = varint(bytes, &mut at) else {
@@ -246,43 +315,48 @@ fn walk(
             }
             _ => return,
         };
-        let Some(field) = fields.get(&number) else {
+        let Some(field) = fields.get(number as usize).and_then(Option::as_ref) else {
             continue;
         };
-        let count = counts.entry(number).or_default();
-        let entries = match (payload, field.repeated, field.wire) {
-            // A packed run of scalars: one length-delimited payload, many entries.
-            (Some(packed), true, Wire::Varint) => packed.iter().filter(|b| *b & 0x80 == 0).count(),
-            (Some(packed), true, Wire::Fixed32) => packed.len() / 4,
-            (Some(packed), true, Wire::Fixed64) => packed.len() / 8,
-            _ => 1,
+        let index = if field.repeated {
+            let entries = match (payload, field.wire) {
+                // A packed run of scalars: one length-delimited payload, many entries.
+                (Some(packed), Wire::Varint) => packed.iter().filter(|b| *b & 0x80 == 0).count(),
+                (Some(packed), Wire::Fixed32) => packed.len() / 4,
+                (Some(packed), Wire::Fixed64) => packed.len() / 8,
+                _ => 1,
+            };
+            let count = match counts.iter_mut().find(|(seen, _)| *seen == number) {
+                Some((_, count)) => count,
+                None => {
+                    counts.push((number, 0));
+                    &mut counts.last_mut().expect("just pushed").1
+                }
+            };
+            *count += entries;
+            if *count > field.limit {
+                continue;
+            }
+            Some(*count - 1)
+        } else {
+            None
         };
-        *count += entries;
-        if let (Some(nested), Some(type_name)) = (payload, field.message.as_deref())
-            && depth < MAX_DEPTH
-            && *count <= field.limit
+        if let (Some(nested), Some(type_index)) = (payload, field.message)
+            && path.len() < MAX_DEPTH
             && violations.as_slice().len() < MAX_VIOLATIONS
         {
-            let nested_path = if field.repeated {
-                format!("{path}{}[{}].", field.name, *count - 1)
-            } else {
-                format!("{path}{}.", field.name)
-            };
-            walk(
-                schema,
-                type_name,
-                nested,
-                &nested_path,
-                depth + 1,
-                violations,
-            );
+            path.push((field.name.as_str(), index));
+            walk(schema, type_index, nested, path, violations);
+            path.pop();
         }
     }
     for (number, count) in counts {
-        let field = &fields[&number];
-        if field.repeated && count > field.limit && violations.as_slice().len() < MAX_VIOLATIONS {
+        let Some(field) = fields.get(number as usize).and_then(Option::as_ref) else {
+            continue;
+        };
+        if count > field.limit && violations.as_slice().len() < MAX_VIOLATIONS {
             violations.add(
-                format!("{path}{}", field.name),
+                render(path, &field.name),
                 format!("at most {} entries, got {count}", field.limit),
             );
         }
@@ -293,6 +367,10 @@ fn walk(
 mod tests {
     use super::*;
     use crate::proto::{analytics as an, evaluation as ev};
+
+    fn bound_of<M: Name>(message: &M) -> Violations {
+        bound(M::PACKAGE, M::NAME, &message.encode_to_vec())
+    }
 
     fn fields(violations: &Violations) -> Vec<&str> {
         violations
@@ -308,8 +386,7 @@ mod tests {
             ratings: vec![ev::Rating::default(); MAX_REPEATED],
             ..Default::default()
         };
-        let bytes = request.encode_to_vec();
-        assert!(bound(&ev::SubmitEvaluationRequest::full_name(), &bytes).is_empty());
+        assert!(bound_of(&request).is_empty());
     }
 
     #[test]
@@ -318,10 +395,7 @@ mod tests {
             ratings: vec![ev::Rating::default(); MAX_REPEATED + 1],
             ..Default::default()
         };
-        let violations = bound(
-            &ev::SubmitEvaluationRequest::full_name(),
-            &request.encode_to_vec(),
-        );
+        let violations = bound_of(&request);
         assert_eq!(fields(&violations), ["ratings"]);
         assert_eq!(
             violations.as_slice()[0].description,
@@ -348,10 +422,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let violations = bound(
-            &ev::SubmitEvaluationRequest::full_name(),
-            &request.encode_to_vec(),
-        );
+        let violations = bound_of(&request);
         let mut named = fields(&violations);
         named.sort();
         assert_eq!(named, ["interaction.messages", "ratings[1].root_causes"]);
@@ -363,29 +434,29 @@ mod tests {
             group_by: vec![1; MAX_REPEATED + 1],
             ..Default::default()
         };
-        let violations = bound(
-            &an::QueryScoresRequest::full_name(),
-            &request.encode_to_vec(),
-        );
+        let violations = bound_of(&request);
         assert_eq!(fields(&violations), ["group_by"]);
     }
 
     #[test]
     fn malformed_bytes_are_left_to_the_decoder() {
         for bytes in [&[0xff_u8][..], &[0x3a, 0x05, 0x01], &[0x0f]] {
-            assert!(bound(&ev::SubmitEvaluationRequest::full_name(), bytes).is_empty());
+            assert!(bound("iqs.evaluation.v1", "SubmitEvaluationRequest", bytes).is_empty());
         }
     }
 
     #[test]
     fn every_request_of_the_api_is_in_the_schema() {
-        for name in [
-            ev::SubmitEvaluationRequest::full_name(),
-            ev::UpsertInteractionRequest::full_name(),
-            an::QueryScoresRequest::full_name(),
-            crate::proto::rubric::CreateRubricRequest::full_name(),
+        for (package, name) in [
+            (ev::SubmitEvaluationRequest::PACKAGE, ev::SubmitEvaluationRequest::NAME),
+            (ev::UpsertInteractionRequest::PACKAGE, ev::UpsertInteractionRequest::NAME),
+            (an::QueryScoresRequest::PACKAGE, an::QueryScoresRequest::NAME),
+            (
+                crate::proto::rubric::CreateRubricRequest::PACKAGE,
+                crate::proto::rubric::CreateRubricRequest::NAME,
+            ),
         ] {
-            assert!(SCHEMA.contains_key(&name), "{name}");
+            assert!(SCHEMA.message(package, name).is_some(), "{package}.{name}");
         }
     }
 }

@@ -16,9 +16,13 @@ use tonic::Status;
 pub struct TimedBody<B> {
     inner: Pin<Box<B>>,
     idle: Duration,
-    idle_timer: Pin<Box<Sleep>>,
     total: Duration,
-    total_timer: Pin<Box<Sleep>>,
+    started: Instant,
+    /// When the body must have sent its next frame, or ended: the sooner of the idle
+    /// and the total limit. Armed only when the body first has to be waited for (a
+    /// unary message has usually arrived whole before it is read).
+    timer: Option<Pin<Box<Sleep>>>,
+    last_frame: Instant,
     finished: bool,
 }
 
@@ -28,10 +32,29 @@ impl<B> TimedBody<B> {
         Self {
             inner: Box::pin(inner),
             idle,
-            idle_timer: Box::pin(tokio::time::sleep_until(now + idle)),
             total,
-            total_timer: Box::pin(tokio::time::sleep_until(now + total)),
+            started: now,
+            timer: None,
+            last_frame: now,
             finished: false,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        (self.last_frame + self.idle).min(self.started + self.total)
+    }
+
+    fn refusal(&self) -> Status {
+        if self.last_frame + self.idle < self.started + self.total {
+            Status::deadline_exceeded(format!(
+                "nothing of the request arrived for {} ms",
+                self.idle.as_millis()
+            ))
+        } else {
+            Status::deadline_exceeded(format!(
+                "the request did not finish arriving within {} ms",
+                self.total.as_millis()
+            ))
         }
     }
 }
@@ -53,8 +76,7 @@ where
         }
         match self.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(frame)) => {
-                let next = Instant::now() + self.idle;
-                self.idle_timer.as_mut().reset(next);
+                self.last_frame = Instant::now();
                 return Poll::Ready(Some(frame.map_err(Into::into)));
             }
             Poll::Ready(None) => {
@@ -63,19 +85,16 @@ where
             }
             Poll::Pending => {}
         }
-        if self.total_timer.as_mut().poll(cx).is_ready() {
-            self.finished = true;
-            return Poll::Ready(Some(Err(Box::new(Status::deadline_exceeded(format!(
-                "the request did not finish arriving within {} ms",
-                self.total.as_millis()
-            ))))));
+        let deadline = self.deadline();
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
         }
-        if self.idle_timer.as_mut().poll(cx).is_ready() {
+        if timer.as_mut().poll(cx).is_ready() {
             self.finished = true;
-            return Poll::Ready(Some(Err(Box::new(Status::deadline_exceeded(format!(
-                "nothing of the request arrived for {} ms",
-                self.idle.as_millis()
-            ))))));
+            return Poll::Ready(Some(Err(Box::new(self.refusal()))));
         }
         Poll::Pending
     }
