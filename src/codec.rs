@@ -225,7 +225,11 @@ fn shape(
             repeated: field.label() == prost_types::field_descriptor_proto::Label::Repeated,
             wire,
             message: (field.r#type() == Type::Message)
-                .then(|| by_full_name.get(field.type_name().trim_start_matches('.')).copied())
+                .then(|| {
+                    by_full_name
+                        .get(field.type_name().trim_start_matches('.'))
+                        .copied()
+                })
                 .flatten(),
             limit,
         };
@@ -448,9 +452,18 @@ mod tests {
     #[test]
     fn every_request_of_the_api_is_in_the_schema() {
         for (package, name) in [
-            (ev::SubmitEvaluationRequest::PACKAGE, ev::SubmitEvaluationRequest::NAME),
-            (ev::UpsertInteractionRequest::PACKAGE, ev::UpsertInteractionRequest::NAME),
-            (an::QueryScoresRequest::PACKAGE, an::QueryScoresRequest::NAME),
+            (
+                ev::SubmitEvaluationRequest::PACKAGE,
+                ev::SubmitEvaluationRequest::NAME,
+            ),
+            (
+                ev::UpsertInteractionRequest::PACKAGE,
+                ev::UpsertInteractionRequest::NAME,
+            ),
+            (
+                an::QueryScoresRequest::PACKAGE,
+                an::QueryScoresRequest::NAME,
+            ),
             (
                 crate::proto::rubric::CreateRubricRequest::PACKAGE,
                 crate::proto::rubric::CreateRubricRequest::NAME,

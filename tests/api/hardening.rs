@@ -836,3 +836,30 @@ async fn an_idle_connection_is_closed_and_one_with_a_call_in_flight_is_not() {
     assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(1_900));
 }
+
+#[tokio::test]
+async fn a_peer_that_does_not_answer_keepalive_pings_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(AppOptions {
+        tune: |config| {
+            config.http2_keepalive_interval_ms = 200;
+            config.http2_keepalive_timeout_ms = 200;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    // A complete handshake, then silence: the server's pings go unanswered.
+    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    silent.write_all(CLIENT_PREFACE).await.unwrap();
+    silent
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    assert!(closed_within(&mut silent, std::time::Duration::from_secs(5)).await);
+    // A client whose HTTP/2 stack answers pings keeps its connection and is served.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    app.rubrics()
+        .list_rubrics(iqs::proto::rubric::ListRubricsRequest::default())
+        .await
+        .unwrap();
+}
