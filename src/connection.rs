@@ -30,9 +30,9 @@ use tokio::{
     time::{Instant, Sleep},
 };
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
-use tower::{Layer, Service};
+use tower::Service;
 
-use crate::layers::{BoxFuture, take_ready};
+use crate::layers::{AroundCall, BoxFuture, HttpRequest, HttpResponse};
 
 /// The client preface (24 bytes) and the header of the SETTINGS frame that must follow.
 const HANDSHAKE_BYTES: usize = 24 + 9;
@@ -264,23 +264,6 @@ impl ConnectionActivityLayer {
     }
 }
 
-impl<S> Layer<S> for ConnectionActivityLayer {
-    type Service = ConnectionActivity<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ConnectionActivity {
-            inner,
-            connections: self.connections.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct ConnectionActivity<S> {
-    inner: S,
-    connections: Connections,
-}
-
 /// The peer of a call, from what the server put into its extensions.
 fn peer_of<B>(request: &http::Request<B>) -> Option<SocketAddr> {
     let extensions = request.extensions();
@@ -303,26 +286,13 @@ impl Drop for InFlight {
     }
 }
 
-impl<S, B> Service<http::Request<B>> for ConnectionActivity<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
+impl AroundCall for ConnectionActivityLayer {
+    fn around<S>(&self, mut inner: S, request: HttpRequest) -> BoxFuture<HttpResponse, S::Error>
+    where
+        S: Service<HttpRequest, Response = HttpResponse> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         let in_flight = peer_of(&request)
             .and_then(|peer| self.connections.activity(peer))
             .map(|activity| {

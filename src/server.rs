@@ -19,6 +19,7 @@ use crate::connection::{ConnectionActivityLayer, ConnectionLimits, Connections};
 use crate::domain::paging::PageTokens;
 use crate::error::Error;
 use crate::layers::{
+    Around,
     admission::AdmissionLayer,
     call_telemetry::CallTelemetryLayer,
     deadline::{BodyTimeouts, DeadlineLayer},
@@ -350,21 +351,21 @@ impl Server {
         let connections = Connections::default();
         // Outermost first: every call is traced and counted, even one refused for capacity.
         let layers = tower::ServiceBuilder::new()
-            .layer(ConnectionActivityLayer::new(connections.clone()))
-            .layer(CallTelemetryLayer::new())
-            .layer(AdmissionLayer::new(
+            .layer(Around(ConnectionActivityLayer::new(connections.clone())))
+            .layer(Around(CallTelemetryLayer::new()))
+            .layer(Around(AdmissionLayer::new(
                 self.limits.max_concurrent_calls,
                 self.limits.queue_timeout,
-            ))
-            .layer(DeadlineLayer::new(
+            )))
+            .layer(Around(DeadlineLayer::new(
                 self.limits.request_timeout,
                 self.limits.body_timeouts,
-            ))
-            .layer(AuthLayer::new(
+            )))
+            .layer(Around(AuthLayer::new(
                 self.authentication.clone(),
                 self.store.clone(),
                 Arc::new(FairShare::new(self.limits.shares)),
-            ))
+            )))
             .into_inner();
         let router = tonic::transport::Server::builder()
             // One connection cannot hold more calls than the whole server admits: beyond

@@ -1,18 +1,17 @@
 //! The authentication tower layer, in front of every service.
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::sync::Arc;
 
 use chrono::Utc;
 use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::Instrument;
 
-use crate::layers::{call_telemetry::REQUEST_ID_HEADER, deadline::DeadlinePassed, take_ready};
+use crate::layers::{
+    AroundCall, BoxFuture, HttpRequest, HttpResponse, call_telemetry::REQUEST_ID_HEADER,
+    deadline::DeadlinePassed, method_name, status_code,
+};
 
 use super::{
     Credential, Principal,
@@ -55,23 +54,6 @@ impl AuthLayer {
             fair_share,
         }
     }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Auth<S> {
-    inner: S,
-    layer: AuthLayer,
 }
 
 fn bearer(request: &http::Request<impl Sized>) -> Option<&str> {
@@ -127,7 +109,7 @@ fn permission_denied(
         Status::permission_denied(format!(
             "the {} role may not call {}",
             principal.role,
-            path.rsplit('/').next().unwrap_or(path)
+            method_name(path)
         ))
     })
 }
@@ -160,7 +142,7 @@ fn audit_entry(
         tenant: principal.tenant,
         key_id: principal.key_id,
         role: principal.role,
-        rpc: path.rsplit('/').next().unwrap_or(path).to_owned(),
+        rpc: method_name(path).to_owned(),
         request_id: request_id.to_owned(),
         status_code,
         time: Utc::now(),
@@ -204,28 +186,14 @@ impl Drop for UnansweredWrite {
     }
 }
 
-impl<S, B> Service<http::Request<B>> for Auth<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
-        let layer = self.layer.clone();
+impl AroundCall for AuthLayer {
+    fn around<S>(&self, mut inner: S, mut request: HttpRequest) -> BoxFuture<HttpResponse, S::Error>
+    where
+        S: Service<HttpRequest, Response = HttpResponse> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
+        let layer = self.clone();
         Box::pin(async move {
             let path = request.uri().path().to_owned();
             if is_open(&path) {
@@ -280,14 +248,7 @@ where
                 response?
             };
             if is_write(&path) {
-                // Unary and client-streaming calls that fail answer with the status in
-                // the headers ("trailers only"); success puts it in the trailers.
-                let status_code = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.parse::<i32>().ok())
-                    .unwrap_or(0);
+                let status_code = status_code(&response);
                 let entry = audit_entry(&principal, &path, &request_id, status_code);
                 let audit = async move {
                     if let Err(err) = layer.audit.record_audit(entry).await {

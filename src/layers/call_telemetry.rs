@@ -8,20 +8,17 @@
 //! span, so every log line of the call carries it, and it comes back in the answer's
 //! `x-request-id` header for the caller's own logs.
 
-use std::{
-    task::{Context, Poll},
-    time::Instant,
-};
+use std::time::Instant;
 
 use opentelemetry::{
     KeyValue, global,
     metrics::{Counter, Histogram},
 };
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{BoxFuture, service_and_method, take_ready};
+use super::{AroundCall, BoxFuture, HttpRequest, HttpResponse, service_and_method, status_code};
 use crate::telemetry::HeaderExtractor;
 
 #[derive(Clone)]
@@ -54,23 +51,6 @@ impl Default for CallTelemetryLayer {
     }
 }
 
-impl<S> Layer<S> for CallTelemetryLayer {
-    type Service = Rpc<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Rpc {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Rpc<S> {
-    inner: S,
-    layer: CallTelemetryLayer,
-}
-
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The caller's request id when usable, else a new one.
@@ -90,37 +70,14 @@ fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
         })
 }
 
-/// The gRPC status code a response's headers carry; 0 (OK) when they carry none.
-fn status_code(response: &http::Response<tonic::body::Body>) -> i32 {
-    response
-        .headers()
-        .get("grpc-status")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0)
-}
-
-impl<S, B> Service<http::Request<B>> for Rpc<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
-        let layer = self.layer.clone();
+impl AroundCall for CallTelemetryLayer {
+    fn around<S>(&self, mut inner: S, mut request: HttpRequest) -> BoxFuture<HttpResponse, S::Error>
+    where
+        S: Service<HttpRequest, Response = HttpResponse> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
+        let layer = self.clone();
         let path = request.uri().path().to_owned();
         let (service, method) = service_and_method(&path);
         let request_id = request_id(request.headers());

@@ -14,14 +14,15 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
 use tonic::Status;
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::{BoxFuture, body_timeout::TimedBody, is_infrastructure, take_ready};
+use super::{
+    AroundCall, BoxFuture, HttpRequest, HttpResponse, body_timeout::TimedBody, is_infrastructure,
+};
 use crate::domain::access::is_bulk;
 
 /// How long a request's body may take to arrive.
@@ -45,25 +46,6 @@ impl DeadlineLayer {
     pub fn new(maximum: Duration, bodies: BodyTimeouts) -> Self {
         Self { maximum, bodies }
     }
-}
-
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Deadline {
-            inner,
-            maximum: self.maximum,
-            bodies: self.bodies,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Deadline<S> {
-    inner: S,
-    maximum: Duration,
-    bodies: BodyTimeouts,
 }
 
 /// Set when a call's deadline passes, just before its handler is dropped: inner layers
@@ -99,27 +81,13 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-impl<S, B> Service<http::Request<B>> for Deadline<S>
-where
-    S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<tonic::codegen::StdError>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
+impl AroundCall for DeadlineLayer {
+    fn around<S>(&self, mut inner: S, request: HttpRequest) -> BoxFuture<HttpResponse, S::Error>
+    where
+        S: Service<HttpRequest, Response = HttpResponse> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
         let requested = request
             .headers()
             .get("grpc-timeout")
@@ -168,7 +136,63 @@ where
 
 #[cfg(test)]
 mod tests {
+    use tower::{Layer, ServiceExt};
+    use tower_test::mock;
+
     use super::*;
+    use crate::layers::{Around, status_code};
+
+    const BODIES: BodyTimeouts = BodyTimeouts {
+        unary: Duration::from_secs(60),
+        stream_idle: Duration::from_secs(60),
+        stream_total: Duration::from_secs(600),
+    };
+
+    fn call_to(path: &str, grpc_timeout: Option<&str>) -> HttpRequest {
+        let mut request = http::Request::builder().uri(path);
+        if let Some(timeout) = grpc_timeout {
+            request = request.header("grpc-timeout", timeout);
+        }
+        request.body(tonic::body::Body::empty()).unwrap()
+    }
+
+    /// How long a call the inner service never answers takes to be answered, and with
+    /// what code.
+    async fn unanswered(path: &str, grpc_timeout: Option<&str>) -> (Duration, i32) {
+        let (inner, mut handle) = mock::pair::<HttpRequest, HttpResponse>();
+        let service = Around(DeadlineLayer::new(Duration::from_secs(30), BODIES)).layer(inner);
+        let started = tokio::time::Instant::now();
+        let call = tokio::spawn(service.oneshot(call_to(path, grpc_timeout)));
+        let (request, _never_answered) = handle.next_request().await.expect("the call arrives");
+        let passed = request.extensions().get::<DeadlinePassed>().cloned();
+        let answer = call.await.unwrap().unwrap();
+        if let Some(passed) = passed {
+            assert!(passed.has_passed(), "the inner layers are told");
+        }
+        (started.elapsed(), status_code(&answer))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_without_a_timeout_ends_at_the_servers_maximum() {
+        let (took, code) = unanswered("/iqs.x.v1.S/A", None).await;
+        assert_eq!(code, tonic::Code::DeadlineExceeded as i32);
+        assert_eq!(took, Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_grpc_timeout_wins_and_a_longer_one_is_capped() {
+        let (took, _) = unanswered("/iqs.x.v1.S/A", Some("250m")).await;
+        assert_eq!(took, Duration::from_millis(250));
+        let (took, _) = unanswered("/iqs.x.v1.S/A", Some("2H")).await;
+        assert_eq!(took, Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_import_is_bounded_by_its_callers_timeout_not_the_servers_maximum() {
+        let import = "/iqs.evaluation.v1.EvaluationService/ImportEvaluations";
+        let (took, code) = unanswered(import, Some("45S")).await;
+        assert_eq!((took, code), (Duration::from_secs(45), 4));
+    }
 
     #[test]
     fn grpc_timeouts_parse_in_every_unit() {
