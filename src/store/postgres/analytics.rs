@@ -4,20 +4,19 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder, postgres::PgListener, types::Json};
 use uuid::Uuid;
 
 use super::{PostgresStore, classify};
 use crate::domain::{
-    analytics::{
-        Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, TimeSplit, Totals, split_time,
-    },
+    analytics::{Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, Totals},
     evaluation::EvaluationEvent,
     tenant::TenantId,
 };
 use crate::error::Result;
 use crate::store::outbox_batch::plan_batch;
+use crate::store::score_query::{Dialect, Parts, push_filters, push_parts};
 use crate::store::{
     AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, OutboxWakeups, RootCauseTotals,
     SectionTotals,
@@ -334,111 +333,6 @@ async fn apply_next(
     .await
     .map_err(classify)?;
     Ok(applied)
-}
-
-fn push_list<'a>(
-    query: &mut QueryBuilder<'a, Postgres>,
-    alias: &str,
-    column: &str,
-    values: &'a [String],
-) {
-    if !values.is_empty() {
-        query
-            .push(format!(" AND {alias}.{column} = ANY("))
-            .push_bind(values)
-            .push(")");
-    }
-}
-
-fn push_filters<'a>(
-    query: &mut QueryBuilder<'a, Postgres>,
-    alias: &str,
-    tenant: TenantId,
-    filter: &'a ScoreFilter,
-) {
-    query
-        .push(format!(" WHERE {alias}.tenant_id = "))
-        .push_bind(tenant.as_uuid());
-    push_list(query, alias, "agent_id", &filter.agent_ids);
-    push_list(query, alias, "team_id", &filter.team_ids);
-    push_list(query, alias, "channel", &filter.channels);
-    push_list(query, alias, "region", &filter.regions);
-    if let Some(rubric_id) = filter.rubric_id {
-        query
-            .push(format!(" AND {alias}.rubric_id = "))
-            .push_bind(rubric_id);
-    }
-    let kinds: Vec<&'static str> = filter.kinds.iter().map(|kind| kind.as_str()).collect();
-    query
-        .push(format!(" AND {alias}.kind = ANY("))
-        .push_bind(kinds)
-        .push(")");
-}
-
-/// What one query selects from the daily rollups and, for partial days, from facts.
-struct Parts<'s> {
-    /// Columns selected from the rollup table `r`.
-    rollup_select: &'s str,
-    rollup_from: &'s str,
-    /// The same columns, computed from facts `f` (and any lateral join).
-    facts_select: &'s str,
-    facts_from: &'s str,
-    /// An extra condition on facts rows, e.g. "s->>'score' IS NOT NULL".
-    facts_where: &'s str,
-}
-
-/// Pushes `(… UNION ALL …) AS parts`: whole days from rollups, edges from facts.
-fn push_parts<'a>(
-    query: &mut QueryBuilder<'a, Postgres>,
-    tenant: TenantId,
-    filter: &'a ScoreFilter,
-    parts: &Parts<'_>,
-) {
-    let TimeSplit { days, edges } = split_time(filter.start, filter.end);
-    query.push("(");
-    let mut any = false;
-    if let Some((first, last)) = days {
-        query.push(format!(
-            "SELECT {} FROM {}",
-            parts.rollup_select, parts.rollup_from
-        ));
-        push_filters(query, "r", tenant, filter);
-        if let Some(first) = first {
-            query.push(" AND r.day >= ").push_bind(first);
-        }
-        if let Some(last) = last {
-            query.push(" AND r.day < ").push_bind(last);
-        }
-        any = true;
-    }
-    for (start, end) in edges {
-        if any {
-            query.push(" UNION ALL ");
-        }
-        query.push(format!(
-            "SELECT {} FROM {}",
-            parts.facts_select, parts.facts_from
-        ));
-        push_filters(query, "f", tenant, filter);
-        query.push(" AND f.state = 'active'");
-        if !parts.facts_where.is_empty() {
-            query.push(format!(" AND {}", parts.facts_where));
-        }
-        if let Some(start) = start {
-            query.push(" AND f.first_create_time >= ").push_bind(start);
-        }
-        if let Some(end) = end {
-            query.push(" AND f.first_create_time < ").push_bind(end);
-        }
-        any = true;
-    }
-    if !any {
-        query.push(format!(
-            "SELECT {} FROM {} WHERE false",
-            parts.rollup_select, parts.rollup_from
-        ));
-    }
-    query.push(") AS parts");
 }
 
 const FACTS: &str = "analytics.evaluation_facts f";
@@ -788,5 +682,26 @@ impl AnalyticsStore for PostgresStore {
         }
         tx.commit().await.map_err(classify)?;
         Ok(total)
+    }
+}
+
+impl Dialect for Postgres {
+    fn bind_uuid(query: &mut QueryBuilder<'_, Self>, value: Uuid) {
+        query.push_bind(value);
+    }
+
+    fn bind_day(query: &mut QueryBuilder<'_, Self>, day: NaiveDate) {
+        query.push_bind(day);
+    }
+
+    fn bind_time(query: &mut QueryBuilder<'_, Self>, time: DateTime<Utc>) {
+        query.push_bind(time);
+    }
+
+    fn push_any<'a>(query: &mut QueryBuilder<'a, Self>, column: &str, values: Vec<&'a str>) {
+        query
+            .push(format!(" AND {column} = ANY("))
+            .push_bind(values)
+            .push(")");
     }
 }

@@ -12,14 +12,13 @@ use uuid::Uuid;
 use super::time::{now_micros, to_micros};
 use super::{SqliteStore, classify};
 use crate::domain::{
-    analytics::{
-        Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, TimeSplit, Totals, split_time,
-    },
+    analytics::{Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, Totals},
     evaluation::EvaluationEvent,
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
 use crate::store::outbox_batch::plan_batch;
+use crate::store::score_query::{Dialect, Parts, push_filters, push_parts};
 use crate::store::{
     AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, OutboxWakeups, RootCauseTotals,
     SectionTotals,
@@ -324,113 +323,6 @@ async fn apply_next(conn: &mut SqliteConnection, limit: u32) -> Result<AppliedBa
     Ok(applied)
 }
 
-fn push_filters<'a>(
-    query: &mut QueryBuilder<'a, Sqlite>,
-    alias: &str,
-    tenant: TenantId,
-    filter: &'a ScoreFilter,
-) {
-    query
-        .push(format!(" WHERE {alias}.tenant_id = "))
-        .push_bind(tenant.as_uuid());
-    for (column, values) in [
-        ("agent_id", &filter.agent_ids),
-        ("team_id", &filter.team_ids),
-        ("channel", &filter.channels),
-        ("region", &filter.regions),
-    ] {
-        if !values.is_empty() {
-            query.push(format!(" AND {alias}.{column} IN ("));
-            let mut list = query.separated(", ");
-            for value in values {
-                list.push_bind(value.as_str());
-            }
-            query.push(")");
-        }
-    }
-    if let Some(rubric_id) = filter.rubric_id {
-        query
-            .push(format!(" AND {alias}.rubric_id = "))
-            .push_bind(rubric_id);
-    }
-    query.push(format!(" AND {alias}.kind IN ("));
-    let mut kinds = query.separated(", ");
-    for kind in &filter.kinds {
-        kinds.push_bind(kind.as_str());
-    }
-    query.push(")");
-}
-
-/// What one query selects from the daily rollups and, for partial days, from facts.
-struct Parts<'s> {
-    /// Columns selected from the rollup table `r`.
-    rollup_select: &'s str,
-    rollup_from: &'s str,
-    /// The same columns, computed from facts `f` (and any table-valued join).
-    facts_select: &'s str,
-    facts_from: &'s str,
-    /// An extra condition on facts rows.
-    facts_where: &'s str,
-}
-
-/// Pushes `(… UNION ALL …) AS parts`: whole days from rollups, edges from facts.
-fn push_parts<'a>(
-    query: &mut QueryBuilder<'a, Sqlite>,
-    tenant: TenantId,
-    filter: &'a ScoreFilter,
-    parts: &Parts<'_>,
-) {
-    let TimeSplit { days, edges } = split_time(filter.start, filter.end);
-    query.push("(");
-    let mut any = false;
-    if let Some((first, last)) = days {
-        query.push(format!(
-            "SELECT {} FROM {}",
-            parts.rollup_select, parts.rollup_from
-        ));
-        push_filters(query, "r", tenant, filter);
-        if let Some(first) = first {
-            query.push(" AND r.day >= ").push_bind(first);
-        }
-        if let Some(last) = last {
-            query.push(" AND r.day < ").push_bind(last);
-        }
-        any = true;
-    }
-    for (start, end) in edges {
-        if any {
-            query.push(" UNION ALL ");
-        }
-        query.push(format!(
-            "SELECT {} FROM {}",
-            parts.facts_select, parts.facts_from
-        ));
-        push_filters(query, "f", tenant, filter);
-        query.push(" AND f.state = 'active'");
-        if !parts.facts_where.is_empty() {
-            query.push(format!(" AND {}", parts.facts_where));
-        }
-        if let Some(start) = start {
-            query
-                .push(" AND f.first_create_time >= ")
-                .push_bind(to_micros(start));
-        }
-        if let Some(end) = end {
-            query
-                .push(" AND f.first_create_time < ")
-                .push_bind(to_micros(end));
-        }
-        any = true;
-    }
-    if !any {
-        query.push(format!(
-            "SELECT {} FROM {} WHERE 0",
-            parts.rollup_select, parts.rollup_from
-        ));
-    }
-    query.push(") AS parts");
-}
-
 impl SqliteStore {
     /// `head FROM (parts) AS parts tail`, read into `T` by column name.
     async fn aggregate<T>(
@@ -732,5 +624,28 @@ impl AnalyticsStore for SqliteStore {
     #[tracing::instrument(name = "db.outbox_wakeups", skip_all, fields(db.system = "sqlite"))]
     async fn outbox_wakeups(&self) -> Result<Box<dyn OutboxWakeups>> {
         Ok(Box::new(LocalWakeups(self.outbox_written.clone())))
+    }
+}
+
+impl Dialect for Sqlite {
+    fn bind_uuid(query: &mut QueryBuilder<'_, Self>, value: Uuid) {
+        query.push_bind(value);
+    }
+
+    fn bind_day(query: &mut QueryBuilder<'_, Self>, day: NaiveDate) {
+        query.push_bind(day);
+    }
+
+    fn bind_time(query: &mut QueryBuilder<'_, Self>, time: DateTime<Utc>) {
+        query.push_bind(to_micros(time));
+    }
+
+    fn push_any<'a>(query: &mut QueryBuilder<'a, Self>, column: &str, values: Vec<&'a str>) {
+        query.push(format!(" AND {column} IN ("));
+        let mut list = query.separated(", ");
+        for value in values {
+            list.push_bind(value);
+        }
+        query.push(")");
     }
 }
