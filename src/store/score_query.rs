@@ -16,6 +16,32 @@ pub(crate) trait Dialect: Database {
     fn bind_time(query: &mut QueryBuilder<'_, Self>, time: DateTime<Utc>);
     /// ` AND {column} IN (values)`, in whatever form the database takes a list.
     fn push_any<'a>(query: &mut QueryBuilder<'a, Self>, column: &str, values: Vec<&'a str>);
+
+    /// The breakdowns by section, by criterion and by root cause: the facts keep their
+    /// scores as JSON, which each database reads with functions of its own.
+    const SECTION_TOTALS: Breakdown;
+    const CRITERION_TOTALS: Breakdown;
+    const ROOT_CAUSE_TOTALS: Breakdown;
+}
+
+/// A query over the union of `parts`: `head FROM (parts) AS parts tail`.
+pub(crate) struct Breakdown {
+    pub head: &'static str,
+    pub parts: Parts<'static>,
+    pub tail: &'static str,
+}
+
+/// The query of `breakdown` for `tenant` and `filter`. (Each adapter runs it: sqlx
+/// cannot run a query generic over the database whose arguments borrow the builder.)
+pub(crate) fn breakdown_query<'a, DB: Dialect>(
+    tenant: TenantId,
+    filter: &'a ScoreFilter,
+    breakdown: &Breakdown,
+) -> QueryBuilder<'a, DB> {
+    let mut query = QueryBuilder::<DB>::new(format!("{} FROM ", breakdown.head));
+    push_parts(&mut query, tenant, filter, &breakdown.parts);
+    query.push(breakdown.tail);
+    query
 }
 
 /// ` WHERE {alias}.tenant_id = … AND …`: the tenant and every filter of `filter`.

@@ -16,7 +16,9 @@ use crate::domain::{
 };
 use crate::error::Result;
 use crate::store::outbox_batch::plan_batch;
-use crate::store::score_query::{Dialect, Parts, push_filters, push_parts};
+use crate::store::score_query::{
+    Breakdown, Dialect, Parts, breakdown_query, push_filters, push_parts,
+};
 use crate::store::{
     AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, OutboxWakeups, RootCauseTotals,
     SectionTotals,
@@ -346,22 +348,17 @@ fn group_columns(group_by: &[Dimension]) -> Vec<String> {
 }
 
 impl PostgresStore {
-    /// `head FROM (parts) AS parts tail`, read into `T` by column name.
+    /// Runs `breakdown`, reading its rows into `T` by column name.
     async fn aggregate<T>(
         &self,
         tenant: TenantId,
         filter: &ScoreFilter,
-        head: &str,
-        parts: &Parts<'_>,
-        tail: &str,
+        breakdown: &Breakdown,
     ) -> Result<Vec<T>>
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
     {
-        let mut query = QueryBuilder::<Postgres>::new(format!("{head} FROM "));
-        push_parts(&mut query, tenant, filter, parts);
-        query.push(tail);
-        query
+        breakdown_query::<Postgres>(tenant, filter, breakdown)
             .build_query_as()
             .fetch_all(&self.pool)
             .await
@@ -507,21 +504,8 @@ impl AnalyticsStore for PostgresStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<SectionTotals>> {
-        let parts = Parts {
-            rollup_select: "r.section, r.score_sum, r.score_count",
-            rollup_from: "analytics.daily_section_scores r",
-            facts_select: "s->>'section' AS section, (s->>'score')::float8 AS score_sum, 1::bigint AS score_count",
-            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'section_scores') s",
-            facts_where: "s->>'score' IS NOT NULL",
-        };
-        self.aggregate(
-            tenant,
-            filter,
-            "SELECT section, sum(score_sum)::float8 AS score_sum, sum(score_count)::bigint AS score_count",
-            &parts,
-            " GROUP BY section HAVING sum(score_count) > 0 ORDER BY section",
-        )
-        .await
+        self.aggregate(tenant, filter, &<Postgres as Dialect>::SECTION_TOTALS)
+            .await
     }
 
     #[tracing::instrument(name = "db.criterion_totals", skip_all, fields(db.system = "postgresql"))]
@@ -530,25 +514,8 @@ impl AnalyticsStore for PostgresStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<CriterionTotals>> {
-        let parts = Parts {
-            rollup_select: "r.criterion_key, r.score_sum, r.rated_count, r.not_applicable_count",
-            rollup_from: "analytics.daily_criterion_scores r",
-            facts_select: "c->>'criterion_key' AS criterion_key,
-                           COALESCE((c->>'score')::float8, 0) AS score_sum,
-                           (c->>'score' IS NOT NULL)::int::bigint AS rated_count,
-                           (c->>'score' IS NULL)::int::bigint AS not_applicable_count",
-            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'criterion_scores') c",
-            facts_where: "",
-        };
-        self.aggregate(
-            tenant,
-            filter,
-            "SELECT criterion_key, sum(score_sum)::float8 AS score_sum, sum(rated_count)::bigint AS rated_count,
-                    sum(not_applicable_count)::bigint AS not_applicable_count",
-            &parts,
-            " GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key",
-        )
-        .await
+        self.aggregate(tenant, filter, &<Postgres as Dialect>::CRITERION_TOTALS)
+            .await
     }
 
     #[tracing::instrument(name = "db.root_cause_totals", skip_all, fields(db.system = "postgresql"))]
@@ -557,21 +524,8 @@ impl AnalyticsStore for PostgresStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<RootCauseTotals>> {
-        let parts = Parts {
-            rollup_select: "r.criterion_key, r.root_cause, r.count",
-            rollup_from: "analytics.daily_root_causes r",
-            facts_select: "rc->>0 AS criterion_key, rc->>1 AS root_cause, 1::bigint AS count",
-            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'root_causes') rc",
-            facts_where: "",
-        };
-        self.aggregate(
-            tenant,
-            filter,
-            "SELECT criterion_key, root_cause, sum(count)::bigint AS count",
-            &parts,
-            " GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY count DESC, criterion_key, root_cause",
-        )
-        .await
+        self.aggregate(tenant, filter, &<Postgres as Dialect>::ROOT_CAUSE_TOTALS)
+            .await
     }
 
     #[tracing::instrument(name = "db.export_page", skip_all, fields(db.system = "postgresql"))]
@@ -686,6 +640,46 @@ impl AnalyticsStore for PostgresStore {
 }
 
 impl Dialect for Postgres {
+    const SECTION_TOTALS: Breakdown = Breakdown {
+        head: "SELECT section, sum(score_sum)::float8 AS score_sum, sum(score_count)::bigint AS score_count",
+        parts: Parts {
+            rollup_select: "r.section, r.score_sum, r.score_count",
+            rollup_from: "analytics.daily_section_scores r",
+            facts_select: "s->>'section' AS section, (s->>'score')::float8 AS score_sum, 1::bigint AS score_count",
+            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'section_scores') s",
+            facts_where: "s->>'score' IS NOT NULL",
+        },
+        tail: " GROUP BY section HAVING sum(score_count) > 0 ORDER BY section",
+    };
+
+    const CRITERION_TOTALS: Breakdown = Breakdown {
+        head: "SELECT criterion_key, sum(score_sum)::float8 AS score_sum, sum(rated_count)::bigint AS rated_count,
+                    sum(not_applicable_count)::bigint AS not_applicable_count",
+        parts: Parts {
+            rollup_select: "r.criterion_key, r.score_sum, r.rated_count, r.not_applicable_count",
+            rollup_from: "analytics.daily_criterion_scores r",
+            facts_select: "c->>'criterion_key' AS criterion_key,
+                           COALESCE((c->>'score')::float8, 0) AS score_sum,
+                           (c->>'score' IS NOT NULL)::int::bigint AS rated_count,
+                           (c->>'score' IS NULL)::int::bigint AS not_applicable_count",
+            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'criterion_scores') c",
+            facts_where: "",
+        },
+        tail: " GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key",
+    };
+
+    const ROOT_CAUSE_TOTALS: Breakdown = Breakdown {
+        head: "SELECT criterion_key, root_cause, sum(count)::bigint AS count",
+        parts: Parts {
+            rollup_select: "r.criterion_key, r.root_cause, r.count",
+            rollup_from: "analytics.daily_root_causes r",
+            facts_select: "rc->>0 AS criterion_key, rc->>1 AS root_cause, 1::bigint AS count",
+            facts_from: "analytics.evaluation_facts f CROSS JOIN LATERAL jsonb_array_elements(f.event->'root_causes') rc",
+            facts_where: "",
+        },
+        tail: " GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY count DESC, criterion_key, root_cause",
+    };
+
     fn bind_uuid(query: &mut QueryBuilder<'_, Self>, value: Uuid) {
         query.push_bind(value);
     }

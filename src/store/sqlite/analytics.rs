@@ -18,7 +18,9 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::store::outbox_batch::plan_batch;
-use crate::store::score_query::{Dialect, Parts, push_filters, push_parts};
+use crate::store::score_query::{
+    Breakdown, Dialect, Parts, breakdown_query, push_filters, push_parts,
+};
 use crate::store::{
     AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, OutboxWakeups, RootCauseTotals,
     SectionTotals,
@@ -324,22 +326,17 @@ async fn apply_next(conn: &mut SqliteConnection, limit: u32) -> Result<AppliedBa
 }
 
 impl SqliteStore {
-    /// `head FROM (parts) AS parts tail`, read into `T` by column name.
+    /// Runs `breakdown`, reading its rows into `T` by column name.
     async fn aggregate<T>(
         &self,
         tenant: TenantId,
         filter: &ScoreFilter,
-        head: &str,
-        parts: &Parts<'_>,
-        tail: &str,
+        breakdown: &Breakdown,
     ) -> Result<Vec<T>>
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
     {
-        let mut query = QueryBuilder::<Sqlite>::new(format!("{head} FROM "));
-        push_parts(&mut query, tenant, filter, parts);
-        query.push(tail);
-        query
+        breakdown_query::<Sqlite>(tenant, filter, breakdown)
             .build_query_as()
             .fetch_all(&self.reader)
             .await
@@ -480,22 +477,8 @@ impl AnalyticsStore for SqliteStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<SectionTotals>> {
-        let parts = Parts {
-            rollup_select: "r.section, r.score_sum, r.score_count",
-            rollup_from: "daily_section_scores r",
-            facts_select: "json_extract(s.value, '$.section') AS section,
-                           json_extract(s.value, '$.score') AS score_sum, 1 AS score_count",
-            facts_from: "evaluation_facts f, json_each(f.event, '$.section_scores') s",
-            facts_where: "json_extract(s.value, '$.score') IS NOT NULL",
-        };
-        self.aggregate(
-            tenant,
-            filter,
-            "SELECT section, total(score_sum) AS score_sum, sum(score_count) AS score_count",
-            &parts,
-            " GROUP BY section HAVING sum(score_count) > 0 ORDER BY section",
-        )
-        .await
+        self.aggregate(tenant, filter, &<Sqlite as Dialect>::SECTION_TOTALS)
+            .await
     }
 
     #[tracing::instrument(name = "db.criterion_totals", skip_all, fields(db.system = "sqlite"))]
@@ -504,25 +487,8 @@ impl AnalyticsStore for SqliteStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<CriterionTotals>> {
-        let parts = Parts {
-            rollup_select: "r.criterion_key, r.score_sum, r.rated_count, r.not_applicable_count",
-            rollup_from: "daily_criterion_scores r",
-            facts_select: "json_extract(c.value, '$.criterion_key') AS criterion_key,
-                           COALESCE(json_extract(c.value, '$.score'), 0.0) AS score_sum,
-                           (json_extract(c.value, '$.score') IS NOT NULL) AS rated_count,
-                           (json_extract(c.value, '$.score') IS NULL) AS not_applicable_count",
-            facts_from: "evaluation_facts f, json_each(f.event, '$.criterion_scores') c",
-            facts_where: "",
-        };
-        self.aggregate(
-            tenant,
-            filter,
-            "SELECT criterion_key, total(score_sum) AS score_sum, sum(rated_count) AS rated_count,
-                    sum(not_applicable_count) AS not_applicable_count",
-            &parts,
-            " GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key",
-        )
-        .await
+        self.aggregate(tenant, filter, &<Sqlite as Dialect>::CRITERION_TOTALS)
+            .await
     }
 
     #[tracing::instrument(name = "db.root_cause_totals", skip_all, fields(db.system = "sqlite"))]
@@ -531,22 +497,8 @@ impl AnalyticsStore for SqliteStore {
         tenant: TenantId,
         filter: &ScoreFilter,
     ) -> Result<Vec<RootCauseTotals>> {
-        let parts = Parts {
-            rollup_select: "r.criterion_key, r.root_cause, r.count",
-            rollup_from: "daily_root_causes r",
-            facts_select: "json_extract(rc.value, '$[0]') AS criterion_key,
-                           json_extract(rc.value, '$[1]') AS root_cause, 1 AS count",
-            facts_from: "evaluation_facts f, json_each(f.event, '$.root_causes') rc",
-            facts_where: "",
-        };
-        self.aggregate(
-            tenant,
-            filter,
-            "SELECT criterion_key, root_cause, sum(count) AS count",
-            &parts,
-            " GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY count DESC, criterion_key, root_cause",
-        )
-        .await
+        self.aggregate(tenant, filter, &<Sqlite as Dialect>::ROOT_CAUSE_TOTALS)
+            .await
     }
 
     #[tracing::instrument(name = "db.export_page", skip_all, fields(db.system = "sqlite"))]
@@ -628,6 +580,49 @@ impl AnalyticsStore for SqliteStore {
 }
 
 impl Dialect for Sqlite {
+    const SECTION_TOTALS: Breakdown = Breakdown {
+        head: "SELECT section, total(score_sum) AS score_sum, sum(score_count) AS score_count",
+        parts: Parts {
+            rollup_select: "r.section, r.score_sum, r.score_count",
+            rollup_from: "daily_section_scores r",
+            facts_select: "json_extract(s.value, '$.section') AS section,
+                           json_extract(s.value, '$.score') AS score_sum, 1 AS score_count",
+            facts_from: "evaluation_facts f, json_each(f.event, '$.section_scores') s",
+            facts_where: "json_extract(s.value, '$.score') IS NOT NULL",
+        },
+        tail: " GROUP BY section HAVING sum(score_count) > 0 ORDER BY section",
+    };
+
+    const CRITERION_TOTALS: Breakdown = Breakdown {
+        head:
+            "SELECT criterion_key, total(score_sum) AS score_sum, sum(rated_count) AS rated_count,
+                    sum(not_applicable_count) AS not_applicable_count",
+        parts: Parts {
+            rollup_select: "r.criterion_key, r.score_sum, r.rated_count, r.not_applicable_count",
+            rollup_from: "daily_criterion_scores r",
+            facts_select: "json_extract(c.value, '$.criterion_key') AS criterion_key,
+                           COALESCE(json_extract(c.value, '$.score'), 0.0) AS score_sum,
+                           (json_extract(c.value, '$.score') IS NOT NULL) AS rated_count,
+                           (json_extract(c.value, '$.score') IS NULL) AS not_applicable_count",
+            facts_from: "evaluation_facts f, json_each(f.event, '$.criterion_scores') c",
+            facts_where: "",
+        },
+        tail: " GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key",
+    };
+
+    const ROOT_CAUSE_TOTALS: Breakdown = Breakdown {
+        head: "SELECT criterion_key, root_cause, sum(count) AS count",
+        parts: Parts {
+            rollup_select: "r.criterion_key, r.root_cause, r.count",
+            rollup_from: "daily_root_causes r",
+            facts_select: "json_extract(rc.value, '$[0]') AS criterion_key,
+                           json_extract(rc.value, '$[1]') AS root_cause, 1 AS count",
+            facts_from: "evaluation_facts f, json_each(f.event, '$.root_causes') rc",
+            facts_where: "",
+        },
+        tail: " GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY count DESC, criterion_key, root_cause",
+    };
+
     fn bind_uuid(query: &mut QueryBuilder<'_, Self>, value: Uuid) {
         query.push_bind(value);
     }
