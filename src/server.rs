@@ -132,6 +132,8 @@ pub fn is_embedded(config: &Config) -> bool {
 /// Opens the store `DATABASE_URL` names (PostgreSQL or SQLite), else the embedded SQLite
 /// store under the data directory, and applies its migrations.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    // The database and Redis may be reached over TLS: one rustls provider, chosen first.
+    crate::tls::install_crypto_provider();
     let store: Arc<dyn Store> = match config.database_url.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let settings = PoolSettings {
