@@ -656,16 +656,12 @@ async fn one_key_holding_every_call_it_may_leaves_other_tenants_served_within_2x
         unloaded.push(p99_of_agent_scores(other.clone(), 100).await);
         let flood = flood_of_silent_imports(app.addr, &app.admin_key).await;
         loaded.push(p99_of_agent_scores(other.clone(), 100).await);
-        let mut refused = 0;
-        for call in &flood {
-            if call.is_finished() {
-                refused += 1;
-            }
-        }
-        assert_eq!(
-            refused,
-            64 - 8,
-            "all but the key's share are refused at once"
+        // Calls of the round before may still be winding down: the key never has more
+        // than its share admitted, and the rest are refused at once.
+        let refused = flood.iter().filter(|call| call.is_finished()).count();
+        assert!(
+            refused >= 64 - 8,
+            "{refused} of 64 refused: all but the key's share are refused at once"
         );
         for call in flood {
             call.abort();
