@@ -100,6 +100,15 @@ impl Violations {
         }
     }
 
+    /// Parses an optional UUID field: empty is `None`.
+    pub fn optional_uuid(&mut self, field: &str, value: &str) -> Option<Uuid> {
+        if value.is_empty() {
+            None
+        } else {
+            self.require_uuid(field, value)
+        }
+    }
+
     /// Checks an AIP-155 request id: empty (no idempotency), or 1..=128 printable ASCII
     /// characters without spaces (a UUID is recommended).
     pub fn check_request_id(&mut self, field: &str, value: &str) {

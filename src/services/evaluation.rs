@@ -8,8 +8,9 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::convert::{
-    criterion_scores_to_proto, evaluation_to_proto, from_timestamp, interaction_from_proto,
-    interaction_to_proto, kind_from_proto, rating_from_proto, section_scores_to_proto,
+    ListingRequest, criterion_scores_to_proto, evaluation_to_proto, from_timestamp,
+    interaction_from_proto, interaction_to_proto, kind_from_proto, listing_from_proto,
+    rating_from_proto, section_scores_to_proto,
 };
 use super::rubric_client::RubricClient;
 use crate::auth::{Credential, credential, principal};
@@ -18,7 +19,7 @@ use crate::domain::{
         EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
     },
     interaction::{InteractionInput, MAX_ID_LEN, is_external_id},
-    paging::{PageTokens, filter_fingerprint, page_size},
+    paging::PageTokens,
     rubric::RubricVersion,
     scoring::{self, MAX_COMMENT_CHARS, Rating, ScoreOutcome},
     tenant::TenantId,
@@ -30,7 +31,7 @@ use crate::proto::evaluation::{
     submit_evaluation_request::InteractionRef as PbInteractionRef,
 };
 use crate::store::evaluation_rows::replay;
-use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome};
+use crate::store::{EvaluationStore, ImportOutcome};
 
 /// Rows written per transaction by ImportEvaluations.
 pub const IMPORT_BATCH_SIZE: usize = 1_000;
@@ -539,60 +540,16 @@ impl EvaluationService for EvaluationApi {
             request.agent_id = own.to_owned();
         }
         let mut violations = Violations::new();
-        let limit = page_size(request.page_size).unwrap_or_else(|reason| {
-            violations.add("page_size", reason);
-            0
-        });
-        let optional_uuid = |field: &str, value: &str, violations: &mut Violations| {
-            if value.is_empty() {
-                None
-            } else {
-                violations.require_uuid(field, value)
-            }
-        };
-        for (field, value) in [
-            ("agent_id", &request.agent_id),
-            ("team_id", &request.team_id),
-            ("reviewer_id", &request.reviewer_id),
-        ] {
-            violations.check_length(field, value, 0, MAX_ID_LEN);
-        }
-        let interaction_id =
-            optional_uuid("interaction_id", &request.interaction_id, &mut violations);
-        let rubric_id = optional_uuid("rubric_id", &request.rubric_id, &mut violations);
-        let kinds: Vec<EvaluationKind> = request
-            .kinds
-            .iter()
-            .enumerate()
-            .map(|(index, kind)| {
-                kind_from_proto(*kind, &format!("kinds[{index}]"), &mut violations)
-            })
-            .collect();
-        let range = request.time_range.unwrap_or_default();
-        let start_time = from_timestamp(range.start_time, "time_range.start_time", &mut violations);
-        let end_time = from_timestamp(range.end_time, "time_range.end_time", &mut violations);
-        if let (Some(start), Some(end)) = (start_time, end_time)
-            && start > end
-        {
-            violations.add("time_range.end_time", "must not be before start_time");
-        }
-        let filters = format!(
-            "evaluations;{};{};{};{};{};{:?};{:?};{:?};{}",
-            request.interaction_id,
-            request.agent_id,
-            request.team_id,
-            request.reviewer_id,
-            request.rubric_id,
-            kinds,
-            start_time,
-            end_time,
-            request.include_inactive
-        );
-        let fingerprint = filter_fingerprint(&filters);
-        let before = self.tokens.read(
+        let ListingRequest {
+            mut listing,
+            page_size,
+            filter_fingerprint,
+            page_token,
+        } = listing_from_proto(request, &mut violations);
+        listing.before = self.tokens.read(
             tenant,
-            &request.page_token,
-            &fingerprint,
+            &page_token,
+            &filter_fingerprint,
             "page_token",
             |key| {
                 let (id, revision) = key.split_once(':')?;
@@ -601,31 +558,14 @@ impl EvaluationService for EvaluationApi {
             &mut violations,
         );
         violations.finish(())?;
-        let non_empty = |value: String| Some(value).filter(|v| !v.is_empty());
-        let evaluations = self
-            .store
-            .list_evaluations(
-                tenant,
-                EvaluationListing {
-                    before,
-                    limit: limit + 1,
-                    interaction_id,
-                    agent_id: non_empty(request.agent_id),
-                    team_id: non_empty(request.team_id),
-                    reviewer_id: non_empty(request.reviewer_id),
-                    rubric_id,
-                    kinds,
-                    start_time,
-                    end_time,
-                    include_inactive: request.include_inactive,
-                },
-            )
-            .await?;
-        let (evaluations, next_page_token) =
-            self.tokens
-                .finish_page(tenant, evaluations, limit, &fingerprint, |last| {
-                    format!("{}:{}", last.id, last.revision)
-                });
+        let evaluations = self.store.list_evaluations(tenant, listing).await?;
+        let (evaluations, next_page_token) = self.tokens.finish_page(
+            tenant,
+            evaluations,
+            page_size,
+            &filter_fingerprint,
+            |last| format!("{}:{}", last.id, last.revision),
+        );
         Ok(Response::new(pb::ListEvaluationsResponse {
             evaluations: evaluations.into_iter().map(evaluation_to_proto).collect(),
             next_page_token,

@@ -3,11 +3,87 @@
 use super::{from_timestamp, timestamp};
 use crate::domain::{
     evaluation::{Evaluation, EvaluationKind, EvaluationState},
-    interaction::{Interaction, InteractionInput, Message, MessageRole},
+    interaction::{Interaction, InteractionInput, MAX_ID_LEN, Message, MessageRole},
+    paging::{filter_fingerprint, page_size},
     scoring::{Rating, ScoreOutcome},
     validation::Violations,
 };
 use crate::proto::{common, evaluation as pb};
+use crate::store::EvaluationListing;
+
+/// A ListEvaluations request, checked: the listing (all but where the page starts), the
+/// page size, and what its page token must have been issued for.
+pub struct ListingRequest {
+    pub listing: EvaluationListing,
+    pub page_size: u32,
+    pub filter_fingerprint: String,
+    pub page_token: String,
+}
+
+/// Checks every field of a ListEvaluations request but its page token.
+pub fn listing_from_proto(
+    request: pb::ListEvaluationsRequest,
+    violations: &mut Violations,
+) -> ListingRequest {
+    let limit = page_size(request.page_size).unwrap_or_else(|reason| {
+        violations.add("page_size", reason);
+        0
+    });
+    for (field, value) in [
+        ("agent_id", &request.agent_id),
+        ("team_id", &request.team_id),
+        ("reviewer_id", &request.reviewer_id),
+    ] {
+        violations.check_length(field, value, 0, MAX_ID_LEN);
+    }
+    let interaction_id = violations.optional_uuid("interaction_id", &request.interaction_id);
+    let rubric_id = violations.optional_uuid("rubric_id", &request.rubric_id);
+    let kinds: Vec<EvaluationKind> = request
+        .kinds
+        .iter()
+        .enumerate()
+        .map(|(index, kind)| kind_from_proto(*kind, &format!("kinds[{index}]"), violations))
+        .collect();
+    let range = request.time_range.unwrap_or_default();
+    let start_time = from_timestamp(range.start_time, "time_range.start_time", violations);
+    let end_time = from_timestamp(range.end_time, "time_range.end_time", violations);
+    if let (Some(start), Some(end)) = (start_time, end_time)
+        && start > end
+    {
+        violations.add("time_range.end_time", "must not be before start_time");
+    }
+    let filters = format!(
+        "evaluations;{};{};{};{};{};{:?};{:?};{:?};{}",
+        request.interaction_id,
+        request.agent_id,
+        request.team_id,
+        request.reviewer_id,
+        request.rubric_id,
+        kinds,
+        start_time,
+        end_time,
+        request.include_inactive
+    );
+    let non_empty = |value: String| Some(value).filter(|v| !v.is_empty());
+    ListingRequest {
+        listing: EvaluationListing {
+            before: None,
+            limit: limit + 1,
+            interaction_id,
+            agent_id: non_empty(request.agent_id),
+            team_id: non_empty(request.team_id),
+            reviewer_id: non_empty(request.reviewer_id),
+            rubric_id,
+            kinds,
+            start_time,
+            end_time,
+            include_inactive: request.include_inactive,
+        },
+        page_size: limit,
+        filter_fingerprint: filter_fingerprint(&filters),
+        page_token: request.page_token,
+    }
+}
 
 pub fn interaction_from_proto(
     interaction: pb::Interaction,
