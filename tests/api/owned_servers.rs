@@ -38,26 +38,53 @@ fn signal(pid: u32, signal: &str) {
 pub struct Redis {
     pub port: u16,
     child: Child,
+    /// The CA that signed its certificate, when it speaks only TLS.
+    tls_ca: Option<PathBuf>,
+}
+
+fn redis_server(args: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (Debian/Ubuntu: apt-get install redis-server)")
 }
 
 impl Redis {
     pub fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (Debian/Ubuntu: apt-get install redis-server)");
+        let child = redis_server(&["--port", &port.to_string()]);
         wait_for_port(port, "redis-server");
-        Redis { port, child }
+        Redis {
+            port,
+            child,
+            tls_ca: None,
+        }
+    }
+
+    /// A Redis that speaks only TLS, with `cert` and `key` (PEM files) signed by `ca`;
+    /// its URL is `rediss://localhost:<port>`.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Redis {
+        let port = free_port();
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let child = redis_server(&[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        wait_for_port(port, "redis-server with TLS");
+        Redis {
+            port,
+            child,
+            tls_ca: Some(ca.to_owned()),
+        }
     }
 
     pub fn start() -> Redis {
@@ -65,7 +92,10 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls_ca {
+            Some(_) => format!("rediss://localhost:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn signal(&self, name: &str) {
@@ -80,7 +110,11 @@ impl Redis {
     }
 
     pub fn cached_summaries(&self) -> usize {
-        let output = Command::new("redis-cli")
+        let mut command = Command::new("redis-cli");
+        if let Some(ca) = &self.tls_ca {
+            command.args(["--tls", "--cacert", ca.to_str().unwrap(), "-h", "localhost"]);
+        }
+        let output = command
             .args([
                 "-p",
                 &self.port.to_string(),

@@ -445,6 +445,54 @@ async fn postgres_connections_can_require_tls() {
     app.stop().await;
 }
 
+/// Summaries are cached in a Redis that speaks only TLS, verified against the CA that
+/// `SSL_CERT_FILE` names (the variable replaces the system's roots, as documented).
+#[tokio::test]
+async fn summaries_are_cached_in_a_redis_reached_over_tls() {
+    use iqs::proto::analytics::{
+        GetAgentScoreRequest, analytics_service_client::AnalyticsServiceClient,
+    };
+    use iqs::proto::evaluation::evaluation_service_client::EvaluationServiceClient;
+
+    let ca = Ca::new("IQS test CA");
+    let files = TlsFiles::new();
+    files.write(&ca.server_leaf());
+    let ca_file = files.cert.with_file_name("redis-ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let redis = crate::owned_servers::Redis::start_tls(&files.cert, &files.key, &ca_file);
+    let database_url = create_test_database().await;
+    let key = admin_key_in(&database_url).await;
+    let server = crate::owned_servers::ServerProcess::spawn(&[
+        ("DATABASE_URL", database_url.as_str()),
+        ("REDIS_URL", redis.url().as_str()),
+        ("SSL_CERT_FILE", ca_file.to_str().unwrap()),
+    ]);
+    let channel = with_key(server.channel().await, &key);
+    let (rubric, _) =
+        crate::helpers::published_rubric(&mut RubricServiceClient::new(channel.clone())).await;
+    EvaluationServiceClient::new(channel.clone())
+        .submit_evaluation(crate::helpers::submission(&rubric.id, "RTLS-1", 1, 4))
+        .await
+        .unwrap();
+    let mut analytics = AnalyticsServiceClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cached_summaries() == 0 {
+        analytics
+            .get_agent_score(GetAgentScoreRequest {
+                agent_id: "agent-1".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "nothing was cached over TLS:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[test]
 fn rediss_urls_are_accepted() {
     iqs::tls::install_crypto_provider();
