@@ -45,6 +45,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the gRPC services.
+    #[command(after_help = "\
+Where the data lives:
+  DATABASE_URL   postgres://… (production) or sqlite:PATH; unset: the embedded store
+  IQS_DATA_DIR   the embedded store's directory (default ./iqs-data)
+  REDIS_URL      redis://… or rediss://… caches summaries; unset: in process memory
+Settings: ./iqs.toml (or --config PATH), then IQS_<KEY> variables, then flags; every
+key is listed in the README's Configuration section.")]
     Serve(ServeArgs),
     /// Apply the database migrations and exit.
     Migrate,
@@ -192,13 +199,18 @@ async fn serve(config: &Config) -> Result<(), server::StartError> {
 /// only lost, and the log says how to replace it.
 fn print_first_run(key: &str, addr: std::net::SocketAddr, tls: bool) {
     let tenant = crate::auth::bootstrap::FIRST_TENANT;
-    let plaintext = if tls { "" } else { "-plaintext " };
+    let (scheme, prior_knowledge) = if tls {
+        ("https", "")
+    } else {
+        ("http", "--http2-prior-knowledge ")
+    };
     let printed = writeln!(
         io::stdout().lock(),
         "First run on an empty store: created tenant {tenant:?} and this admin key \
          (shown once; `iqs key create` makes more):\n\n    {key}\n\n\
-         Try it:\n\n    grpcurl {plaintext}-H 'authorization: Bearer {key}' \
-         {addr} iqs.rubric.v1.RubricService/ListRubrics\n"
+         Try it (buf from npm, or `.ci/buf` in a clone of IQS):\n\n    \
+         buf curl --protocol grpc {prior_knowledge}-H 'authorization: Bearer {key}' \
+         -d '{{}}' {scheme}://{addr}/iqs.rubric.v1.RubricService/ListRubrics\n"
     );
     if let Err(err) = printed {
         let key_id = crate::auth::keys::parse(key).map(|parsed| parsed.key_id);

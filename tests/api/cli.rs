@@ -266,3 +266,25 @@ async fn serve_keeps_serving_when_stdout_is_closed() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn serve_help_says_where_the_data_lives_and_where_settings_come_from() {
+    let output = iqs(&scratch_dir())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for named in [
+        "DATABASE_URL",
+        "IQS_DATA_DIR",
+        "REDIS_URL",
+        "iqs.toml",
+        "--config",
+    ] {
+        assert!(
+            help.contains(named),
+            "serve --help does not name {named}:\n{help}"
+        );
+    }
+}

@@ -128,7 +128,7 @@ async fn with_nothing_installed_serve_creates_a_key_on_first_run_and_keeps_the_d
     let key = first
         .printed_key()
         .expect("the first run prints an admin key");
-    assert!(first.stdout.contains("grpcurl"), "{}", first.stdout);
+    assert!(first.stdout.contains("buf curl"), "{}", first.stdout);
     let channel = first.channel().await;
     let mut health = HealthClient::new(channel.clone());
     for service in [
