@@ -167,8 +167,8 @@ pub fn run() -> ExitCode {
             Command::Tenant(command) => {
                 access::tenant(&*access_store(&config).await?, command).await
             }
-            Command::Key(command) => access::key(&*access_store(&config).await?, command).await,
-            Command::Audit(args) => access::audit(&*access_store(&config).await?, args).await,
+            Command::Key(command) => access::key(&*existing_store(&config).await?, command).await,
+            Command::Audit(args) => access::audit(&*existing_store(&config).await?, args).await,
             Command::Demo(DemoCommand::Seed(args)) => demo::seed(&config, args).await,
         };
         if logs_its_errors && let Err(err) = &outcome {
@@ -235,10 +235,27 @@ async fn access_store(config: &Config) -> Result<std::sync::Arc<dyn crate::store
         .map_err(|err| err.to_string())
 }
 
+/// The store of a command that reads or changes what is already stored: on the embedded
+/// store, one that does not exist yet is an error, not a new empty store in the
+/// working directory.
+async fn existing_store(
+    config: &Config,
+) -> Result<std::sync::Arc<dyn crate::store::Store>, String> {
+    if config.database_url.is_none() {
+        let file = config.data_dir.join(crate::store::sqlite::EMBEDDED_FILE);
+        if !file.exists() {
+            return Err(format!(
+                "no IQS data at {}: run this where `iqs serve` keeps its data \
+                 (IQS_DATA_DIR, default ./iqs-data), or set DATABASE_URL",
+                file.display()
+            ));
+        }
+    }
+    access_store(config).await
+}
+
 async fn rebuild(config: &Config) -> Result<(), String> {
-    let store = server::open_store(config)
-        .await
-        .map_err(|err| err.to_string())?;
+    let store = existing_store(config).await?;
     let started = std::time::Instant::now();
     let events = store.rebuild().await.map_err(|err| err.to_string())?;
     say!(

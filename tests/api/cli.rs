@@ -118,9 +118,17 @@ async fn key_list_into_head_stops_quietly() {
     assert_eq!(status.code(), Some(141), "{errors}");
 }
 
+/// A scratch directory with an (empty) embedded store in it.
+fn scratch_dir_with_store() -> PathBuf {
+    let dir = scratch_dir();
+    let migrated = iqs(&dir).arg("migrate").output().unwrap();
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    dir
+}
+
 #[test]
 fn each_command_error_is_printed_once() {
-    let dir = scratch_dir();
+    let dir = scratch_dir_with_store();
     let missing = Uuid::now_v7();
     let output = iqs(&dir)
         .args(["key", "revoke", &missing.to_string()])
@@ -213,7 +221,7 @@ fn config_errors_name_the_key_and_where_it_was_set_not_source_lines() {
 
 #[test]
 fn variables_of_other_tools_sharing_the_prefix_do_not_stop_commands() {
-    let dir = scratch_dir();
+    let dir = scratch_dir_with_store();
     let output = iqs(&dir)
         .args(["key", "list"])
         .env("IQS_TEST_THROWAWAY", "1")
@@ -287,4 +295,19 @@ fn serve_help_says_where_the_data_lives_and_where_settings_come_from() {
             "serve --help does not name {named}:\n{help}"
         );
     }
+}
+
+#[test]
+fn commands_that_read_the_store_say_where_they_looked_and_create_nothing() {
+    let dir = scratch_dir();
+    for args in [&["key", "list"][..], &["audit"], &["analytics", "rebuild"]] {
+        let output = iqs(&dir).args(args).output().unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let said = stderr(&output);
+        assert!(
+            said.contains("no IQS data at") && said.contains("iqs.db"),
+            "{args:?}: {said}"
+        );
+    }
+    assert!(!dir.join("data").exists(), "an empty store was created");
 }

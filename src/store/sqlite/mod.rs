@@ -31,6 +31,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: u32 = 8;
 
+/// The embedded store's file in its data directory.
+pub const EMBEDDED_FILE: &str = "iqs.db";
+
 /// Every store port, on one SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -56,7 +59,7 @@ impl SqliteStore {
                 dir.display()
             ))
         })?;
-        Self::open(SqliteConnectOptions::new().filename(dir.join("iqs.db"))).await
+        Self::open(SqliteConnectOptions::new().filename(dir.join(EMBEDDED_FILE))).await
     }
 
     async fn open(options: SqliteConnectOptions) -> Result<Self> {
