@@ -132,19 +132,15 @@ fn rate_limited(authentication: &Authentication, principal: &Principal) -> Optio
     ))
 }
 
-fn audit_entry(
-    principal: &Principal,
-    path: &str,
-    request_id: &str,
-    status_code: i32,
-) -> AuditEntry {
+/// The audit entry of a write, before its status is known.
+fn audit_entry(principal: &Principal, path: &str, request_id: &str) -> AuditEntry {
     AuditEntry {
         tenant: principal.tenant,
         key_id: principal.key_id,
         role: principal.role,
         rpc: method_name(path).to_owned(),
         request_id: request_id.to_owned(),
-        status_code,
+        status_code: 0,
         time: Utc::now(),
     }
 }
@@ -212,9 +208,11 @@ impl AroundCall for AuthLayer {
                 Ok(principal) => principal,
                 Err(status) => return Ok(status.into_http()),
             };
-            // A write the caller's role may not make is an attempt the audit log records.
-            // A rate-limited one is not: recording each call of a flood would put on the
+            // The audit entry of a write, completed with its status once it answers. A
+            // write the caller's role may not make is an attempt the audit log records. A
+            // rate-limited one is not: recording each call of a flood would put on the
             // database the load the limit keeps off it.
+            let mut entry = is_write(&path).then(|| audit_entry(&principal, &path, &request_id));
             let response = if let Some(denied) =
                 permission_denied(&layer.authentication, &principal, &path)
             {
@@ -234,22 +232,20 @@ impl AroundCall for AuthLayer {
                 }
                 // A write stopped by its deadline is dropped here, unanswered: the
                 // guard records it as DEADLINE_EXCEEDED.
-                let unanswered = is_write(&path).then(|| UnansweredWrite {
-                    audit: Some((
-                        layer.audit.clone(),
-                        audit_entry(&principal, &path, &request_id, 0),
-                    )),
+                let unanswered = entry.take().map(|entry| UnansweredWrite {
+                    audit: Some((layer.audit.clone(), entry)),
                     deadline: request.extensions().get::<DeadlinePassed>().cloned(),
                 });
                 let response = inner.call(request).await;
                 if let Some(mut unanswered) = unanswered {
-                    unanswered.audit = None;
+                    entry = unanswered.audit.take().map(|(_, entry)| entry);
                 }
                 response?
             };
-            if is_write(&path) {
+            if let Some(mut entry) = entry {
                 let status_code = status_code(&response);
-                let entry = audit_entry(&principal, &path, &request_id, status_code);
+                entry.status_code = status_code;
+                entry.time = Utc::now();
                 let audit = async move {
                     if let Err(err) = layer.audit.record_audit(entry).await {
                         tracing::error!(%err, rpc = %path, "cannot write the audit log");

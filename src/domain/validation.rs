@@ -123,6 +123,21 @@ impl Violations {
     }
 }
 
+/// Cuts `text` to at most `max_bytes` bytes on a character boundary, marking the cut
+/// with an ellipsis: for text echoed back to callers, whose size must stay bounded.
+pub fn cut_to_bytes(text: &mut String, max_bytes: usize) {
+    const MARK: &str = "…";
+    if text.len() <= max_bytes {
+        return;
+    }
+    let mut end = max_bytes.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+}
+
 /// A required UUID field alone: the id, or the violation that names the field.
 pub fn required_uuid(field: &str, value: &str) -> Result<Uuid, Violations> {
     let mut violations = Violations::new();
@@ -184,6 +199,16 @@ mod tests {
         violations.check_length("other", "", 1, 3);
         assert_eq!(violations.as_slice().len(), 2);
         assert_eq!(violations.as_slice()[1].description, "is required");
+    }
+
+    #[test]
+    fn text_is_cut_to_its_byte_limit_on_a_character_boundary() {
+        let mut text = "ü".repeat(100);
+        cut_to_bytes(&mut text, 51);
+        assert!(text.len() <= 51 && text.ends_with('…'), "{text}");
+        let mut short = "kept".to_owned();
+        cut_to_bytes(&mut short, 4);
+        assert_eq!(short, "kept");
     }
 
     #[test]

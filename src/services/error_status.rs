@@ -3,26 +3,19 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::validation::{FieldViolation, Violations};
+use crate::domain::validation::{FieldViolation, Violations, cut_to_bytes};
 use crate::error::Error;
 
 /// Violations listed in one answer; the rest are counted. Clients read error details
 /// from HTTP/2 headers, which most stacks cap at 8 to 16 KB.
 pub const MAX_LISTED_VIOLATIONS: usize = 100;
-/// The characters kept of a violation's field path and of its description.
-const MAX_FIELD_CHARS: usize = 120;
-const MAX_DESCRIPTION_CHARS: usize = 200;
+/// The bytes kept of a violation's field path and of its description.
+const MAX_FIELD_BYTES: usize = 120;
+const MAX_DESCRIPTION_BYTES: usize = 200;
 /// What the listed violations may take in the message, and again in the details. On the
 /// wire the message is percent-encoded (up to 3 bytes per byte) and the details base64
 /// (4 per 3): at most about 9 KB in all.
 const MAX_VIOLATION_BYTES: usize = 2_000;
-
-fn truncated(text: String, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    }
-}
 
 /// The violations an answer lists (shortened, within the byte budget) and how many
 /// were left out.
@@ -31,10 +24,13 @@ fn listed(violations: Vec<FieldViolation>) -> (Vec<FieldViolation>, usize) {
     let mut bytes = 0;
     let mut kept = Vec::new();
     for violation in violations.into_iter().take(MAX_LISTED_VIOLATIONS) {
-        let violation = FieldViolation {
-            field: truncated(violation.field, MAX_FIELD_CHARS),
-            description: truncated(violation.description, MAX_DESCRIPTION_CHARS),
-        };
+        let FieldViolation {
+            mut field,
+            mut description,
+        } = violation;
+        cut_to_bytes(&mut field, MAX_FIELD_BYTES);
+        cut_to_bytes(&mut description, MAX_DESCRIPTION_BYTES);
+        let violation = FieldViolation { field, description };
         bytes += violation.field.len() + violation.description.len() + 4;
         if bytes > MAX_VIOLATION_BYTES {
             break;

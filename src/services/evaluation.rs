@@ -23,7 +23,7 @@ use crate::domain::{
     rubric::RubricVersion,
     scoring::{self, MAX_COMMENT_CHARS, Rating, ScoreOutcome},
     tenant::TenantId,
-    validation::Violations,
+    validation::{Violations, cut_to_bytes},
 };
 use crate::error::{Error, Result};
 use crate::proto::evaluation::{
@@ -370,28 +370,14 @@ fn reject(
 ) {
     response.rejected_count += 1;
     if response.rejected.len() < MAX_LISTED_REJECTIONS {
-        shorten(&mut reason, MAX_REJECTION_REASON_BYTES);
-        shorten(&mut request_id, MAX_REJECTION_REQUEST_ID_BYTES);
+        cut_to_bytes(&mut reason, MAX_REJECTION_REASON_BYTES);
+        cut_to_bytes(&mut request_id, MAX_REJECTION_REQUEST_ID_BYTES);
         response.rejected.push(pb::ImportRejection {
             index,
             request_id,
             reason,
         });
     }
-}
-
-/// Cuts `text` to at most `max_bytes` bytes on a character boundary, marking the cut.
-fn shorten(text: &mut String, max_bytes: usize) {
-    const MARK: &str = "…";
-    if text.len() <= max_bytes {
-        return;
-    }
-    let mut end = max_bytes - MARK.len();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push_str(MARK);
 }
 
 #[tonic::async_trait]

@@ -46,16 +46,7 @@ pub(crate) fn serve(data_dir: &Path) -> Embedded {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start iqs serve");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("address=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                let _ = addr_tx.send(addr.to_owned());
-            }
-        }
-    });
+    let addr_rx = crate::owned_servers::watch_log(child.stderr.take().unwrap(), None);
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the bound address is logged");

@@ -492,12 +492,7 @@ async fn arbitrary_requests_never_answer_internal_and_a_refused_one_stores_nothi
         .and_then(|cases| cases.parse().ok())
         .unwrap_or(400);
     let seed = seed();
-    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
-        backend,
-        rate_limits: crate::helpers::unlimited_rates(),
-        ..Default::default()
-    })
-    .await;
+    let app = crate::helpers::spawn_app_without_rate_limits(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let strategy = case(rubric.id.clone());
     let mut seed_bytes = [0u8; 32];

@@ -806,9 +806,21 @@ async fn connections_that_never_complete_the_http2_handshake_are_closed() {
         .unwrap();
 }
 
+/// A connection that sends the preface and an empty SETTINGS frame (a complete HTTP/2
+/// handshake), then nothing.
+async fn handshake_then_silence(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(CLIENT_PREFACE).await.unwrap();
+    stream
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    stream
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_closed_and_one_with_a_call_in_flight_is_not() {
-    use tokio::io::AsyncWriteExt;
     let app = spawn_app_with(AppOptions {
         tune: |config| {
             config.connection_idle_timeout_ms = 500;
@@ -817,10 +829,7 @@ async fn an_idle_connection_is_closed_and_one_with_a_call_in_flight_is_not() {
         ..AppOptions::default()
     })
     .await;
-    // The preface and an empty SETTINGS frame: a complete handshake, then nothing.
-    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    idle.write_all(CLIENT_PREFACE).await.unwrap();
-    idle.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut idle = handshake_then_silence(app.addr).await;
     let started = std::time::Instant::now();
     assert!(closed_within(&mut idle, std::time::Duration::from_secs(5)).await);
     assert!(started.elapsed() >= std::time::Duration::from_millis(400));
@@ -835,7 +844,6 @@ async fn an_idle_connection_is_closed_and_one_with_a_call_in_flight_is_not() {
 
 #[tokio::test]
 async fn a_peer_that_does_not_answer_keepalive_pings_is_disconnected() {
-    use tokio::io::AsyncWriteExt;
     let app = spawn_app_with(AppOptions {
         tune: |config| {
             config.http2_keepalive_interval_ms = 200;
@@ -844,13 +852,8 @@ async fn a_peer_that_does_not_answer_keepalive_pings_is_disconnected() {
         ..AppOptions::default()
     })
     .await;
-    // A complete handshake, then silence: the server's pings go unanswered.
-    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    silent.write_all(CLIENT_PREFACE).await.unwrap();
-    silent
-        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
-        .await
-        .unwrap();
+    // The server's pings go unanswered.
+    let mut silent = handshake_then_silence(app.addr).await;
     assert!(closed_within(&mut silent, std::time::Duration::from_secs(5)).await);
     // A client whose HTTP/2 stack answers pings keeps its connection and is served.
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;

@@ -360,6 +360,17 @@ pub fn unlimited_rates() -> RoleRates {
     }
 }
 
+/// A server on `backend` whose keys are not rate-limited: for tests that make more
+/// calls than a rate allows and are not about rates.
+pub async fn spawn_app_without_rate_limits(backend: Backend) -> TestApp {
+    spawn_app_with(AppOptions {
+        backend,
+        rate_limits: unlimited_rates(),
+        ..AppOptions::default()
+    })
+    .await
+}
+
 /// A new API key of `tenant` with `role`, as `iqs key create` makes one.
 pub async fn create_key(
     store: &dyn AccessStore,

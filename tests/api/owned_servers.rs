@@ -291,6 +291,27 @@ impl Drop for Postgres {
     }
 }
 
+/// Reads `iqs serve`'s log (its stderr) in a thread: each line goes into `lines` when
+/// given, and the address the server logs once it listens comes out of the receiver.
+pub fn watch_log(
+    stderr: std::process::ChildStderr,
+    lines: Option<Arc<Mutex<Vec<String>>>>,
+) -> mpsc::Receiver<String> {
+    let (addr_tx, addr_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("address=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = addr_tx.send(addr.to_owned());
+            }
+            if let Some(lines) = &lines {
+                lines.lock().unwrap().push(line);
+            }
+        }
+    });
+    addr_rx
+}
+
 /// `iqs serve` as a child process, on 127.0.0.1:0, with the given environment.
 pub struct ServerProcess {
     pub addr: SocketAddr,
@@ -314,23 +335,8 @@ impl ServerProcess {
             command.env(name, value);
         }
         let mut child = command.spawn().expect("start iqs serve");
-        let stderr = BufReader::new(child.stderr.take().unwrap());
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("address=").nth(1) {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = addr_tx.send(addr);
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
+        let addr_rx = watch_log(child.stderr.take().unwrap(), Some(log.clone()));
         let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(addr) => addr.parse().expect("a socket address"),
             Err(_) => {

@@ -148,12 +148,7 @@ async fn a_page_token_returned_by_the_api_reads_the_next_page(backend: Backend) 
 
 async fn a_page_token_changed_or_cut_short_is_invalid_argument_naming_page_token(backend: Backend) {
     // One call per tampered token: more than the admin rate allows.
-    let app = spawn_app_with(AppOptions {
-        backend,
-        rate_limits: crate::helpers::unlimited_rates(),
-        ..AppOptions::default()
-    })
-    .await;
+    let app = crate::helpers::spawn_app_without_rate_limits(backend).await;
     let mut rubrics = app.rubrics();
     three_rubrics(&mut rubrics).await;
     let token = first_rubric_page(&mut rubrics).await.next_page_token;
@@ -213,12 +208,7 @@ async fn a_page_token_of_another_tenant_is_invalid_argument(backend: Backend) {
 
 async fn an_export_cursor_changed_or_cut_short_is_invalid_argument_naming_cursor(backend: Backend) {
     // One call per tampered cursor: more than the admin rate allows.
-    let app = spawn_app_with(AppOptions {
-        backend,
-        rate_limits: crate::helpers::unlimited_rates(),
-        ..AppOptions::default()
-    })
-    .await;
+    let app = crate::helpers::spawn_app_without_rate_limits(backend).await;
     let mut rubrics = app.rubrics();
     let (rubric, _) = published_rubric(&mut rubrics).await;
     let mut evaluations = app.evaluations();
