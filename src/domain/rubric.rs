@@ -268,6 +268,19 @@ pub fn validate_pass_threshold(pass_threshold: f64, path: &str, violations: &mut
     }
 }
 
+impl Rubric {
+    /// An archived rubric keeps its versions but takes no edits and no publishing.
+    pub fn ensure_active(&self) -> crate::error::Result<()> {
+        match self.state {
+            RubricState::Active => Ok(()),
+            RubricState::Archived => Err(crate::error::Error::FailedPrecondition(format!(
+                "rubric {} is archived",
+                self.id
+            ))),
+        }
+    }
+}
+
 /// Why a draft cannot be published, if it cannot.
 pub fn unpublishable_reason(draft: &RubricDraft) -> Option<&'static str> {
     if draft.criteria.iter().any(|c| c.weight > 0) {

@@ -4,6 +4,7 @@ pub(crate) mod evaluation_rows;
 pub(crate) mod outbox_batch;
 pub mod postgres;
 pub(crate) mod score_query;
+pub(crate) mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

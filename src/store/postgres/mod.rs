@@ -1,12 +1,10 @@
 //! The PostgreSQL adapter: production storage, one schema per service.
 
-mod access;
 mod analytics;
 mod audit;
 mod errors;
 mod evaluation;
 mod notifier;
-mod rubric;
 
 use std::time::Duration;
 
@@ -19,13 +17,18 @@ use sqlx::{
 use audit::AuditWriter;
 use notifier::OutboxNotifier;
 
-use super::{PoolUsage, StoreHealth};
+use super::sql::{Conn, SqlBackend};
+use super::{AuditEntry, PoolUsage, StoreHealth};
 use crate::error::{Error, Result};
 
 pub use analytics::OUTBOX_READS;
 pub use errors::classify;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Every schema, so a table's bare name finds it (table names are unique across them).
+/// `public` stays first: it is where unqualified objects are created (sqlx's migration table).
+const SEARCH_PATH: &str = "public,rubric,evaluation,analytics,access";
 
 /// A connection idle this long is pinged before it is handed out.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_millis(250);
@@ -61,7 +64,11 @@ impl PostgresStore {
         let options = url
             .parse::<PgConnectOptions>()
             .map_err(unavailable)?
-            .options([(notifier::NOTIFIES_AFTER_COMMIT, "on")]);
+            .options([
+                (notifier::NOTIFIES_AFTER_COMMIT, "on"),
+                // The statements written once for both databases name tables unqualified.
+                ("search_path", SEARCH_PATH),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -112,6 +119,33 @@ impl PostgresStore {
             sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
             other => Error::Internal(format!("migration failed: {other}")),
         })
+    }
+}
+
+#[async_trait]
+impl SqlBackend for PostgresStore {
+    const SYSTEM: &'static str = "postgresql";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+
+    async fn read(&self) -> Result<Conn> {
+        self.pool
+            .acquire()
+            .await
+            .map(Conn::Postgres)
+            .map_err(classify)
+    }
+
+    async fn write(&self) -> Result<Conn> {
+        self.pool
+            .begin()
+            .await
+            .map(Conn::PostgresTx)
+            .map_err(classify)
+    }
+
+    /// Concurrent entries share one INSERT (see `AuditWriter`).
+    async fn write_audit(&self, entry: AuditEntry) -> Result<()> {
+        self.audit.write(entry).await
     }
 }
 

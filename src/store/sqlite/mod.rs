@@ -3,11 +3,9 @@
 //! never contend for SQLite's single write lock and outbox positions are in commit
 //! order; reads use a pool of their own.
 
-mod access;
 mod analytics;
 mod errors;
 mod evaluation;
-mod rubric;
 mod time;
 
 use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
@@ -19,6 +17,7 @@ use sqlx::{
 };
 use tokio::sync::Notify;
 
+use super::sql::{Conn, SqlBackend};
 use super::{PoolUsage, StoreHealth};
 use crate::error::{Error, Result};
 
@@ -113,6 +112,25 @@ impl SqliteStore {
     /// busy wakes its next wait, so no write goes unnoticed until the next poll.
     fn outbox_written(&self) {
         self.outbox_written.notify_one();
+    }
+}
+
+#[async_trait]
+impl SqlBackend for SqliteStore {
+    const SYSTEM: &'static str = "sqlite";
+    /// The write transaction holds the whole database (`BEGIN IMMEDIATE`).
+    const LOCK_ROWS: &'static str = "";
+
+    async fn read(&self) -> Result<Conn> {
+        self.reader
+            .acquire()
+            .await
+            .map(Conn::Sqlite)
+            .map_err(classify)
+    }
+
+    async fn write(&self) -> Result<Conn> {
+        self.begin_write().await.map(Conn::SqliteTx)
     }
 }
 

@@ -1,0 +1,288 @@
+//! One implementation of a store port for both databases.
+//!
+//! A port written here is a blanket impl over [`SqlBackend`], which both adapters
+//! implement. Its statements are written once, in the SQL both databases accept:
+//! `$n` placeholders (SQLite takes them too), unqualified table names (PostgreSQL
+//! sessions put every schema on their `search_path`), times bound and read as
+//! [`Stamp`]. What truly differs stays behind the backend: how a write transaction
+//! begins (SQLite takes its write lock at once), what a locking read appends, and how
+//! errors are classified.
+//!
+//! Why not generic over `sqlx::Database`: every bound value and every row type would
+//! need its own `Encode`/`Decode`/`FromRow` bound repeated on each generic function,
+//! since Rust does not imply where-clauses. Values are bound through [`Value`] instead,
+//! and a row type is checked against both databases where it is used.
+
+mod access;
+mod rubric;
+mod stamp;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::{
+    Arguments, FromRow, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction,
+    pool::PoolConnection,
+    postgres::{PgArguments, PgRow},
+    sqlite::{SqliteArguments, SqliteRow},
+    types::Json,
+};
+use uuid::Uuid;
+
+use crate::domain::tenant::TenantId;
+use crate::error::{Error, Result};
+use crate::store::AuditEntry;
+
+pub(crate) use stamp::Stamp;
+
+/// What a store needs from a database to run the ports written in this module.
+#[async_trait]
+pub(crate) trait SqlBackend: Send + Sync + 'static {
+    /// The `db.system` attribute of its spans.
+    const SYSTEM: &'static str;
+    /// What a read that locks the rows it returns appends to its statement.
+    const LOCK_ROWS: &'static str;
+
+    /// A connection for reads.
+    async fn read(&self) -> Result<Conn>;
+    /// A transaction for writes (`commit` it; dropping it rolls back).
+    async fn write(&self) -> Result<Conn>;
+
+    /// Stores one audit entry, answering once it is durable.
+    async fn write_audit(&self, entry: AuditEntry) -> Result<()> {
+        let mut tx = self.write().await?;
+        access::insert_audit(&mut tx, entry).await?;
+        tx.commit().await
+    }
+}
+
+/// A value bound to a statement, typed as the adapters store it.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Uuid(Option<Uuid>),
+    Text(Option<String>),
+    I32(Option<i32>),
+    I64(Option<i64>),
+    F64(Option<f64>),
+    Bool(bool),
+    Bytes(Option<Vec<u8>>),
+    Json(serde_json::Value),
+    Time(Option<Stamp>),
+}
+
+impl Value {
+    /// A document stored as JSON (`jsonb` on PostgreSQL, TEXT on SQLite).
+    pub fn json(document: &impl Serialize) -> Result<Self> {
+        serde_json::to_value(document)
+            .map(Self::Json)
+            .map_err(|err| Error::Internal(format!("cannot encode JSON: {err}")))
+    }
+}
+
+macro_rules! value_from {
+    ($($ty:ty => |$value:ident| $convert:expr;)+) => {$(
+        impl From<$ty> for Value {
+            fn from($value: $ty) -> Self {
+                $convert
+            }
+        }
+    )+};
+}
+
+value_from! {
+    Uuid => |v| Value::Uuid(Some(v));
+    Option<Uuid> => |v| Value::Uuid(v);
+    TenantId => |v| Value::Uuid(Some(v.as_uuid()));
+    String => |v| Value::Text(Some(v));
+    &str => |v| Value::Text(Some(v.to_owned()));
+    Option<&str> => |v| Value::Text(v.map(str::to_owned));
+    Option<String> => |v| Value::Text(v);
+    i32 => |v| Value::I32(Some(v));
+    Option<i32> => |v| Value::I32(v);
+    i64 => |v| Value::I64(Some(v));
+    Option<i64> => |v| Value::I64(v);
+    f64 => |v| Value::F64(Some(v));
+    bool => |v| Value::Bool(v);
+    Vec<u8> => |v| Value::Bytes(Some(v));
+    &[u8] => |v| Value::Bytes(Some(v.to_vec()));
+    Stamp => |v| Value::Time(Some(v));
+    Option<Stamp> => |v| Value::Time(v);
+}
+
+/// A statement and the values of its `$n` placeholders, in order.
+#[derive(Debug)]
+pub(crate) struct Statement<'s> {
+    sql: &'s str,
+    values: Vec<Value>,
+}
+
+/// Starts a statement; bind its values in placeholder order.
+pub(crate) fn sql(sql: &str) -> Statement<'_> {
+    Statement {
+        sql,
+        values: Vec::new(),
+    }
+}
+
+impl<'s> Statement<'s> {
+    pub fn bind(mut self, value: impl Into<Value>) -> Self {
+        self.values.push(value.into());
+        self
+    }
+
+    fn postgres(self) -> Result<(&'s str, PgArguments)> {
+        let mut args = PgArguments::default();
+        for value in self.values {
+            match value {
+                Value::Uuid(v) => args.add(v),
+                Value::Text(v) => args.add(v),
+                Value::I32(v) => args.add(v),
+                Value::I64(v) => args.add(v),
+                Value::F64(v) => args.add(v),
+                Value::Bool(v) => args.add(v),
+                Value::Bytes(v) => args.add(v),
+                Value::Json(v) => args.add(Json(v)),
+                Value::Time(v) => args.add(v),
+            }
+            .map_err(unbindable)?;
+        }
+        Ok((self.sql, args))
+    }
+
+    fn sqlite(self) -> Result<(&'s str, SqliteArguments<'static>)> {
+        let mut args = SqliteArguments::default();
+        for value in self.values {
+            match value {
+                Value::Uuid(v) => args.add(v),
+                Value::Text(v) => args.add(v),
+                Value::I32(v) => args.add(v),
+                Value::I64(v) => args.add(v),
+                Value::F64(v) => args.add(v),
+                Value::Bool(v) => args.add(v),
+                Value::Bytes(v) => args.add(v),
+                Value::Json(v) => args.add(Json(v)),
+                Value::Time(v) => args.add(v),
+            }
+            .map_err(unbindable)?;
+        }
+        Ok((self.sql, args))
+    }
+}
+
+fn unbindable(err: sqlx::error::BoxDynError) -> Error {
+    Error::Internal(format!("cannot bind a statement value: {err}"))
+}
+
+/// A row type both databases can decode.
+pub(crate) trait Record:
+    for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+
+impl<R> Record for R where
+    R: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+
+/// A connection or transaction of either database.
+pub(crate) enum Conn {
+    Postgres(PoolConnection<Postgres>),
+    PostgresTx(Transaction<'static, Postgres>),
+    Sqlite(PoolConnection<Sqlite>),
+    SqliteTx(Transaction<'static, Sqlite>),
+}
+
+enum Link<'c> {
+    Postgres(&'c mut PgConnection),
+    Sqlite(&'c mut SqliteConnection),
+}
+
+impl Conn {
+    fn link(&mut self) -> Link<'_> {
+        match self {
+            Conn::Postgres(conn) => Link::Postgres(conn),
+            Conn::PostgresTx(tx) => Link::Postgres(tx),
+            Conn::Sqlite(conn) => Link::Sqlite(conn),
+            Conn::SqliteTx(tx) => Link::Sqlite(tx),
+        }
+    }
+
+    pub async fn fetch_optional<R: Record>(
+        &mut self,
+        statement: Statement<'_>,
+    ) -> Result<Option<R>> {
+        match self.link() {
+            Link::Postgres(conn) => {
+                let (sql, args) = statement.postgres()?;
+                sqlx::query_as_with(sql, args)
+                    .fetch_optional(conn)
+                    .await
+                    .map_err(crate::store::postgres::classify)
+            }
+            Link::Sqlite(conn) => {
+                let (sql, args) = statement.sqlite()?;
+                sqlx::query_as_with(sql, args)
+                    .fetch_optional(conn)
+                    .await
+                    .map_err(crate::store::sqlite::classify)
+            }
+        }
+    }
+
+    pub async fn fetch_all<R: Record>(&mut self, statement: Statement<'_>) -> Result<Vec<R>> {
+        match self.link() {
+            Link::Postgres(conn) => {
+                let (sql, args) = statement.postgres()?;
+                sqlx::query_as_with(sql, args)
+                    .fetch_all(conn)
+                    .await
+                    .map_err(crate::store::postgres::classify)
+            }
+            Link::Sqlite(conn) => {
+                let (sql, args) = statement.sqlite()?;
+                sqlx::query_as_with(sql, args)
+                    .fetch_all(conn)
+                    .await
+                    .map_err(crate::store::sqlite::classify)
+            }
+        }
+    }
+
+    /// The one row a statement must return: none is an internal error.
+    pub async fn fetch_one<R: Record>(&mut self, statement: Statement<'_>) -> Result<R> {
+        let sql = statement.sql;
+        self.fetch_optional(statement)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("no row returned by: {sql}")))
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64> {
+        match self.link() {
+            Link::Postgres(conn) => {
+                let (sql, args) = statement.postgres()?;
+                sqlx::query_with(sql, args)
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(crate::store::postgres::classify)
+            }
+            Link::Sqlite(conn) => {
+                let (sql, args) = statement.sqlite()?;
+                sqlx::query_with(sql, args)
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(crate::store::sqlite::classify)
+            }
+        }
+    }
+
+    /// Commits a transaction (a plain connection has nothing to commit).
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Conn::PostgresTx(tx) => tx.commit().await.map_err(crate::store::postgres::classify),
+            Conn::SqliteTx(tx) => tx.commit().await.map_err(crate::store::sqlite::classify),
+            Conn::Postgres(_) | Conn::Sqlite(_) => Ok(()),
+        }
+    }
+}
