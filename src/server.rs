@@ -26,15 +26,22 @@ use crate::layers::{
 };
 use crate::projector::Projector;
 use crate::proto::{
-    self, analytics::analytics_service_server::AnalyticsServiceServer,
-    evaluation::evaluation_service_server::EvaluationServiceServer,
+    self,
+    analytics::analytics_service_server::AnalyticsServiceServer,
+    evaluation::{
+        calibration_service_server::CalibrationServiceServer,
+        evaluation_service_server::EvaluationServiceServer,
+    },
     rubric::rubric_service_server::RubricServiceServer,
 };
-use crate::services::grpc_service_name;
+use crate::services::grpc_service_names;
 use crate::services::rubric_client::{
     CachedRubricClient, InProcessRubricClient, RemoteRubricClient, RubricClient,
 };
-use crate::services::{analytics::AnalyticsApi, evaluation::EvaluationApi, rubric::RubricApi};
+use crate::services::{
+    analytics::AnalyticsApi, calibration::CalibrationApi, evaluation::EvaluationApi,
+    rubric::RubricApi,
+};
 use crate::store::{
     Store,
     postgres::{PoolSettings, PostgresStore},
@@ -293,9 +300,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        for kind in self.services.iter() {
+        for name in self.services.iter().flat_map(grpc_service_names) {
             health
-                .set_service_status(grpc_service_name(kind), ServingStatus::Serving)
+                .set_service_status(*name, ServingStatus::Serving)
                 .await;
         }
         let reflection = || {
@@ -310,6 +317,7 @@ impl Server {
         let ApiServices {
             rubric,
             evaluation,
+            calibration,
             analytics,
         } = self.api_services();
         let background = self.start_background(health.clone());
@@ -382,6 +390,7 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_optional_service(rubric)
             .add_optional_service(evaluation)
+            .add_optional_service(calibration)
             .add_optional_service(analytics);
         let limits = self.limits.connections;
         let serving: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match self.tls {
@@ -424,6 +433,16 @@ impl Server {
         let evaluation = self.services.contains(ServiceKind::Evaluation).then(|| {
             EvaluationServiceServer::new(EvaluationApi::new(
                 self.store.clone(),
+                self.store.clone(),
+                self.rubric_client.clone(),
+                self.page_tokens.clone(),
+            ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
+        });
+        let calibration = self.services.contains(ServiceKind::Evaluation).then(|| {
+            CalibrationServiceServer::new(CalibrationApi::new(
+                self.store.clone(),
                 self.rubric_client.clone(),
                 self.page_tokens.clone(),
             ))
@@ -432,6 +451,7 @@ impl Server {
         });
         let analytics = self.services.contains(ServiceKind::Analytics).then(|| {
             AnalyticsServiceServer::new(AnalyticsApi::new(
+                self.store.clone(),
                 self.store.clone(),
                 self.cache.clone(),
                 self.page_tokens.clone(),
@@ -442,6 +462,7 @@ impl Server {
         ApiServices {
             rubric,
             evaluation,
+            calibration,
             analytics,
         }
     }
@@ -477,6 +498,7 @@ impl Server {
 struct ApiServices {
     rubric: Option<RubricServiceServer<RubricApi>>,
     evaluation: Option<EvaluationServiceServer<EvaluationApi>>,
+    calibration: Option<CalibrationServiceServer<CalibrationApi>>,
     analytics: Option<AnalyticsServiceServer<AnalyticsApi>>,
 }
 
@@ -506,9 +528,9 @@ async fn mark_not_serving(health: &HealthReporter, services: &ServiceSet) {
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    for kind in services.iter() {
+    for name in services.iter().flat_map(grpc_service_names) {
         health
-            .set_service_status(grpc_service_name(kind), ServingStatus::NotServing)
+            .set_service_status(*name, ServingStatus::NotServing)
             .await;
     }
 }

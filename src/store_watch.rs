@@ -9,7 +9,7 @@ use opentelemetry::{KeyValue, global};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::config::{ServiceKind, ServiceSet};
-use crate::services::grpc_service_name;
+use crate::services::grpc_service_names;
 use crate::store::Store;
 
 pub struct StoreWatch {
@@ -98,10 +98,8 @@ impl StoreWatch {
 
     async fn set_all(&self, status: ServingStatus) {
         self.health.set_service_status("", status).await;
-        for kind in self.services.iter() {
-            self.health
-                .set_service_status(grpc_service_name(kind), status)
-                .await;
+        for name in self.services.iter().flat_map(grpc_service_names) {
+            self.health.set_service_status(*name, status).await;
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::auth::keys;
 use crate::domain::access::Role;
 use crate::error::Result;
-use crate::store::AccessStore;
+use crate::store::{AccessStore, KeyBinding};
 
 /// The tenant the first admin key belongs to.
 pub const FIRST_TENANT: &str = "default";
@@ -18,7 +18,13 @@ pub async fn first_admin_key(store: &dyn AccessStore) -> Result<Option<String>> 
     let tenant = store.create_tenant(FIRST_TENANT).await?;
     let new = keys::generate(tenant.id)?;
     store
-        .create_key(tenant.id, new.key_id, new.secret_hash, Role::Admin, None)
+        .create_key(
+            tenant.id,
+            new.key_id,
+            new.secret_hash,
+            Role::Admin,
+            KeyBinding::default(),
+        )
         .await?;
     Ok(Some(new.key))
 }

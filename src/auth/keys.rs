@@ -141,6 +141,7 @@ impl KeyVerifier {
                 tenant: record.tenant,
                 role: record.role,
                 agent_id: record.agent_id,
+                reviewer_id: record.reviewer_id,
                 key_id: Some(record.key_id),
             }))
     }

@@ -77,6 +77,7 @@ async fn identify(
             tenant: *tenant,
             role: Role::Admin,
             agent_id: None,
+            reviewer_id: None,
             key_id: None,
         }),
         Authentication::Keys(verifier, _) => {

@@ -23,6 +23,8 @@ pub struct Principal {
     pub role: Role,
     /// The agent an `agent` key is bound to.
     pub agent_id: Option<String>,
+    /// The reviewer a `qa_reviewer` key is bound to, if any.
+    pub reviewer_id: Option<String>,
     /// `None` when the server runs without keys.
     pub key_id: Option<Uuid>,
 }
@@ -32,6 +34,14 @@ impl Principal {
     pub fn own_agent(&self) -> Option<&str> {
         match self.role {
             Role::Agent => self.agent_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The reviewer this caller submits as, if its key is bound to one.
+    pub fn own_reviewer(&self) -> Option<&str> {
+        match self.role {
+            Role::QaReviewer => self.reviewer_id.as_deref(),
             _ => None,
         }
     }

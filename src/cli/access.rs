@@ -8,7 +8,7 @@ use crate::domain::{
     access::Role,
     interaction::{MAX_ID_LEN, is_external_id},
 };
-use crate::store::AccessStore;
+use crate::store::{AccessStore, KeyBinding};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -37,6 +37,10 @@ pub struct KeyCreateArgs {
     /// The agent an `agent` key is bound to.
     #[arg(long)]
     agent_id: Option<String>,
+    /// Binds a `qa_reviewer` key to one reviewer: it then submits only as that reviewer
+    /// and, in an open calibration session, sees only its own reviews.
+    #[arg(long)]
+    reviewer_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +82,13 @@ pub async fn key(store: &dyn AccessStore, command: KeyCommand) -> Result<(), Str
                 (_, Some(_)) => return Err("--agent-id is only for agent keys".into()),
                 (_, None) => {}
             }
+            match (&role, &args.reviewer_id) {
+                (Role::QaReviewer, Some(id)) if !is_external_id(id, MAX_ID_LEN) => {
+                    return Err(format!("--reviewer-id {id:?} is not a valid id"));
+                }
+                (Role::QaReviewer, _) | (_, None) => {}
+                (_, Some(_)) => return Err("--reviewer-id is only for qa_reviewer keys".into()),
+            }
             let tenant = store
                 .find_tenant(&args.tenant)
                 .await
@@ -90,7 +101,16 @@ pub async fn key(store: &dyn AccessStore, command: KeyCommand) -> Result<(), Str
                 })?;
             let new = keys::generate(tenant.id).map_err(|e| e.to_string())?;
             let record = store
-                .create_key(tenant.id, new.key_id, new.secret_hash, role, args.agent_id)
+                .create_key(
+                    tenant.id,
+                    new.key_id,
+                    new.secret_hash,
+                    role,
+                    KeyBinding {
+                        agent_id: args.agent_id,
+                        reviewer_id: args.reviewer_id,
+                    },
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             say!(
@@ -108,7 +128,7 @@ pub async fn key(store: &dyn AccessStore, command: KeyCommand) -> Result<(), Str
                 "key id",
                 "tenant",
                 "role",
-                "agent",
+                "bound to",
                 "created"
             );
             for key in store.list_keys().await.map_err(|e| e.to_string())? {
@@ -117,7 +137,9 @@ pub async fn key(store: &dyn AccessStore, command: KeyCommand) -> Result<(), Str
                     key.key_id,
                     key.tenant_name,
                     key.role.as_str(),
-                    key.agent_id.as_deref().unwrap_or("-"),
+                    (key.agent_id.as_deref())
+                        .or(key.reviewer_id.as_deref())
+                        .unwrap_or("-"),
                     key.create_time.format("%Y-%m-%d %H:%M:%S"),
                     key.revoke_time
                         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())

@@ -124,6 +124,7 @@ pub fn import_row(
         rating("closing", (pick(6) % 2) as i32),
     ];
     eval_pb::SubmitEvaluationRequest {
+        calibration_session_id: String::new(),
         request_id: format!("{prefix}-{i}"),
         interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
             source: "zendesk".into(),

@@ -399,6 +399,7 @@ impl Generator {
         };
         let external_id = format!("demo-{}-{index}", self.seed);
         epb::SubmitEvaluationRequest {
+            calibration_session_id: String::new(),
             request_id: external_id.clone(),
             interaction_ref: Some(InteractionRef::Interaction(epb::Interaction {
                 source: "demo".into(),

@@ -60,6 +60,7 @@ use Role::{Admin, Agent, Analyst, Integration, QaReviewer, Service};
 const RUBRIC: &str = "/iqs.rubric.v1.RubricService/";
 const EVALUATION: &str = "/iqs.evaluation.v1.EvaluationService/";
 const ANALYTICS: &str = "/iqs.analytics.v1.AnalyticsService/";
+const CALIBRATION: &str = "/iqs.evaluation.v1.CalibrationService/";
 
 /// What a call does, for the audit log and the limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +217,36 @@ pub const MATRIX: &[Rpc] = &[
         "ExportEvaluations",
         Read,
         &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(
+        ANALYTICS,
+        "GetCalibrationReport",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(
+        CALIBRATION,
+        "CreateCalibrationSession",
+        Write,
+        &[Admin, QaReviewer],
+    ),
+    rpc(
+        CALIBRATION,
+        "GetCalibrationSession",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(
+        CALIBRATION,
+        "ListCalibrationSessions",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(
+        CALIBRATION,
+        "CloseCalibrationSession",
+        Write,
+        &[Admin, QaReviewer],
     ),
 ];
 

@@ -96,6 +96,8 @@ pub struct Evaluation {
     pub comment: String,
     pub outcome: ScoreOutcome,
     pub state: EvaluationState,
+    /// The calibration session of a CALIBRATION evaluation.
+    pub calibration_session_id: Option<Uuid>,
     /// When this revision was created.
     pub create_time: DateTime<Utc>,
     /// When revision 1 was created: the time bucket the evaluation belongs to.
@@ -121,6 +123,7 @@ pub struct NewEvaluation {
     /// An inline interaction that already exists may be updated only if it keeps its
     /// agent: an agent key's submission must not take over another agent's interaction.
     pub interaction_keeps_agent: bool,
+    pub calibration_session_id: Option<Uuid>,
 }
 
 /// Why an agent key's submission was refused when its inline interaction belongs to

@@ -2,7 +2,9 @@
 //! No IO, no async, no transport types.
 
 pub mod access;
+pub mod agreement;
 pub mod analytics;
+pub mod calibration;
 pub mod evaluation;
 pub mod interaction;
 pub mod paging;

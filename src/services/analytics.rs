@@ -9,6 +9,7 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::calibration::calibration_report;
 use super::convert::{from_timestamp, kind_from_proto, kind_to_proto, state_to_proto, timestamp};
 use crate::auth::principal;
 use crate::cache::{CacheEntity, Lookup, SummaryCache};
@@ -26,7 +27,7 @@ use crate::proto::{
     analytics::{self as pb, analytics_service_server::AnalyticsService},
     common,
 };
-use crate::store::AnalyticsStore;
+use crate::store::{AnalyticsStore, CalibrationStore};
 
 /// Rows read per page while exporting.
 pub const EXPORT_PAGE: u32 = 1_000;
@@ -34,6 +35,7 @@ const DEFAULT_ROOT_CAUSES: usize = 10;
 
 pub struct AnalyticsApi {
     store: Arc<dyn AnalyticsStore>,
+    calibrations: Arc<dyn CalibrationStore>,
     cache: Option<Arc<dyn SummaryCache>>,
     tokens: Arc<PageTokens>,
 }
@@ -41,11 +43,13 @@ pub struct AnalyticsApi {
 impl AnalyticsApi {
     pub fn new(
         store: Arc<dyn AnalyticsStore>,
+        calibrations: Arc<dyn CalibrationStore>,
         cache: Option<Arc<dyn SummaryCache>>,
         tokens: Arc<PageTokens>,
     ) -> Self {
         Self {
             store,
+            calibrations,
             cache,
             tokens,
         }
@@ -317,6 +321,13 @@ fn weakest_first(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
 impl AnalyticsService for AnalyticsApi {
     type ExportEvaluationsStream =
         Pin<Box<dyn Stream<Item = Result<pb::EvaluationRow, Status>> + Send + 'static>>;
+
+    async fn get_calibration_report(
+        &self,
+        request: Request<pb::GetCalibrationReportRequest>,
+    ) -> Result<Response<pb::CalibrationReport>, Status> {
+        calibration_report(self.calibrations.as_ref(), request).await
+    }
 
     async fn get_agent_score(
         &self,

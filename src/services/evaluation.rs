@@ -7,6 +7,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
+use super::calibration::{Blindfold, submit_as};
 use super::convert::{
     ListingRequest, criterion_scores_to_proto, evaluation_to_proto, from_timestamp,
     interaction_from_proto, interaction_to_proto, kind_from_proto, listing_from_proto,
@@ -15,6 +16,7 @@ use super::convert::{
 use super::rubric_client::RubricClient;
 use crate::auth::{Credential, credential, principal};
 use crate::domain::{
+    calibration::SessionState,
     evaluation::{
         EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
     },
@@ -31,7 +33,7 @@ use crate::proto::evaluation::{
     submit_evaluation_request::InteractionRef as PbInteractionRef,
 };
 use crate::store::evaluation_rows::replay;
-use crate::store::{EvaluationStore, ImportOutcome};
+use crate::store::{CalibrationStore, EvaluationStore, ImportOutcome};
 
 /// Rows written per transaction by ImportEvaluations.
 pub const IMPORT_BATCH_SIZE: usize = 1_000;
@@ -44,6 +46,7 @@ const MAX_REJECTION_REQUEST_ID_BYTES: usize = 128;
 
 pub struct EvaluationApi {
     store: Arc<dyn EvaluationStore>,
+    calibrations: Arc<dyn CalibrationStore>,
     rubrics: Arc<dyn RubricClient>,
     tokens: Arc<PageTokens>,
 }
@@ -61,6 +64,8 @@ struct SubmissionContent<'a> {
     // Absent from the fingerprints of undated submissions, so theirs never change.
     #[serde(skip_serializing_if = "Option::is_none")]
     review_time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calibration_session_id: Option<Uuid>,
 }
 
 #[derive(Serialize)]
@@ -83,6 +88,7 @@ struct CheckedSubmission {
     ratings: Vec<Rating>,
     comment: String,
     review_time: Option<DateTime<Utc>>,
+    calibration_session_id: Option<Uuid>,
 }
 
 /// Whether a submission may carry the time of a review made elsewhere.
@@ -153,6 +159,28 @@ fn check_submission(
     let rubric_id = violations.require_uuid("rubric_id", &request.rubric_id);
     check_id_field("reviewer_id", &request.reviewer_id, violations);
     let kind = kind_from_proto(request.kind, "kind", violations);
+    let calibration_session_id =
+        violations.optional_uuid("calibration_session_id", &request.calibration_session_id);
+    if calibration_session_id.is_some() {
+        if kind != EvaluationKind::Calibration {
+            violations.add(
+                "kind",
+                "must be EVALUATION_KIND_CALIBRATION when calibration_session_id is set",
+            );
+        }
+        if dating == Dating::History {
+            violations.add(
+                "calibration_session_id",
+                "calibration reviews are submitted one at a time with SubmitEvaluation",
+            );
+        }
+        if matches!(interaction, Some(InteractionRef::Inline(_))) {
+            violations.add(
+                "interaction_id",
+                "a calibration review names one of the session's interactions by id",
+            );
+        }
+    }
     violations.check_length("comment", &request.comment, 0, MAX_COMMENT_CHARS);
     let ratings: Vec<Rating> = request.ratings.into_iter().map(rating_from_proto).collect();
     let (interaction, rubric_id) = (interaction?, rubric_id?);
@@ -166,6 +194,7 @@ fn check_submission(
         ratings: &ratings,
         comment: &request.comment,
         review_time,
+        calibration_session_id,
     });
     Some(CheckedSubmission {
         request_id: optional_request_id(request.request_id),
@@ -178,6 +207,7 @@ fn check_submission(
         ratings,
         comment: request.comment,
         review_time,
+        calibration_session_id,
     })
 }
 
@@ -199,11 +229,13 @@ struct LatestVersions(HashMap<Uuid, Arc<RubricVersion>>);
 impl EvaluationApi {
     pub fn new(
         store: Arc<dyn EvaluationStore>,
+        calibrations: Arc<dyn CalibrationStore>,
         rubrics: Arc<dyn RubricClient>,
         tokens: Arc<PageTokens>,
     ) -> Self {
         Self {
             store,
+            calibrations,
             rubrics,
             tokens,
         }
@@ -276,7 +308,37 @@ impl EvaluationApi {
             outcome,
             review_time: submission.review_time,
             interaction_keeps_agent: false,
+            calibration_session_id: submission.calibration_session_id,
         })
+    }
+
+    /// Applies the session's rules to a calibration review and pins its rubric version.
+    async fn check_calibration(
+        &self,
+        tenant: TenantId,
+        submission: &mut CheckedSubmission,
+        violations: &mut Violations,
+    ) -> Result<()> {
+        let Some(session_id) = submission.calibration_session_id else {
+            return Ok(());
+        };
+        let session = self.calibrations.get_session(tenant, session_id).await?;
+        if session.state == SessionState::Closed {
+            return Err(Error::FailedPrecondition(format!(
+                "calibration session {session_id} is closed: it takes no more reviews"
+            )));
+        }
+        if let InteractionRef::Id(interaction_id) = submission.interaction {
+            session.check_review(
+                interaction_id,
+                &submission.reviewer_id,
+                submission.rubric_id,
+                submission.requested_version,
+                violations,
+            );
+        }
+        submission.requested_version = Some(session.rubric_version);
+        Ok(())
     }
 
     /// An agent submits only SELF evaluations of its own interactions.
@@ -417,11 +479,18 @@ impl EvaluationService for EvaluationApi {
         let caller = principal(&request)?.clone();
         let credential = credential(&request);
         let tenant = caller.tenant;
+        let mut request = request.into_inner();
+        submit_as(&caller, &mut request.reviewer_id)?;
         let mut violations = Violations::new();
-        let submission = check_submission(request.into_inner(), Dating::Live, &mut violations);
-        let Some(submission) = submission else {
+        let submission = check_submission(request, Dating::Live, &mut violations);
+        let Some(mut submission) = submission else {
             return Err(violations.into());
         };
+        self.check_calibration(tenant, &mut submission, &mut violations)
+            .await?;
+        let calibration = submission
+            .calibration_session_id
+            .map(|session| (session, submission.reviewer_id.clone()));
         if let Some(own) = caller.own_agent() {
             self.check_self_review(tenant, own, &submission).await?;
         }
@@ -456,7 +525,21 @@ impl EvaluationService for EvaluationApi {
             }
             Err(failure) => return Err(failure.into()),
         };
-        let stored = self.store.submit(tenant, new).await?;
+        let interaction = match &new.interaction {
+            InteractionRef::Id(id) => Some(*id),
+            InteractionRef::Inline(_) => None,
+        };
+        let stored = match self.store.submit(tenant, new).await {
+            Ok(stored) => stored,
+            Err(Error::AlreadyExists(_)) if let Some((session, reviewer)) = calibration => {
+                return Err(Error::AlreadyExists(format!(
+                    "reviewer {reviewer:?} already reviewed interaction {} in calibration session {session}; change that review with ReviseEvaluation",
+                    interaction.unwrap_or_default()
+                ))
+                .into());
+            }
+            Err(err) => return Err(err.into()),
+        };
         Ok(Response::new(evaluation_to_proto(stored)))
     }
 
@@ -501,8 +584,13 @@ impl EvaluationService for EvaluationApi {
         let id = violations.finish_with(id)?;
         let revision = Some(request.get_ref().revision).filter(|r| *r > 0);
         let evaluation = self.store.get_evaluation(tenant, id, revision).await?;
-        if let Some(own) = caller.own_agent()
-            && evaluation.agent_id != own
+        let hidden = Blindfold::for_caller(&caller)
+            .hides(self.calibrations.as_ref(), &evaluation)
+            .await?;
+        if hidden
+            || caller
+                .own_agent()
+                .is_some_and(|own| evaluation.agent_id != own)
         {
             // Another agent's evaluation is as absent as one that does not exist.
             return Err(Error::not_found("evaluation", id).into());
@@ -552,8 +640,20 @@ impl EvaluationService for EvaluationApi {
             &filter_fingerprint,
             |last| format!("{}:{}", last.id, last.revision),
         );
+        // Hidden after paging, so the token still follows the stored order: a page may
+        // then hold fewer than page_size evaluations.
+        let mut blindfold = Blindfold::for_caller(&caller);
+        let mut visible = Vec::with_capacity(evaluations.len());
+        for evaluation in evaluations {
+            if !blindfold
+                .hides(self.calibrations.as_ref(), &evaluation)
+                .await?
+            {
+                visible.push(evaluation_to_proto(evaluation));
+            }
+        }
         Ok(Response::new(pb::ListEvaluationsResponse {
-            evaluations: evaluations.into_iter().map(evaluation_to_proto).collect(),
+            evaluations: visible,
             next_page_token,
         }))
     }
@@ -649,15 +749,26 @@ impl EvaluationService for EvaluationApi {
         &self,
         request: Request<Streaming<pb::SubmitEvaluationRequest>>,
     ) -> Result<Response<pb::ImportEvaluationsResponse>, Status> {
-        let tenant = principal(&request)?.tenant;
+        let caller = principal(&request)?.clone();
+        let tenant = caller.tenant;
         let credential = credential(&request);
         let mut stream = request.into_inner();
         let mut response = pb::ImportEvaluationsResponse::default();
         let mut latest = LatestVersions::default();
         let mut batch = Vec::with_capacity(IMPORT_BATCH_SIZE);
         let mut index = 0u64;
-        while let Some(row) = stream.message().await? {
+        while let Some(mut row) = stream.message().await? {
             let request_id = row.request_id.clone();
+            if let Err(refusal) = submit_as(&caller, &mut row.reviewer_id) {
+                reject(
+                    &mut response,
+                    index,
+                    request_id,
+                    refusal.message().to_owned(),
+                );
+                index += 1;
+                continue;
+            }
             let mut violations = Violations::new();
             let prepared = match check_submission(row, Dating::History, &mut violations) {
                 Some(submission) => {

@@ -2,6 +2,7 @@
 //! stores -> response.
 
 pub mod analytics;
+pub mod calibration;
 mod convert;
 pub mod error_status;
 pub mod evaluation;
@@ -13,19 +14,24 @@ use tonic::server::NamedService;
 use crate::config::ServiceKind;
 use crate::proto::{
     analytics::analytics_service_server::AnalyticsServiceServer,
-    evaluation::evaluation_service_server::EvaluationServiceServer,
+    evaluation::{
+        calibration_service_server::CalibrationServiceServer,
+        evaluation_service_server::EvaluationServiceServer,
+    },
     rubric::rubric_service_server::RubricServiceServer,
 };
 
-/// The gRPC name of a service, as health checks and reflection know it.
-pub fn grpc_service_name(kind: ServiceKind) -> &'static str {
+/// The gRPC names of the services a kind of process serves, as health checks and
+/// reflection know them.
+pub fn grpc_service_names(kind: ServiceKind) -> &'static [&'static str] {
     match kind {
-        ServiceKind::Rubric => <RubricServiceServer<rubric::RubricApi> as NamedService>::NAME,
-        ServiceKind::Evaluation => {
-            <EvaluationServiceServer<evaluation::EvaluationApi> as NamedService>::NAME
-        }
+        ServiceKind::Rubric => &[<RubricServiceServer<rubric::RubricApi> as NamedService>::NAME],
+        ServiceKind::Evaluation => &[
+            <EvaluationServiceServer<evaluation::EvaluationApi> as NamedService>::NAME,
+            <CalibrationServiceServer<calibration::CalibrationApi> as NamedService>::NAME,
+        ],
         ServiceKind::Analytics => {
-            <AnalyticsServiceServer<analytics::AnalyticsApi> as NamedService>::NAME
+            &[<AnalyticsServiceServer<analytics::AnalyticsApi> as NamedService>::NAME]
         }
     }
 }

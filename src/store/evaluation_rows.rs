@@ -5,9 +5,13 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::evaluation::{Evaluation, EvaluationState, NewEvaluation};
+use sqlx::types::Json;
+
+use crate::domain::evaluation::{Evaluation, EvaluationKind, EvaluationState, NewEvaluation};
+use crate::domain::scoring::{CriterionScore, Rating, ScoreOutcome, SectionScore};
 use crate::error::{Error, Result};
 use crate::store::StoredRequest;
+use crate::store::sql::Stamp;
 
 /// The dimensions an evaluation copies from its interaction at submit time.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -48,6 +52,7 @@ pub(crate) fn evaluation_from(
         comment: new.comment,
         outcome: new.outcome,
         state: EvaluationState::Active,
+        calibration_session_id: new.calibration_session_id,
         create_time: new.review_time.unwrap_or(now),
         first_create_time: new.review_time.unwrap_or(now),
     }
@@ -82,4 +87,65 @@ pub(crate) fn signed(value: u32) -> Result<i32> {
 pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|err| Error::Internal(format!("cannot encode JSON: {err}")))
+}
+
+/// An evaluation revision as both adapters read it (`EVALUATION_COLUMNS`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct EvaluationRow {
+    pub id: Uuid,
+    pub revision: i32,
+    pub interaction_id: Uuid,
+    pub agent_id: String,
+    pub team_id: String,
+    pub channel: String,
+    pub region: String,
+    pub rubric_id: Uuid,
+    pub rubric_version: i32,
+    pub reviewer_id: String,
+    pub kind: String,
+    pub comment: String,
+    pub score: Option<f64>,
+    pub section_scores: Json<Vec<SectionScore>>,
+    pub criterion_scores: Json<Vec<CriterionScore>>,
+    pub critical_failed: bool,
+    pub passed: bool,
+    pub state: String,
+    pub create_time: Stamp,
+    pub first_create_time: Stamp,
+    pub calibration_session_id: Option<Uuid>,
+}
+
+impl EvaluationRow {
+    pub fn into_evaluation(self, ratings: Vec<Rating>) -> Result<Evaluation> {
+        let kind = EvaluationKind::parse(&self.kind)
+            .ok_or_else(|| Error::Internal(format!("unknown evaluation kind {:?}", self.kind)))?;
+        let state = EvaluationState::parse(&self.state)
+            .ok_or_else(|| Error::Internal(format!("unknown evaluation state {:?}", self.state)))?;
+        Ok(Evaluation {
+            id: self.id,
+            revision: unsigned(self.revision)?,
+            interaction_id: self.interaction_id,
+            agent_id: self.agent_id,
+            team_id: self.team_id,
+            channel: self.channel,
+            region: self.region,
+            rubric_id: self.rubric_id,
+            rubric_version: unsigned(self.rubric_version)?,
+            reviewer_id: self.reviewer_id,
+            kind,
+            ratings,
+            comment: self.comment,
+            outcome: ScoreOutcome {
+                score: self.score,
+                section_scores: self.section_scores.0,
+                criterion_scores: self.criterion_scores.0,
+                critical_failed: self.critical_failed,
+                passed: self.passed,
+            },
+            state,
+            calibration_session_id: self.calibration_session_id,
+            create_time: self.create_time.into(),
+            first_create_time: self.first_create_time.into(),
+        })
+    }
 }

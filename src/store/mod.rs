@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::calibration::{CalibrationReview, NewSession, Session, SessionState};
 use crate::domain::{
     access::Role,
     analytics::{Dimension, Interval, ScoreFilter, Totals},
@@ -292,8 +293,17 @@ pub struct ApiKeyRecord {
     pub secret_hash: Vec<u8>,
     pub role: Role,
     pub agent_id: Option<String>,
+    pub reviewer_id: Option<String>,
     pub create_time: DateTime<Utc>,
     pub revoke_time: Option<DateTime<Utc>>,
+}
+
+/// Who a key acts as: an `agent` key is bound to its agent; a `qa_reviewer` key may be
+/// bound to one reviewer, and then submits only as that reviewer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyBinding {
+    pub agent_id: Option<String>,
+    pub reviewer_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -321,7 +331,7 @@ pub trait AccessStore: Send + Sync + 'static {
         key_id: Uuid,
         secret_hash: Vec<u8>,
         role: Role,
-        agent_id: Option<String>,
+        binding: KeyBinding,
     ) -> Result<ApiKeyRecord>;
 
     async fn find_key(&self, tenant: TenantId, key_id: Uuid) -> Result<Option<ApiKeyRecord>>;
@@ -373,10 +383,48 @@ pub trait StoreHealth: Send + Sync + 'static {
     async fn pending_events(&self) -> Result<u64>;
 }
 
+/// Which calibration sessions to list: newest first, strictly older than `before`.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionListing {
+    pub before: Option<Uuid>,
+    pub limit: u32,
+    pub state: Option<SessionState>,
+}
+
+/// Calibration sessions and the evaluations submitted in them.
+#[async_trait]
+pub trait CalibrationStore: Send + Sync + 'static {
+    /// Creates a session, or answers a retry of the same request as the first time.
+    async fn create_session(&self, tenant: TenantId, new: NewSession) -> Result<Session>;
+
+    async fn get_session(&self, tenant: TenantId, id: Uuid) -> Result<Session>;
+
+    async fn list_sessions(
+        &self,
+        tenant: TenantId,
+        listing: SessionListing,
+    ) -> Result<Vec<Session>>;
+
+    /// Closes a session; a closed one is returned as it is. No calibration evaluation
+    /// is stored in it afterwards.
+    async fn close_session(&self, tenant: TenantId, id: Uuid) -> Result<Session>;
+
+    /// The session's active calibration evaluations, with their ratings.
+    async fn calibration_reviews(
+        &self,
+        tenant: TenantId,
+        session_id: Uuid,
+    ) -> Result<Vec<CalibrationReview>>;
+}
+
 /// Every store port on one backend: what the server and the CLI open.
 pub trait Store:
-    RubricStore + EvaluationStore + AnalyticsStore + AccessStore + StoreHealth
+    RubricStore + EvaluationStore + AnalyticsStore + AccessStore + CalibrationStore + StoreHealth
 {
 }
 
-impl<T: RubricStore + EvaluationStore + AnalyticsStore + AccessStore + StoreHealth> Store for T {}
+impl<
+    T: RubricStore + EvaluationStore + AnalyticsStore + AccessStore + CalibrationStore + StoreHealth,
+> Store for T
+{
+}

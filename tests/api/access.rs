@@ -7,7 +7,8 @@ use iqs::domain::access::{MATRIX, Role};
 use iqs::proto::{
     analytics::{self as an, analytics_service_client::AnalyticsServiceClient},
     evaluation::{
-        self as ev, evaluation_service_client::EvaluationServiceClient,
+        self as ev, calibration_service_client::CalibrationServiceClient,
+        evaluation_service_client::EvaluationServiceClient,
         submit_evaluation_request::InteractionRef,
     },
     rubric::{self as rb, rubric_service_client::RubricServiceClient},
@@ -33,6 +34,7 @@ struct Ids {
 async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
     let mut rubrics = RubricServiceClient::new(channel.clone());
     let mut evaluations = EvaluationServiceClient::new(channel.clone());
+    let mut calibrations = CalibrationServiceClient::new(channel.clone());
     let mut analytics = AnalyticsServiceClient::new(channel);
     let id = ids.rubric.clone();
     let own_submission = || {
@@ -188,6 +190,41 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             }
             Ok(())
         }
+        "GetCalibrationReport" => analytics
+            .get_calibration_report(an::GetCalibrationReportRequest {
+                session_id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
+        "CreateCalibrationSession" => calibrations
+            .create_calibration_session(ev::CreateCalibrationSessionRequest {
+                request_id: String::new(),
+                session: Some(ev::CalibrationSession {
+                    display_name: "matrix".into(),
+                    rubric_id: ids.rubric.clone(),
+                    interaction_ids: vec![ids.interaction.clone()],
+                    reviewer_ids: vec!["rev-a".into(), "rev-b".into()],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(drop),
+        "GetCalibrationSession" => calibrations
+            .get_calibration_session(ev::GetCalibrationSessionRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
+        "ListCalibrationSessions" => calibrations
+            .list_calibration_sessions(ev::ListCalibrationSessionsRequest::default())
+            .await
+            .map(drop),
+        "CloseCalibrationSession" => calibrations
+            .close_calibration_session(ev::CloseCalibrationSessionRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
         other => panic!("the matrix test does not know {other}"),
     }
 }

@@ -234,6 +234,7 @@ async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations(b
         let rubric = (rng.next_u32() % 2) as usize;
         let csat = (!rng.next_u32().is_multiple_of(4)).then(|| 1 + (rng.next_u32() % 5) as i32);
         let request = eval_pb::SubmitEvaluationRequest {
+            calibration_session_id: String::new(),
             request_id: format!("r-{i}"),
             interaction_ref: Some(InteractionRef::Interaction(eval_pb::Interaction {
                 source: "zendesk".into(),

@@ -221,6 +221,7 @@ fn submission(rubric_id: String, dating: bool) -> BoxedStrategy<ev::SubmitEvalua
                 ratings,
                 comment,
                 create_time,
+                calibration_session_id: String::new(),
             },
         )
         .boxed()

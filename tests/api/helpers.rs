@@ -4,7 +4,10 @@ use iqs::auth::{keys, limits::RoleRates};
 use iqs::config::{AuthMode, Config, ServiceSet};
 use iqs::domain::{access::Role, tenant::TenantId};
 use iqs::proto::analytics::analytics_service_client::AnalyticsServiceClient;
-use iqs::proto::evaluation::{self as eval_pb, evaluation_service_client::EvaluationServiceClient};
+use iqs::proto::evaluation::{
+    self as eval_pb, calibration_service_client::CalibrationServiceClient,
+    evaluation_service_client::EvaluationServiceClient,
+};
 use iqs::proto::rubric::{self as pb, rubric_service_client::RubricServiceClient};
 use iqs::server::Server;
 use iqs::store::{AccessStore, Store};
@@ -376,7 +379,8 @@ pub async fn create_key(
     store: &dyn AccessStore,
     tenant: TenantId,
     role: Role,
-    agent_id: Option<&str>,
+    // The agent of an agent key, or the reviewer of a qa_reviewer key.
+    bound_to: Option<&str>,
 ) -> String {
     let new = keys::generate(tenant).unwrap();
     store
@@ -385,7 +389,12 @@ pub async fn create_key(
             new.key_id,
             new.secret_hash,
             role,
-            agent_id.map(str::to_owned),
+            iqs::store::KeyBinding {
+                agent_id: bound_to.filter(|_| role == Role::Agent).map(str::to_owned),
+                reviewer_id: bound_to
+                    .filter(|_| role == Role::QaReviewer)
+                    .map(str::to_owned),
+            },
         )
         .await
         .expect("create key");
@@ -418,6 +427,10 @@ impl TestApp {
 
     pub fn rubrics(&self) -> RubricServiceClient<Authed> {
         RubricServiceClient::new(self.channel.clone())
+    }
+
+    pub fn calibrations(&self) -> CalibrationServiceClient<Authed> {
+        CalibrationServiceClient::new(self.channel.clone())
     }
 
     pub fn evaluations(&self) -> EvaluationServiceClient<Authed> {
@@ -551,5 +564,6 @@ pub fn submission(
         ratings: vec![rating("greeting", greeting), rating("empathy", empathy)],
         comment: String::new(),
         create_time: None,
+        calibration_session_id: String::new(),
     }
 }

@@ -7,6 +7,7 @@ mod analytics;
 mod bench;
 mod cache;
 mod cache_conformance;
+mod calibration;
 mod cli;
 mod embedded;
 mod evaluation;

@@ -266,6 +266,10 @@ pub fn evaluation_to_proto(evaluation: Evaluation) -> pb::Evaluation {
             .collect(),
         comment: evaluation.comment,
         state: state_to_proto(evaluation.state) as i32,
+        calibration_session_id: evaluation
+            .calibration_session_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         create_time: Some(timestamp(evaluation.create_time)),
     }
 }

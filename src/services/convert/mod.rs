@@ -1,6 +1,7 @@
 //! Conversions between protobuf messages and domain types. Incoming conversions record
 //! every malformed field in `Violations` instead of stopping at the first.
 
+mod calibration;
 mod evaluation;
 mod rubric;
 
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::validation::Violations;
 
+pub use calibration::*;
 pub use evaluation::*;
 pub use rubric::*;
 

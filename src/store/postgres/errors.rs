@@ -2,6 +2,9 @@
 
 use crate::error::Error;
 
+/// The SQLSTATE the migrations' triggers raise when a write breaks a rule of the schema.
+const RULE_BROKEN: &str = "IQ001";
+
 /// Maps a database failure to what the caller may do about it: connection trouble and
 /// transient conflicts are `Unavailable` (retrying is safe), the rest `Internal`.
 pub fn classify(err: sqlx::Error) -> Error {
@@ -14,6 +17,8 @@ pub fn classify(err: sqlx::Error) -> Error {
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some(code) if is_transient(code) => Error::Unavailable(db.message().to_owned()),
             Some("23505") => Error::AlreadyExists(db.message().to_owned()),
+            // Raised by the schema's own rules (e.g. no review in a closed calibration).
+            Some(RULE_BROKEN) => Error::FailedPrecondition(db.message().to_owned()),
             Some(code) => Error::Internal(format!("database error {code}: {}", db.message())),
             None => Error::Internal(db.message().to_owned()),
         },

@@ -10,16 +10,16 @@ use uuid::Uuid;
 use super::{PostgresStore, classify};
 use crate::domain::{
     evaluation::{
-        Evaluation, EvaluationEvent, EvaluationKind, EvaluationState, InteractionRef,
-        NOT_OWN_INTERACTION, NewEvaluation, NewRevision,
+        Evaluation, EvaluationEvent, EvaluationState, InteractionRef, NOT_OWN_INTERACTION,
+        NewEvaluation, NewRevision,
     },
     interaction::{Interaction, InteractionInput, Message},
-    scoring::{CriterionScore, Rating, SectionScore},
+    scoring::Rating,
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
 use crate::store::evaluation_rows::{
-    Dimensions, evaluation_from, replay, signed, to_json, unsigned,
+    Dimensions, EvaluationRow, evaluation_from, replay, signed, to_json, unsigned,
 };
 use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
 
@@ -30,7 +30,7 @@ const DIMENSION_COLUMNS: &str = "id, agent_id, team_id, channel, region, csat";
 
 const EVALUATION_COLUMNS: &str = "id, revision, interaction_id, agent_id, team_id, channel, region, \
      rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores, criterion_scores, \
-     critical_failed, passed, state, create_time, first_create_time";
+     critical_failed, passed, state, create_time, first_create_time, calibration_session_id";
 
 /// Timestamps as PostgreSQL stores them (microseconds), so what a call returns equals
 /// what a later read returns.
@@ -77,64 +77,6 @@ impl From<InteractionRow> for Interaction {
             create_time: row.create_time,
             update_time: row.update_time,
         }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EvaluationRow {
-    id: Uuid,
-    revision: i32,
-    interaction_id: Uuid,
-    agent_id: String,
-    team_id: String,
-    channel: String,
-    region: String,
-    rubric_id: Uuid,
-    rubric_version: i32,
-    reviewer_id: String,
-    kind: String,
-    comment: String,
-    score: Option<f64>,
-    section_scores: Json<Vec<SectionScore>>,
-    criterion_scores: Json<Vec<CriterionScore>>,
-    critical_failed: bool,
-    passed: bool,
-    state: String,
-    create_time: DateTime<Utc>,
-    first_create_time: DateTime<Utc>,
-}
-
-impl EvaluationRow {
-    fn into_evaluation(self, ratings: Vec<Rating>) -> Result<Evaluation> {
-        let kind = EvaluationKind::parse(&self.kind)
-            .ok_or_else(|| Error::Internal(format!("unknown evaluation kind {:?}", self.kind)))?;
-        let state = EvaluationState::parse(&self.state)
-            .ok_or_else(|| Error::Internal(format!("unknown evaluation state {:?}", self.state)))?;
-        Ok(Evaluation {
-            id: self.id,
-            revision: unsigned(self.revision)?,
-            interaction_id: self.interaction_id,
-            agent_id: self.agent_id,
-            team_id: self.team_id,
-            channel: self.channel,
-            region: self.region,
-            rubric_id: self.rubric_id,
-            rubric_version: unsigned(self.rubric_version)?,
-            reviewer_id: self.reviewer_id,
-            kind,
-            ratings,
-            comment: self.comment,
-            outcome: crate::domain::scoring::ScoreOutcome {
-                score: self.score,
-                section_scores: self.section_scores.0,
-                criterion_scores: self.criterion_scores.0,
-                critical_failed: self.critical_failed,
-                passed: self.passed,
-            },
-            state,
-            create_time: self.create_time,
-            first_create_time: self.first_create_time,
-        })
     }
 }
 
@@ -356,6 +298,7 @@ struct EvaluationColumns {
     fingerprints: Vec<Option<Vec<u8>>>,
     create_times: Vec<DateTime<Utc>>,
     first_create_times: Vec<DateTime<Utc>>,
+    calibration_session_ids: Vec<Option<Uuid>>,
 }
 
 impl EvaluationColumns {
@@ -393,6 +336,8 @@ impl EvaluationColumns {
         self.fingerprints.push(fingerprint);
         self.create_times.push(evaluation.create_time);
         self.first_create_times.push(evaluation.first_create_time);
+        self.calibration_session_ids
+            .push(evaluation.calibration_session_id);
         Ok(())
     }
 
@@ -411,20 +356,21 @@ impl EvaluationColumns {
                  (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
                   rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
                   criterion_scores, critical_failed, passed, state, reason, request_id,
-                  request_fingerprint, create_time, first_create_time)
+                  request_fingerprint, create_time, first_create_time, calibration_session_id)
              SELECT $1, u.id, u.revision, u.interaction_id, u.agent_id, u.team_id, u.channel, u.region,
                     u.rubric_id, u.rubric_version, u.reviewer_id, u.kind, u.comment, u.score,
                     u.section_scores::jsonb, u.criterion_scores::jsonb, u.critical_failed, u.passed,
-                    u.state, u.reason, u.request_id, u.fingerprint, u.create_time, u.first_create_time
+                    u.state, u.reason, u.request_id, u.fingerprint, u.create_time, u.first_create_time,
+                    u.calibration_session_id
              FROM UNNEST($2::uuid[], $3::integer[], $4::uuid[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::uuid[], $10::integer[], $11::text[], $12::text[], $13::text[],
                          $14::float8[], $15::text[], $16::text[], $17::boolean[], $18::boolean[],
                          $19::text[], $20::text[], $21::text[], $22::bytea[], $23::timestamptz[],
-                         $24::timestamptz[])
+                         $24::timestamptz[], $37::uuid[])
                   AS u(id, revision, interaction_id, agent_id, team_id, channel, region, rubric_id,
                        rubric_version, reviewer_id, kind, comment, score, section_scores,
                        criterion_scores, critical_failed, passed, state, reason, request_id,
-                       fingerprint, create_time, first_create_time)
+                       fingerprint, create_time, first_create_time, calibration_session_id)
              ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
              RETURNING id, revision
              ), rated AS (
@@ -482,6 +428,7 @@ impl EvaluationColumns {
         .bind(&dependents.event_ids)
         .bind(&dependents.event_revisions)
         .bind(&dependents.payloads)
+        .bind(&self.calibration_session_ids)
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)

@@ -6,7 +6,9 @@ use uuid::Uuid;
 use super::{Conn, SqlBackend, Stamp, sql};
 use crate::domain::{access::Role, tenant::TenantId};
 use crate::error::{Error, Result};
-use crate::store::{AccessStore, ApiKeyRecord, AuditEntry, Tenant, new_deployment_secret};
+use crate::store::{
+    AccessStore, ApiKeyRecord, AuditEntry, KeyBinding, Tenant, new_deployment_secret,
+};
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -16,6 +18,7 @@ struct KeyRow {
     secret_hash: Vec<u8>,
     role: String,
     agent_id: Option<String>,
+    reviewer_id: Option<String>,
     create_time: Stamp,
     revoke_time: Option<Stamp>,
 }
@@ -31,6 +34,7 @@ impl TryFrom<KeyRow> for ApiKeyRecord {
             secret_hash: row.secret_hash,
             role: parse_role(&row.role)?,
             agent_id: row.agent_id,
+            reviewer_id: row.reviewer_id,
             create_time: row.create_time.into(),
             revoke_time: row.revoke_time.map(Into::into),
         })
@@ -70,7 +74,7 @@ struct AuditRow {
 }
 
 const KEY_SELECT: &str = "SELECT k.tenant_id, t.name, k.key_id, k.secret_hash, k.role, k.agent_id, \
-     k.create_time, k.revoke_time FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id";
+     k.reviewer_id, k.create_time, k.revoke_time FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id";
 
 const TENANT_BY_NAME: &str = "SELECT tenant_id, name, create_time FROM tenants WHERE name = $1";
 
@@ -151,19 +155,19 @@ impl<B: SqlBackend> AccessStore for B {
         key_id: Uuid,
         secret_hash: Vec<u8>,
         role: Role,
-        agent_id: Option<String>,
+        binding: KeyBinding,
     ) -> Result<ApiKeyRecord> {
         let mut tx = self.write().await?;
         tx.execute(
-            sql(
-                "INSERT INTO api_keys (tenant_id, key_id, secret_hash, role, agent_id, create_time)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
+            sql("INSERT INTO api_keys
+                     (tenant_id, key_id, secret_hash, role, agent_id, reviewer_id, create_time)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(tenant)
             .bind(key_id)
             .bind(secret_hash)
             .bind(role.as_str())
-            .bind(agent_id)
+            .bind(binding.agent_id)
+            .bind(binding.reviewer_id)
             .bind(Stamp::now()),
         )
         .await?;

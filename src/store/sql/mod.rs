@@ -14,6 +14,7 @@
 //! and a row type is checked against both databases where it is used.
 
 mod access;
+mod calibration;
 mod rubric;
 mod stamp;
 

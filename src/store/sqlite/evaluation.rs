@@ -12,16 +12,16 @@ use super::time::{from_micros, now_micros, to_micros};
 use super::{SqliteStore, classify};
 use crate::domain::{
     evaluation::{
-        Evaluation, EvaluationEvent, EvaluationKind, EvaluationState, InteractionRef,
-        NOT_OWN_INTERACTION, NewEvaluation, NewRevision,
+        Evaluation, EvaluationEvent, EvaluationState, InteractionRef, NOT_OWN_INTERACTION,
+        NewEvaluation, NewRevision,
     },
     interaction::{Interaction, InteractionInput, Message},
-    scoring::{CriterionScore, Rating, ScoreOutcome, SectionScore},
+    scoring::Rating,
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
 use crate::store::evaluation_rows::{
-    Dimensions, evaluation_from, replay, signed, to_json, unsigned,
+    Dimensions, EvaluationRow, evaluation_from, replay, signed, to_json, unsigned,
 };
 use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
 
@@ -32,7 +32,7 @@ const DIMENSION_COLUMNS: &str = "id, source, external_id, agent_id, team_id, cha
 
 const EVALUATION_COLUMNS: &str = "id, revision, interaction_id, agent_id, team_id, channel, region, \
      rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores, criterion_scores, \
-     critical_failed, passed, state, create_time, first_create_time";
+     critical_failed, passed, state, create_time, first_create_time, calibration_session_id";
 
 /// Bound parameters per statement stay well under SQLite's limit (32,766).
 const IDS_PER_STATEMENT: usize = 5_000;
@@ -74,64 +74,6 @@ impl InteractionRow {
             },
             create_time: from_micros(self.create_time)?,
             update_time: from_micros(self.update_time)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EvaluationRow {
-    id: Uuid,
-    revision: i32,
-    interaction_id: Uuid,
-    agent_id: String,
-    team_id: String,
-    channel: String,
-    region: String,
-    rubric_id: Uuid,
-    rubric_version: i32,
-    reviewer_id: String,
-    kind: String,
-    comment: String,
-    score: Option<f64>,
-    section_scores: Json<Vec<SectionScore>>,
-    criterion_scores: Json<Vec<CriterionScore>>,
-    critical_failed: bool,
-    passed: bool,
-    state: String,
-    create_time: i64,
-    first_create_time: i64,
-}
-
-impl EvaluationRow {
-    fn into_evaluation(self, ratings: Vec<Rating>) -> Result<Evaluation> {
-        let kind = EvaluationKind::parse(&self.kind)
-            .ok_or_else(|| Error::Internal(format!("unknown evaluation kind {:?}", self.kind)))?;
-        let state = EvaluationState::parse(&self.state)
-            .ok_or_else(|| Error::Internal(format!("unknown evaluation state {:?}", self.state)))?;
-        Ok(Evaluation {
-            id: self.id,
-            revision: unsigned(self.revision)?,
-            interaction_id: self.interaction_id,
-            agent_id: self.agent_id,
-            team_id: self.team_id,
-            channel: self.channel,
-            region: self.region,
-            rubric_id: self.rubric_id,
-            rubric_version: unsigned(self.rubric_version)?,
-            reviewer_id: self.reviewer_id,
-            kind,
-            ratings,
-            comment: self.comment,
-            outcome: ScoreOutcome {
-                score: self.score,
-                section_scores: self.section_scores.0,
-                criterion_scores: self.criterion_scores.0,
-                critical_failed: self.critical_failed,
-                passed: self.passed,
-            },
-            state,
-            create_time: from_micros(self.create_time)?,
-            first_create_time: from_micros(self.first_create_time)?,
         })
     }
 }
@@ -322,8 +264,8 @@ async fn insert_evaluation(
              (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
               rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
               criterion_scores, critical_failed, passed, state, reason, request_id,
-              request_fingerprint, create_time, first_create_time)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              request_fingerprint, create_time, first_create_time, calibration_session_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING",
     )
     .bind(tenant.as_uuid())
@@ -350,6 +292,7 @@ async fn insert_evaluation(
     .bind(fingerprint)
     .bind(to_micros(evaluation.create_time))
     .bind(to_micros(evaluation.first_create_time))
+    .bind(evaluation.calibration_session_id)
     .execute(&mut *conn)
     .await
     .map_err(classify)?;
