@@ -285,6 +285,27 @@ class Bench:
                              check=True, capture_output=True, text=True).stdout
         return float(re.search(r'"GET","([0-9.]+)"', out).group(1))
 
+    def calibration_scenario(self, backend, reps, interactions=50, reviewers=10):
+        """GetCalibrationReport of one session (every reviewer reviewed every interaction),
+        200 calls one after another per repetition, alternating with GetCalibrationSession of
+        the same session: the baseline that does everything but the statistics."""
+        name = f"iqs_bench_calibration_{backend}"
+        url = self.fresh_store(backend, name)
+        key = self.admin_key(url)
+        proc, target = self.start_server(url, self.args.redis_url if backend == "postgres" else None)
+        reports = []
+        for rep in range(reps):
+            reports.append(run_json([self.iqs, "bench", "calibration", "--target", target, "--key", key,
+                                     "--interactions", str(interactions), "--reviewers", str(reviewers),
+                                     "--prefix", f"rep-{rep}", "--json"]))
+            print(f"{backend} calibration rep {rep + 1}/{reps}: report p50 {reports[-1]['report_p50_ms']:.2f} ms "
+                  f"p99 {reports[-1]['report_p99_ms']:.2f} ms; session p50 {reports[-1]['session_p50_ms']:.2f} ms",
+                  flush=True)
+        rss = self.peak_rss_mb(proc.pid)
+        self.stop_server(proc)
+        self.drop_store(backend, name)
+        return {"interactions": interactions, "reviewers": reviewers, "reports": reports, "rss": rss}
+
     def cached_read_scenario(self, backend, reps, concurrency=16):
         """GetAgentScore of one agent (served from the cache after the first call) under
         closed-loop load, beside the echo baseline (same client, concurrency, answer size
@@ -695,6 +716,26 @@ def write_report(path, results, args, elapsed):
         rows.append(("redis-benchmark GET", spread(cached["postgres"]["redis_get"], "requests/s"), "", "", ""))
     r.table(("figure", "throughput", "p99", "errors", "server peak RSS"), rows)
 
+    cal = results["calibration"]
+    r.add("## Calibration report", "",
+          f"`GetCalibrationReport` of one session of {cal['postgres']['interactions']} interactions × "
+          f"{cal['postgres']['reviewers']} reviewers, every reviewer reviewing every interaction with the benchmark "
+          "rubric (6 criteria): Krippendorff's alpha at three levels per criterion and on scores, a 1,000-resample "
+          "bootstrap per criterion and on scores, and every reviewer's deviations (`iqs bench calibration`). 200 "
+          "calls one after another per repetition, alternating with `GetCalibrationSession` of the same session, "
+          "the baseline that does everything but the statistics.", "")
+    rows = []
+    for backend, label in BACKENDS:
+        b = cal[backend]["reports"]
+        p99 = median([x["report_p99_ms"] for x in b])
+        ratio = median([x["report_p50_ms"] for x in b]) / median([x["session_p50_ms"] for x in b])
+        rows.append((f"GetCalibrationReport, {label}", spread([x["report_p50_ms"] for x in b], "ms", 2),
+                     spread([x["report_p99_ms"] for x in b], "ms", 2), f"{ratio:.1f}"))
+        rows.append((f"GetCalibrationSession, {label}", spread([x["session_p50_ms"] for x in b], "ms", 2),
+                     spread([x["session_p99_ms"] for x in b], "ms", 2), ""))
+        r.target(f"GetCalibrationReport of 50 × 10, p99 < 100 ms ({backend})", f"{p99:.1f} ms", p99 < 100)
+    r.table(("figure", "p50", "p99", "p50 ÷ reading the session"), rows)
+
     over = results["overload"]
     r.add("## Overload", "",
           f"`GetAgentScore` (cached) on PostgreSQL + Redis, the server started with `IQS_MAX_CONCURRENT_CALLS="
@@ -756,7 +797,7 @@ def write_report(path, results, args, elapsed):
     peaks = ([v for b, _ in BACKENDS for v in imp[b]["rss"]] + [sub[b]["rss"] for b, _ in BACKENDS]
              + [x["rss"] for b, _ in BACKENDS for x in fresh[b]["reports"]] + [cached[b]["rss"] for b, _ in BACKENDS]
              + [q[b]["rss"] for b, _ in BACKENDS] + [q[b]["export"]["rss"] for b, _ in BACKENDS]
-             + [results["overload"]["rss"]])
+             + [results["calibration"][b]["rss"] for b, _ in BACKENDS] + [results["overload"]["rss"]])
     peak = max(peaks)
     r.target("server peak RSS under any scenario < 150 MB", f"{peak:.0f} MB", peak < 150)
 
@@ -797,13 +838,15 @@ def main():
     bench = Bench(args)
     args.seconds = bench.seconds
     rows = 10_000 if args.quick else 50_000
-    results = {"import": {}, "submit": {}, "freshness": {}, "cached_read": {}, "query": {}, "overload": {}}
+    results = {"import": {}, "submit": {}, "freshness": {}, "cached_read": {}, "calibration": {}, "query": {},
+               "overload": {}}
     results["submit"]["pgbench"] = bench.pgbench_baselines(args.reps, 16)
     for backend, _ in BACKENDS:
         results["import"][backend] = bench.import_scenario(backend, rows, args.reps)
         results["submit"][backend] = bench.submit_scenario(backend, args.reps)
         results["freshness"][backend] = bench.freshness_scenario(backend, 100 if args.quick else 1_000, args.reps)
         results["cached_read"][backend] = bench.cached_read_scenario(backend, args.reps)
+        results["calibration"][backend] = bench.calibration_scenario(backend, args.reps)
     results["overload"] = bench.overload_scenario(1 if args.quick else args.reps)
     results["query"]["embedded"] = bench.embedded_query_scenario(2_000 if args.quick else 20_000, args.reps)
     results["query"]["postgres"] = bench.postgres_query_scenario(

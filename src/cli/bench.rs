@@ -30,6 +30,8 @@ pub enum BenchCommand {
     AgentScore(super::load::AgentScoreArgs),
     /// Submits new evaluations under load.
     Submit(super::load::SubmitArgs),
+    /// Times GetCalibrationReport on a large session beside reading the session.
+    Calibration(super::bench_calibration::CalibrationArgs),
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +162,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Echo(args) => super::load::echo(args).await,
         BenchCommand::AgentScore(args) => super::load::agent_score(args).await,
         BenchCommand::Submit(args) => super::load::submit(args).await,
+        BenchCommand::Calibration(args) => super::bench_calibration::calibration(args).await,
     }
 }
 

@@ -10,6 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tonic::transport::Channel;
 
+use super::demo_calibration::seed_calibration;
 use crate::config::{AuthMode, Config, ServiceSet};
 use crate::proto::analytics::{self as apb, analytics_service_client::AnalyticsServiceClient};
 use crate::proto::common::TimeRange;
@@ -545,6 +546,9 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
     }
     bar.finish_with_message("done");
 
+    let (chat_rubric, chat_criteria) = &generator.rubrics[0];
+    let calibration =
+        seed_calibration(channel.clone(), args.seed, chat_rubric, chat_criteria).await?;
     let summary = summarize(channel, now).await?;
     let _ = stop.send(());
     let _ = serving.await;
@@ -558,6 +562,7 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
             .unwrap_or_default()
     );
     say!("{summary}");
+    say!("{calibration}");
     Ok(())
 }
 

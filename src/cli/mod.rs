@@ -10,8 +10,10 @@ macro_rules! say {
 
 mod access;
 mod bench;
+mod bench_calibration;
 mod bench_client;
 mod demo;
+mod demo_calibration;
 mod load;
 
 use std::{

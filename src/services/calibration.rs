@@ -122,6 +122,15 @@ impl CalibrationService for CalibrationApi {
         violations.check_request_id("request_id", &request.request_id);
         let input = session_from_proto(request.session, &mut violations);
         let input = violations.finish_with(input)?;
+        let unknown = self
+            .store
+            .unknown_interactions(caller.tenant, &input.interaction_ids)
+            .await?;
+        // As everywhere, an id of another tenant is as absent as one that never existed.
+        if !unknown.is_empty() {
+            let ids: Vec<String> = unknown.iter().map(Uuid::to_string).collect();
+            return Err(Error::not_found("interaction", ids.join(", ")).into());
+        }
         let requested = Some(input.rubric_version).filter(|v| *v > 0);
         let version = self
             .rubrics

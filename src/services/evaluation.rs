@@ -312,6 +312,28 @@ impl EvaluationApi {
         })
     }
 
+    /// Answers a refused submission: as the first time when it retries a stored request,
+    /// else with the refusal.
+    async fn answer_retry(
+        &self,
+        tenant: TenantId,
+        retry: Option<(String, Vec<u8>)>,
+        refusal: Error,
+    ) -> Result<Response<pb::Evaluation>, Status> {
+        let answerable = matches!(
+            refusal,
+            Error::InvalidArgument(_) | Error::FailedPrecondition(_) | Error::NotFound { .. }
+        );
+        if answerable
+            && let Some((request_id, fingerprint)) = retry
+            && let Some(stored) = self.store.find_request(tenant, &request_id).await?
+        {
+            let first = replay(Some(stored), &request_id, &fingerprint)?;
+            return Ok(Response::new(evaluation_to_proto(first)));
+        }
+        Err(refusal.into())
+    }
+
     /// Applies the session's rules to a calibration review and pins its rubric version.
     async fn check_calibration(
         &self,
@@ -486,44 +508,37 @@ impl EvaluationService for EvaluationApi {
         let Some(mut submission) = submission else {
             return Err(violations.into());
         };
-        self.check_calibration(tenant, &mut submission, &mut violations)
-            .await?;
-        let calibration = submission
-            .calibration_session_id
-            .map(|session| (session, submission.reviewer_id.clone()));
         if let Some(own) = caller.own_agent() {
             self.check_self_review(tenant, own, &submission).await?;
         }
         // A retry is answered as the first time: the store replays a stored request id at
         // insert. Looking it up before scoring instead cost every first submission a
         // query; it is looked up only when scoring refuses the request's content, because
-        // the rubric may have moved on since the first time. An unavailable store is not
-        // asked twice: the call would wait out a second acquire timeout.
+        // the rubric may have moved on since the first time (or its calibration session
+        // has closed). An unavailable store is not asked twice: the call would wait out a
+        // second acquire timeout.
         let retry = (submission.request_id.clone())
             .filter(|_| violations.is_empty())
             .map(|id| (id, submission.fingerprint.clone()));
-        let new = match self
-            .prepare(tenant, credential.as_ref(), submission, violations, None)
+        let calibration = submission
+            .calibration_session_id
+            .map(|session| (session, submission.reviewer_id.clone()));
+        let prepared = match self
+            .check_calibration(tenant, &mut submission, &mut violations)
             .await
         {
+            Ok(()) => {
+                self.prepare(tenant, credential.as_ref(), submission, violations, None)
+                    .await
+            }
+            Err(refusal) => Err(refusal),
+        };
+        let new = match prepared {
             Ok(new) => NewEvaluation {
                 interaction_keeps_agent: caller.own_agent().is_some(),
                 ..new
             },
-            Err(
-                refusal @ (Error::InvalidArgument(_)
-                | Error::FailedPrecondition(_)
-                | Error::NotFound { .. }),
-            ) => {
-                if let Some((request_id, fingerprint)) = retry
-                    && let Some(stored) = self.store.find_request(tenant, &request_id).await?
-                {
-                    let first = replay(Some(stored), &request_id, &fingerprint)?;
-                    return Ok(Response::new(evaluation_to_proto(first)));
-                }
-                return Err(refusal.into());
-            }
-            Err(failure) => return Err(failure.into()),
+            Err(refusal) => return self.answer_retry(tenant, retry, refusal).await,
         };
         let interaction = match &new.interaction {
             InteractionRef::Id(id) => Some(*id),
@@ -537,6 +552,10 @@ impl EvaluationService for EvaluationApi {
                     interaction.unwrap_or_default()
                 ))
                 .into());
+            }
+            // The session closed after it was read: a retry is still answered.
+            Err(refusal @ Error::FailedPrecondition(_)) => {
+                return self.answer_retry(tenant, retry, refusal).await;
             }
             Err(err) => return Err(err.into()),
         };

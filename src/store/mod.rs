@@ -399,6 +399,9 @@ pub trait CalibrationStore: Send + Sync + 'static {
 
     async fn get_session(&self, tenant: TenantId, id: Uuid) -> Result<Session>;
 
+    /// Which of `ids` name no interaction of the tenant.
+    async fn unknown_interactions(&self, tenant: TenantId, ids: &[Uuid]) -> Result<Vec<Uuid>>;
+
     async fn list_sessions(
         &self,
         tenant: TenantId,

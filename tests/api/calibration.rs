@@ -18,6 +18,7 @@ crate::on_every_store!(
     calibration_reviews_follow_the_sessions_rules_each_refusal_naming_its_field,
     a_reviewer_bound_key_submits_only_as_itself_and_is_blind_to_others_until_the_session_closes,
     sessions_are_listed_newest_first_by_state_and_a_retried_creation_returns_the_first,
+    the_store_itself_refuses_a_review_in_a_closed_session_and_a_second_review_of_a_cell,
 );
 
 /// Krippendorff (2011): 4 coders × 12 units on a 1..5 scale; `None` = not rated.
@@ -290,7 +291,7 @@ async fn calibration_reviews_follow_the_sessions_rules_each_refusal_naming_its_f
     assert_eq!(stored.rubric_version, 1, "the session's pinned version");
     assert_eq!(stored.calibration_session_id, session.id);
     let retried = evaluations
-        .submit_evaluation(first)
+        .submit_evaluation(first.clone())
         .await
         .unwrap()
         .into_inner();
@@ -311,6 +312,13 @@ async fn calibration_reviews_follow_the_sessions_rules_each_refusal_naming_its_f
     assert!(closed.close_time.is_some());
     let late = refusal(review(&session, &units[1], "rev-b", 3)).await;
     assert_eq!(late.code(), Code::FailedPrecondition);
+    // A retry of a review made while the session was open is still answered.
+    let retried_after_close = evaluations
+        .submit_evaluation(first)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried_after_close.id, stored.id);
     // Calibration reviews never enter IQS unless asked for by kind.
     let summary = app
         .analytics()
@@ -519,5 +527,89 @@ async fn sessions_are_listed_newest_first_by_state_and_a_retried_creation_return
             "session.interaction_ids[0]",
             "session.reviewer_ids",
         ]
+    );
+    let typo = Uuid::now_v7().to_string();
+    let unknown = sessions
+        .create_calibration_session(pb::CreateCalibrationSessionRequest {
+            request_id: String::new(),
+            session: Some(pb::CalibrationSession {
+                display_name: "Typo".into(),
+                rubric_id,
+                interaction_ids: vec![units[0].clone(), typo.clone()],
+                reviewer_ids: vec!["rev-a".into(), "rev-b".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert!(unknown.message().contains(&typo), "{unknown:?}");
+    assert!(!unknown.message().contains(&units[0]), "{unknown:?}");
+}
+
+/// The service checks a session before it writes; the database keeps the same rules
+/// atomically with the write, for a close or a second review that lands in between.
+async fn the_store_itself_refuses_a_review_in_a_closed_session_and_a_second_review_of_a_cell(
+    backend: Backend,
+) {
+    use iqs::domain::evaluation::{EvaluationKind, InteractionRef as Ref, NewEvaluation};
+    use iqs::domain::scoring::{Rating, ScoreOutcome};
+    use iqs::error::Error;
+
+    let app = spawn_app_on(backend).await;
+    let rubric_id = one_criterion_rubric(&app).await;
+    let units = interactions(&app, 1).await;
+    let session = open_session(&app, &rubric_id, &units, &["rev-a", "rev-b"], "").await;
+    let review = |reviewer: &str| NewEvaluation {
+        request_id: Some(Uuid::now_v7().to_string()),
+        fingerprint: Uuid::now_v7().as_bytes().to_vec(),
+        interaction: Ref::Id(units[0].parse().unwrap()),
+        rubric_id: rubric_id.parse().unwrap(),
+        rubric_version: 1,
+        reviewer_id: reviewer.into(),
+        kind: EvaluationKind::Calibration,
+        ratings: vec![Rating {
+            criterion_key: "c".into(),
+            value: Some(3),
+            not_applicable: false,
+            comment: String::new(),
+            root_causes: Vec::new(),
+        }],
+        comment: String::new(),
+        outcome: ScoreOutcome {
+            score: Some(50.0),
+            section_scores: Vec::new(),
+            criterion_scores: Vec::new(),
+            critical_failed: false,
+            passed: false,
+        },
+        review_time: None,
+        interaction_keeps_agent: false,
+        calibration_session_id: Some(session.id.parse().unwrap()),
+    };
+    app.store
+        .submit(app.tenant, review("rev-a"))
+        .await
+        .expect("first review");
+    let second = app
+        .store
+        .submit(app.tenant, review("rev-a"))
+        .await
+        .unwrap_err();
+    assert!(matches!(second, Error::AlreadyExists(_)), "{second:?}");
+    app.calibrations()
+        .close_calibration_session(pb::CloseCalibrationSessionRequest {
+            id: session.id.clone(),
+        })
+        .await
+        .unwrap();
+    let late = app
+        .store
+        .submit(app.tenant, review("rev-b"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&late, Error::FailedPrecondition(message) if message.contains("closed")),
+        "{late:?}"
     );
 }

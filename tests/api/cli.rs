@@ -302,3 +302,40 @@ fn commands_that_read_the_store_say_where_they_looked_and_create_nothing() {
     }
     assert!(!dir.join("data").exists(), "an empty store was created");
 }
+
+#[test]
+fn a_qa_reviewer_key_may_be_bound_to_a_reviewer_and_no_other_role_may() {
+    let dir = scratch_dir_with_store();
+    let tenant = iqs(&dir)
+        .args(["tenant", "create", "acme"])
+        .output()
+        .unwrap();
+    assert!(tenant.status.success(), "{}", stderr(&tenant));
+    let bound = iqs(&dir)
+        .args(["key", "create", "--tenant", "acme", "--role", "qa_reviewer"])
+        .args(["--reviewer-id", "rev-a"])
+        .output()
+        .unwrap();
+    assert!(bound.status.success(), "{}", stderr(&bound));
+    let listed = iqs(&dir).args(["key", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.contains("qa_reviewer") && line.contains("rev-a")),
+        "{listed}"
+    );
+    for (role, id) in [("admin", "rev-a"), ("qa_reviewer", "not an id")] {
+        let refused = iqs(&dir)
+            .args(["key", "create", "--tenant", "acme", "--role", role])
+            .args(["--reviewer-id", id])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(1), "{role} {id}");
+        assert!(
+            stderr(&refused).contains("--reviewer-id"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+}

@@ -20,6 +20,7 @@ use proptest::{
     test_runner::{Config, RngAlgorithm, TestRng, TestRunner},
 };
 use tonic::Code;
+use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, published_rubric};
 
@@ -389,6 +390,7 @@ enum Case {
     CreateRubric(rb::CreateRubricRequest),
     List(ev::ListEvaluationsRequest),
     Query(an::QueryScoresRequest),
+    CreateSession(ev::CreateCalibrationSessionRequest),
     Bytes(&'static str, Vec<u8>),
 }
 
@@ -400,7 +402,54 @@ const WRITE_PATHS: &[&str] = &[
     "/iqs.rubric.v1.RubricService/CreateRubric",
     "/iqs.rubric.v1.RubricService/UpdateRubricDraft",
     "/iqs.analytics.v1.AnalyticsService/QueryScores",
+    "/iqs.evaluation.v1.CalibrationService/CreateCalibrationSession",
+    "/iqs.analytics.v1.AnalyticsService/GetCalibrationReport",
 ];
+
+fn new_session(rubric_id: String) -> BoxedStrategy<ev::CreateCalibrationSessionRequest> {
+    let interaction_ids = proptest::collection::vec(
+        often(
+            any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string()),
+            hostile_text(),
+        ),
+        0..4,
+    );
+    let reviewer_ids = proptest::collection::vec(id(), 0..4);
+    (
+        request_id(),
+        label(),
+        often(Just(rubric_id), hostile_text()),
+        interaction_ids,
+        reviewer_ids,
+        often(Just(String::new()), id()),
+        timestamp(),
+    )
+        .prop_map(
+            |(
+                request_id,
+                display_name,
+                rubric_id,
+                interaction_ids,
+                reviewer_ids,
+                baseline,
+                due_time,
+            )| {
+                ev::CreateCalibrationSessionRequest {
+                    request_id,
+                    session: Some(ev::CalibrationSession {
+                        display_name,
+                        rubric_id,
+                        interaction_ids,
+                        reviewer_ids,
+                        baseline_reviewer_id: baseline,
+                        due_time,
+                        ..Default::default()
+                    }),
+                }
+            },
+        )
+        .boxed()
+}
 
 fn case(rubric_id: String) -> BoxedStrategy<Case> {
     prop_oneof![
@@ -408,7 +457,7 @@ fn case(rubric_id: String) -> BoxedStrategy<Case> {
         2 => proptest::collection::vec(submission(rubric_id.clone(), true), 1..6)
             .prop_map(Case::Import),
         2 => interaction().prop_map(Case::Upsert),
-        1 => (often(Just(rubric_id), hostile_text()), ratings())
+        1 => (often(Just(rubric_id.clone()), hostile_text()), ratings())
             .prop_map(|(rubric_id, ratings)| Case::Score(ev::ScoreEvaluationRequest {
                 rubric_id,
                 rubric_version: 0,
@@ -417,6 +466,7 @@ fn case(rubric_id: String) -> BoxedStrategy<Case> {
         2 => new_rubric().prop_map(Case::CreateRubric),
         1 => listing().prop_map(Case::List),
         1 => query().prop_map(Case::Query),
+        1 => new_session(rubric_id.clone()).prop_map(Case::CreateSession),
         2 => (proptest::sample::select(WRITE_PATHS), proptest::collection::vec(any::<u8>(), 0..300))
             .prop_map(|(path, bytes)| Case::Bytes(path, bytes)),
     ]
@@ -424,13 +474,14 @@ fn case(rubric_id: String) -> BoxedStrategy<Case> {
 }
 
 /// What a refused call must not have changed.
-async fn stored(app: &TestApp) -> [i64; 5] {
+async fn stored(app: &TestApp) -> [i64; 6] {
     [
         app.count("evaluation.evaluations").await,
         app.count("evaluation.ratings").await,
         app.count("evaluation.outbox").await,
         app.count("evaluation.interactions").await,
         app.count("rubric.rubrics").await,
+        app.count("evaluation.calibration_sessions").await,
     ]
 }
 
@@ -467,6 +518,11 @@ async fn run(app: &TestApp, case: Case) -> Result<Option<u64>, tonic::Status> {
             .await
             .map(|_| None),
         Case::Query(request) => app.analytics().query_scores(request).await.map(|_| None),
+        Case::CreateSession(request) => app
+            .calibrations()
+            .create_calibration_session(request)
+            .await
+            .map(|_| None),
         Case::Bytes(path, bytes) => crate::hardening::call_raw(app.channel.clone(), path, bytes)
             .await
             .map(|_| None),

@@ -64,57 +64,13 @@ def criterion(key, weight, scale_min, scale_max, **extra):
                         scale_min=scale_min, scale_max=scale_max, **extra)
 
 
-def main():
-    proc, address = start_server(sys.argv[1])
+def with_server(binary, check):
+    """Runs `check(address, channel)` against a started `iqs serve`; the server must then
+    stop cleanly on SIGTERM."""
+    proc, address = start_server(binary)
     try:
         channel = grpc.intercept_channel(grpc.insecure_channel(address), BearerKey(os.environ["IQS_API_KEY"]))
-        rubrics = pb_grpc.RubricServiceStub(channel)
-        try:
-            pb_grpc.RubricServiceStub(grpc.insecure_channel(address)).ListRubrics(pb.ListRubricsRequest())
-            raise AssertionError("a call without a key was served")
-        except grpc.RpcError as err:
-            assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
-        created = rubrics.CreateRubric(pb.CreateRubricRequest(
-            request_id=str(uuid.uuid4()),
-            rubric=pb.Rubric(display_name="Python chat rubric", draft=pb.RubricDraft(
-                criteria=[criterion("greeting", 1, 0, 1)]))))
-        assert created.state == pb.RUBRIC_STATE_ACTIVE and created.latest_version == 0
-
-        updated = rubrics.UpdateRubricDraft(pb.UpdateRubricDraftRequest(
-            id=created.id,
-            draft=pb.RubricDraft(criteria=[
-                criterion("greeting", 1, 0, 1),
-                criterion("verify_identity", 0, 0, 1, critical=pb.CRITICAL_SCOPE_EVALUATION),
-                criterion("empathy", 2, 1, 4, level_labels=["poor", "fair", "good", "great"]),
-            ], pass_threshold=85)))
-        assert len(updated.draft.criteria) == 3
-
-        v1 = rubrics.PublishRubric(pb.PublishRubricRequest(id=created.id))
-        assert v1.version == 1 and v1.pass_threshold == 85
-        v1_bytes = rubrics.GetRubricVersion(
-            pb.GetRubricVersionRequest(rubric_id=created.id, version=1)).SerializeToString(deterministic=True)
-
-        rubrics.UpdateRubricDraft(pb.UpdateRubricDraftRequest(
-            id=created.id, draft=pb.RubricDraft(criteria=[criterion("greeting", 3, 0, 1)])))
-        v2 = rubrics.PublishRubric(pb.PublishRubricRequest(id=created.id))
-        assert v2.version == 2
-
-        v1_again = rubrics.GetRubricVersion(
-            pb.GetRubricVersionRequest(rubric_id=created.id, version=1)).SerializeToString(deterministic=True)
-        assert v1_again == v1_bytes, "version 1 changed after version 2 was published"
-        latest = rubrics.GetRubricVersion(pb.GetRubricVersionRequest(rubric_id=created.id, version=0))
-        assert latest.version == 2
-
-        listed = rubrics.ListRubricVersions(pb.ListRubricVersionsRequest(rubric_id=created.id))
-        assert [v.version for v in listed.rubric_versions] == [2, 1]
-
-        try:
-            rubrics.GetRubric(pb.GetRubricRequest(id=str(uuid.uuid4())))
-            raise AssertionError("unknown id was found")
-        except grpc.RpcError as err:
-            assert err.code() == grpc.StatusCode.NOT_FOUND, err
-        print("interop: a grpcio-tools client created, updated, published and read rubrics; "
-              "version 1 stayed byte-identical")
+        check(address, channel)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
@@ -122,5 +78,55 @@ def main():
         raise SystemExit(f"iqs exited with {code} after SIGTERM")
 
 
+def check_rubrics(address, channel):
+    rubrics = pb_grpc.RubricServiceStub(channel)
+    try:
+        pb_grpc.RubricServiceStub(grpc.insecure_channel(address)).ListRubrics(pb.ListRubricsRequest())
+        raise AssertionError("a call without a key was served")
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
+    created = rubrics.CreateRubric(pb.CreateRubricRequest(
+        request_id=str(uuid.uuid4()),
+        rubric=pb.Rubric(display_name="Python chat rubric", draft=pb.RubricDraft(
+            criteria=[criterion("greeting", 1, 0, 1)]))))
+    assert created.state == pb.RUBRIC_STATE_ACTIVE and created.latest_version == 0
+
+    updated = rubrics.UpdateRubricDraft(pb.UpdateRubricDraftRequest(
+        id=created.id,
+        draft=pb.RubricDraft(criteria=[
+            criterion("greeting", 1, 0, 1),
+            criterion("verify_identity", 0, 0, 1, critical=pb.CRITICAL_SCOPE_EVALUATION),
+            criterion("empathy", 2, 1, 4, level_labels=["poor", "fair", "good", "great"]),
+        ], pass_threshold=85)))
+    assert len(updated.draft.criteria) == 3
+
+    v1 = rubrics.PublishRubric(pb.PublishRubricRequest(id=created.id))
+    assert v1.version == 1 and v1.pass_threshold == 85
+    v1_bytes = rubrics.GetRubricVersion(
+        pb.GetRubricVersionRequest(rubric_id=created.id, version=1)).SerializeToString(deterministic=True)
+
+    rubrics.UpdateRubricDraft(pb.UpdateRubricDraftRequest(
+        id=created.id, draft=pb.RubricDraft(criteria=[criterion("greeting", 3, 0, 1)])))
+    v2 = rubrics.PublishRubric(pb.PublishRubricRequest(id=created.id))
+    assert v2.version == 2
+
+    v1_again = rubrics.GetRubricVersion(
+        pb.GetRubricVersionRequest(rubric_id=created.id, version=1)).SerializeToString(deterministic=True)
+    assert v1_again == v1_bytes, "version 1 changed after version 2 was published"
+    latest = rubrics.GetRubricVersion(pb.GetRubricVersionRequest(rubric_id=created.id, version=0))
+    assert latest.version == 2
+
+    listed = rubrics.ListRubricVersions(pb.ListRubricVersionsRequest(rubric_id=created.id))
+    assert [v.version for v in listed.rubric_versions] == [2, 1]
+
+    try:
+        rubrics.GetRubric(pb.GetRubricRequest(id=str(uuid.uuid4())))
+        raise AssertionError("unknown id was found")
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.NOT_FOUND, err
+    print("interop: a grpcio-tools client created, updated, published and read rubrics; "
+          "version 1 stayed byte-identical")
+
+
 if __name__ == "__main__":
-    main()
+    with_server(sys.argv[1], check_rubrics)

@@ -159,6 +159,28 @@ impl<B: SqlBackend> CalibrationStore for B {
             .try_into()
     }
 
+    #[tracing::instrument(name = "db.unknown_interactions", skip_all, fields(db.system = B::SYSTEM))]
+    async fn unknown_interactions(&self, tenant: TenantId, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+        let text = format!(
+            "SELECT id FROM interactions WHERE tenant_id = $1 AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let statement = ids
+            .iter()
+            .fold(sql(&text).bind(tenant), |statement, id| statement.bind(*id));
+        let found: Vec<(Uuid,)> = self.read().await?.fetch_all(statement).await?;
+        let found: std::collections::HashSet<Uuid> = found.into_iter().map(|(id,)| id).collect();
+        Ok(ids
+            .iter()
+            .filter(|id| !found.contains(id))
+            .copied()
+            .collect())
+    }
+
     #[tracing::instrument(name = "db.list_sessions", skip_all, fields(db.system = B::SYSTEM))]
     async fn list_sessions(
         &self,
