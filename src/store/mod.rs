@@ -118,7 +118,7 @@ pub struct StoredRequest {
 /// Interactions and evaluations. Every write of an evaluation (submit, revise, delete)
 /// writes its outbox event in the same transaction.
 #[async_trait]
-pub trait EvaluationStore: Send + Sync + 'static {
+pub trait EvaluationStore: EvaluationReads {
     /// Creates or updates the interaction keyed by (source, external_id).
     async fn upsert_interaction(
         &self,
@@ -126,33 +126,10 @@ pub trait EvaluationStore: Send + Sync + 'static {
         input: InteractionInput,
     ) -> Result<Interaction>;
 
-    async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction>;
-
-    /// The submission or revision stored under a request id, if any.
-    async fn find_request(
-        &self,
-        tenant: TenantId,
-        request_id: &str,
-    ) -> Result<Option<StoredRequest>>;
-
     /// Stores a scored evaluation, its ratings and its outbox event in one transaction.
     /// A request id stored before returns the stored evaluation when the fingerprints
     /// match, else `AlreadyExists`.
     async fn submit(&self, tenant: TenantId, evaluation: NewEvaluation) -> Result<Evaluation>;
-
-    /// One revision; `None` = the current one (active or deleted).
-    async fn get_evaluation(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-        revision: Option<u32>,
-    ) -> Result<Evaluation>;
-
-    async fn list_evaluations(
-        &self,
-        tenant: TenantId,
-        listing: EvaluationListing,
-    ) -> Result<Vec<Evaluation>>;
 
     /// Stores a new active revision and supersedes the current one.
     async fn revise(&self, tenant: TenantId, id: Uuid, revision: NewRevision)
@@ -167,6 +144,34 @@ pub trait EvaluationStore: Send + Sync + 'static {
         tenant: TenantId,
         batch: Vec<NewEvaluation>,
     ) -> Result<Vec<ImportOutcome>>;
+}
+
+/// Reading interactions and evaluations: one implementation for both databases
+/// (`store/sql/evaluation_reads.rs`); the writes, tuned per database, are the adapters'.
+#[async_trait]
+pub trait EvaluationReads: Send + Sync + 'static {
+    async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction>;
+
+    /// The submission or revision stored under a request id, if any.
+    async fn find_request(
+        &self,
+        tenant: TenantId,
+        request_id: &str,
+    ) -> Result<Option<StoredRequest>>;
+
+    /// One revision; `None` = the current one (active or deleted).
+    async fn get_evaluation(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        revision: Option<u32>,
+    ) -> Result<Evaluation>;
+
+    async fn list_evaluations(
+        &self,
+        tenant: TenantId,
+        listing: EvaluationListing,
+    ) -> Result<Vec<Evaluation>>;
 }
 
 /// Which facts and rollups changed in an applied batch, so caches can be refreshed.

@@ -1,10 +1,10 @@
 //! EvaluationStore on PostgreSQL (schema `evaluation`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, QueryBuilder, types::Json};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{PostgresStore, classify};
@@ -13,128 +13,26 @@ use crate::domain::{
         Evaluation, EvaluationEvent, EvaluationState, InteractionRef, NOT_OWN_INTERACTION,
         NewEvaluation, NewRevision,
     },
-    interaction::{Interaction, InteractionInput, Message},
-    scoring::Rating,
+    interaction::{Interaction, InteractionInput},
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
 use crate::store::evaluation_rows::{
     Dimensions, EvaluationRow, evaluation_from, replay, signed, to_json, unsigned,
 };
-use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
-
-const INTERACTION_COLUMNS: &str = "id, source, external_id, channel, agent_id, team_id, region, \
-     COALESCE(occur_time, create_time) AS occur_time, csat, nps, messages, attributes, create_time, update_time";
+use crate::store::sql::{
+    Link,
+    evaluation_reads::{EVALUATION_COLUMNS, INTERACTION_COLUMNS, InteractionRow, with_ratings},
+};
+use crate::store::{EvaluationReads, EvaluationStore, ImportOutcome};
 
 const DIMENSION_COLUMNS: &str = "id, agent_id, team_id, channel, region, csat";
-
-const EVALUATION_COLUMNS: &str = "id, revision, interaction_id, agent_id, team_id, channel, region, \
-     rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores, criterion_scores, \
-     critical_failed, passed, state, create_time, first_create_time, calibration_session_id";
 
 /// Timestamps as PostgreSQL stores them (microseconds), so what a call returns equals
 /// what a later read returns.
 fn now_micros() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}
-
-#[derive(sqlx::FromRow)]
-struct InteractionRow {
-    id: Uuid,
-    source: String,
-    external_id: String,
-    channel: String,
-    agent_id: String,
-    team_id: String,
-    region: String,
-    occur_time: DateTime<Utc>,
-    csat: Option<i16>,
-    nps: Option<i16>,
-    messages: Json<Vec<Message>>,
-    attributes: Json<BTreeMap<String, String>>,
-    create_time: DateTime<Utc>,
-    update_time: DateTime<Utc>,
-}
-
-impl From<InteractionRow> for Interaction {
-    fn from(row: InteractionRow) -> Self {
-        Interaction {
-            id: row.id,
-            input: InteractionInput {
-                source: row.source,
-                external_id: row.external_id,
-                channel: row.channel,
-                agent_id: row.agent_id,
-                team_id: row.team_id,
-                region: row.region,
-                occur_time: Some(row.occur_time),
-                csat: row.csat.map(i32::from),
-                nps: row.nps.map(i32::from),
-                messages: row.messages.0,
-                attributes: row.attributes.0,
-            },
-            create_time: row.create_time,
-            update_time: row.update_time,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct RatingRow {
-    evaluation_id: Uuid,
-    revision: i32,
-    criterion_key: String,
-    value: Option<i32>,
-    not_applicable: bool,
-    comment: String,
-    root_causes: Json<Vec<String>>,
-}
-
-/// Loads the ratings of the given revisions and assembles the evaluations, in order.
-async fn with_ratings(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    rows: Vec<EvaluationRow>,
-) -> Result<Vec<Evaluation>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
-    let revisions: Vec<i32> = rows.iter().map(|row| row.revision).collect();
-    let rating_rows: Vec<RatingRow> = sqlx::query_as(
-        "SELECT r.evaluation_id, r.revision, r.criterion_key, r.value, r.not_applicable, r.comment, r.root_causes
-         FROM evaluation.ratings r
-         JOIN UNNEST($2::uuid[], $3::integer[]) AS wanted(id, revision)
-           ON r.evaluation_id = wanted.id AND r.revision = wanted.revision
-         WHERE r.tenant_id = $1
-         ORDER BY r.evaluation_id, r.revision, r.position",
-    )
-    .bind(tenant.as_uuid())
-    .bind(&ids)
-    .bind(&revisions)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(classify)?;
-    let mut ratings: HashMap<(Uuid, i32), Vec<Rating>> = HashMap::new();
-    for row in rating_rows {
-        ratings
-            .entry((row.evaluation_id, row.revision))
-            .or_default()
-            .push(Rating {
-                criterion_key: row.criterion_key,
-                value: row.value,
-                not_applicable: row.not_applicable,
-                comment: row.comment,
-                root_causes: row.root_causes.0,
-            });
-    }
-    rows.into_iter()
-        .map(|row| {
-            let own = ratings.remove(&(row.id, row.revision)).unwrap_or_default();
-            row.into_evaluation(own)
-        })
-        .collect()
 }
 
 /// Creates or updates many interactions in one statement (keys must be distinct) and
@@ -507,35 +405,6 @@ impl DependentColumns {
     }
 }
 
-async fn find_request_in(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    request_id: &str,
-) -> Result<Option<StoredRequest>> {
-    #[derive(sqlx::FromRow)]
-    struct Found {
-        #[sqlx(flatten)]
-        row: EvaluationRow,
-        request_fingerprint: Option<Vec<u8>>,
-    }
-    let found: Option<Found> = sqlx::query_as(&format!(
-        "SELECT {EVALUATION_COLUMNS}, request_fingerprint FROM evaluation.evaluations
-         WHERE tenant_id = $1 AND request_id = $2"
-    ))
-    .bind(tenant.as_uuid())
-    .bind(request_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(classify)?;
-    let Some(found) = found else { return Ok(None) };
-    let fingerprint = found.request_fingerprint.unwrap_or_default();
-    let evaluation = with_ratings(conn, tenant, vec![found.row]).await?.remove(0);
-    Ok(Some(StoredRequest {
-        evaluation,
-        fingerprint,
-    }))
-}
-
 async fn lock_current(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -576,31 +445,6 @@ impl EvaluationStore for PostgresStore {
         upsert_interaction_in(&mut conn, tenant, &input, false).await
     }
 
-    #[tracing::instrument(name = "db.get_interaction", skip_all, fields(db.system = "postgresql"))]
-    async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction> {
-        let row: Option<InteractionRow> = sqlx::query_as(&format!(
-            "SELECT {INTERACTION_COLUMNS} FROM evaluation.interactions WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(row
-            .ok_or_else(|| Error::not_found("interaction", id))?
-            .into())
-    }
-
-    #[tracing::instrument(name = "db.find_request", skip_all, fields(db.system = "postgresql"))]
-    async fn find_request(
-        &self,
-        tenant: TenantId,
-        request_id: &str,
-    ) -> Result<Option<StoredRequest>> {
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
-        find_request_in(&mut conn, tenant, request_id).await
-    }
-
     #[tracing::instrument(name = "db.submit", skip_all, fields(db.system = "postgresql"))]
     async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
         let request_id = new.request_id.clone();
@@ -638,93 +482,6 @@ impl EvaluationStore for PostgresStore {
         }
         self.commit_with_events(tx).await?;
         Ok(evaluation)
-    }
-
-    #[tracing::instrument(name = "db.get_evaluation", skip_all, fields(db.system = "postgresql"))]
-    async fn get_evaluation(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-        revision: Option<u32>,
-    ) -> Result<Evaluation> {
-        let revision = revision.map(signed).transpose()?;
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
-        let row: Option<EvaluationRow> = sqlx::query_as(&format!(
-            "SELECT {EVALUATION_COLUMNS} FROM evaluation.evaluations
-             WHERE tenant_id = $1 AND id = $2
-               AND (($3::integer IS NULL AND state <> 'superseded') OR revision = $3)"
-        ))
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .bind(revision)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(classify)?;
-        let row = row.ok_or_else(|| match revision {
-            Some(revision) => Error::not_found("evaluation revision", format!("{id}@{revision}")),
-            None => Error::not_found("evaluation", id),
-        })?;
-        Ok(with_ratings(&mut conn, tenant, vec![row]).await?.remove(0))
-    }
-
-    #[tracing::instrument(name = "db.list_evaluations", skip_all, fields(db.system = "postgresql"))]
-    async fn list_evaluations(
-        &self,
-        tenant: TenantId,
-        listing: EvaluationListing,
-    ) -> Result<Vec<Evaluation>> {
-        let mut query = QueryBuilder::new(format!(
-            "SELECT {EVALUATION_COLUMNS} FROM evaluation.evaluations WHERE tenant_id = "
-        ));
-        query.push_bind(tenant.as_uuid());
-        if !listing.include_inactive {
-            query.push(" AND state = 'active'");
-        }
-        if let Some((id, revision)) = listing.before {
-            query
-                .push(" AND (id, revision) < (")
-                .push_bind(id)
-                .push(", ")
-                .push_bind(signed(revision)?)
-                .push(")");
-        }
-        if let Some(interaction_id) = listing.interaction_id {
-            query
-                .push(" AND interaction_id = ")
-                .push_bind(interaction_id);
-        }
-        if let Some(agent_id) = listing.agent_id {
-            query.push(" AND agent_id = ").push_bind(agent_id);
-        }
-        if let Some(team_id) = listing.team_id {
-            query.push(" AND team_id = ").push_bind(team_id);
-        }
-        if let Some(reviewer_id) = listing.reviewer_id {
-            query.push(" AND reviewer_id = ").push_bind(reviewer_id);
-        }
-        if let Some(rubric_id) = listing.rubric_id {
-            query.push(" AND rubric_id = ").push_bind(rubric_id);
-        }
-        if !listing.kinds.is_empty() {
-            let kinds: Vec<&str> = listing.kinds.iter().map(|kind| kind.as_str()).collect();
-            query.push(" AND kind = ANY(").push_bind(kinds).push(")");
-        }
-        if let Some(start) = listing.start_time {
-            query.push(" AND first_create_time >= ").push_bind(start);
-        }
-        if let Some(end) = listing.end_time {
-            query.push(" AND first_create_time < ").push_bind(end);
-        }
-        query
-            .push(" ORDER BY id DESC, revision DESC LIMIT ")
-            .push_bind(i64::from(listing.limit));
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
-        let rows: Vec<EvaluationRow> = query
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(classify)?;
-        with_ratings(&mut conn, tenant, rows).await
     }
 
     #[tracing::instrument(name = "db.revise", skip_all, fields(db.system = "postgresql"))]
@@ -797,7 +554,7 @@ impl EvaluationStore for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let current = lock_current(&mut tx, tenant, id).await?;
         if current.state == EvaluationState::Deleted.as_str() {
-            let evaluation = with_ratings(&mut tx, tenant, vec![current])
+            let evaluation = with_ratings(&mut Link::Postgres(&mut tx), tenant, vec![current])
                 .await?
                 .remove(0);
             return Ok(evaluation);
@@ -814,7 +571,9 @@ impl EvaluationStore for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        let deleted = with_ratings(&mut tx, tenant, vec![row]).await?.remove(0);
+        let deleted = with_ratings(&mut Link::Postgres(&mut tx), tenant, vec![row])
+            .await?
+            .remove(0);
         let csat = csat_of(&mut tx, tenant, deleted.interaction_id).await?;
         let mut dependents = DependentColumns::default();
         dependents.push_event("deleted", &deleted, csat)?;

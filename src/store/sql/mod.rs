@@ -15,8 +15,11 @@
 
 mod access;
 mod calibration;
+pub(crate) mod evaluation_reads;
 mod rubric;
 mod stamp;
+
+use std::borrow::Cow;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -112,25 +115,56 @@ value_from! {
 /// A statement and the values of its `$n` placeholders, in order.
 #[derive(Debug)]
 pub(crate) struct Statement<'s> {
-    sql: &'s str,
+    sql: Cow<'s, str>,
     values: Vec<Value>,
 }
 
 /// Starts a statement; bind its values in placeholder order.
-pub(crate) fn sql(sql: &str) -> Statement<'_> {
+pub(crate) fn sql<'s>(sql: impl Into<Cow<'s, str>>) -> Statement<'s> {
     Statement {
-        sql,
+        sql: sql.into(),
         values: Vec::new(),
     }
 }
 
 impl<'s> Statement<'s> {
+    /// Binds the value of the next placeholder the text already holds.
     pub fn bind(mut self, value: impl Into<Value>) -> Self {
         self.values.push(value.into());
         self
     }
 
-    fn postgres(self) -> Result<(&'s str, PgArguments)> {
+    /// Appends text to a statement built as it goes.
+    pub fn push(mut self, text: &str) -> Self {
+        self.sql.to_mut().push_str(text);
+        self
+    }
+
+    /// Appends the next placeholder (`$n`) and binds its value.
+    pub fn push_bind(mut self, value: impl Into<Value>) -> Self {
+        self.values.push(value.into());
+        let placeholder = format!("${}", self.values.len());
+        self.sql.to_mut().push_str(&placeholder);
+        self
+    }
+
+    /// Appends ` AND {column} IN ($n, …)` for `values` (at least one).
+    pub fn push_in<V: Into<Value>>(
+        mut self,
+        column: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        self = self.push(&format!(" AND {column} IN ("));
+        for (index, value) in values.into_iter().enumerate() {
+            if index > 0 {
+                self = self.push(", ");
+            }
+            self = self.push_bind(value);
+        }
+        self.push(")")
+    }
+
+    fn postgres(self) -> Result<(Cow<'s, str>, PgArguments)> {
         let mut args = PgArguments::default();
         for value in self.values {
             match value {
@@ -149,7 +183,7 @@ impl<'s> Statement<'s> {
         Ok((self.sql, args))
     }
 
-    fn sqlite(self) -> Result<(&'s str, SqliteArguments<'static>)> {
+    fn sqlite(self) -> Result<(Cow<'s, str>, SqliteArguments<'static>)> {
         let mut args = SqliteArguments::default();
         for value in self.values {
             match value {
@@ -184,7 +218,7 @@ impl<R> Record for R where
 {
 }
 
-/// A connection or transaction of either database.
+/// A connection or transaction of either database, owned.
 pub(crate) enum Conn {
     Postgres(PoolConnection<Postgres>),
     PostgresTx(Transaction<'static, Postgres>),
@@ -192,13 +226,15 @@ pub(crate) enum Conn {
     SqliteTx(Transaction<'static, Sqlite>),
 }
 
-enum Link<'c> {
+/// A connection of either database, borrowed: what the statements run on, so the code
+/// of one adapter can run them on the connection it holds.
+pub(crate) enum Link<'c> {
     Postgres(&'c mut PgConnection),
     Sqlite(&'c mut SqliteConnection),
 }
 
 impl Conn {
-    fn link(&mut self) -> Link<'_> {
+    pub fn link(&mut self) -> Link<'_> {
         match self {
             Conn::Postgres(conn) => Link::Postgres(conn),
             Conn::PostgresTx(tx) => Link::Postgres(tx),
@@ -211,71 +247,19 @@ impl Conn {
         &mut self,
         statement: Statement<'_>,
     ) -> Result<Option<R>> {
-        match self.link() {
-            Link::Postgres(conn) => {
-                let (sql, args) = statement.postgres()?;
-                sqlx::query_as_with(sql, args)
-                    .fetch_optional(conn)
-                    .await
-                    .map_err(crate::store::postgres::classify)
-            }
-            Link::Sqlite(conn) => {
-                let (sql, args) = statement.sqlite()?;
-                sqlx::query_as_with(sql, args)
-                    .fetch_optional(conn)
-                    .await
-                    .map_err(crate::store::sqlite::classify)
-            }
-        }
+        self.link().fetch_optional(statement).await
     }
 
     pub async fn fetch_all<R: Record>(&mut self, statement: Statement<'_>) -> Result<Vec<R>> {
-        match self.link() {
-            Link::Postgres(conn) => {
-                let (sql, args) = statement.postgres()?;
-                sqlx::query_as_with(sql, args)
-                    .fetch_all(conn)
-                    .await
-                    .map_err(crate::store::postgres::classify)
-            }
-            Link::Sqlite(conn) => {
-                let (sql, args) = statement.sqlite()?;
-                sqlx::query_as_with(sql, args)
-                    .fetch_all(conn)
-                    .await
-                    .map_err(crate::store::sqlite::classify)
-            }
-        }
+        self.link().fetch_all(statement).await
     }
 
-    /// The one row a statement must return: none is an internal error.
     pub async fn fetch_one<R: Record>(&mut self, statement: Statement<'_>) -> Result<R> {
-        let sql = statement.sql;
-        self.fetch_optional(statement)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("no row returned by: {sql}")))
+        self.link().fetch_one(statement).await
     }
 
-    /// Runs a statement; the number of rows it changed.
     pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64> {
-        match self.link() {
-            Link::Postgres(conn) => {
-                let (sql, args) = statement.postgres()?;
-                sqlx::query_with(sql, args)
-                    .execute(conn)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(crate::store::postgres::classify)
-            }
-            Link::Sqlite(conn) => {
-                let (sql, args) = statement.sqlite()?;
-                sqlx::query_with(sql, args)
-                    .execute(conn)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(crate::store::sqlite::classify)
-            }
-        }
+        self.link().execute(statement).await
     }
 
     /// Commits a transaction (a plain connection has nothing to commit).
@@ -284,6 +268,79 @@ impl Conn {
             Conn::PostgresTx(tx) => tx.commit().await.map_err(crate::store::postgres::classify),
             Conn::SqliteTx(tx) => tx.commit().await.map_err(crate::store::sqlite::classify),
             Conn::Postgres(_) | Conn::Sqlite(_) => Ok(()),
+        }
+    }
+}
+
+impl Link<'_> {
+    pub async fn fetch_optional<R: Record>(
+        &mut self,
+        statement: Statement<'_>,
+    ) -> Result<Option<R>> {
+        match self {
+            Link::Postgres(conn) => {
+                let (sql, args) = statement.postgres()?;
+                sqlx::query_as_with(&sql, args)
+                    .fetch_optional(&mut **conn)
+                    .await
+                    .map_err(crate::store::postgres::classify)
+            }
+            Link::Sqlite(conn) => {
+                let (sql, args) = statement.sqlite()?;
+                sqlx::query_as_with(&sql, args)
+                    .fetch_optional(&mut **conn)
+                    .await
+                    .map_err(crate::store::sqlite::classify)
+            }
+        }
+    }
+
+    pub async fn fetch_all<R: Record>(&mut self, statement: Statement<'_>) -> Result<Vec<R>> {
+        match self {
+            Link::Postgres(conn) => {
+                let (sql, args) = statement.postgres()?;
+                sqlx::query_as_with(&sql, args)
+                    .fetch_all(&mut **conn)
+                    .await
+                    .map_err(crate::store::postgres::classify)
+            }
+            Link::Sqlite(conn) => {
+                let (sql, args) = statement.sqlite()?;
+                sqlx::query_as_with(&sql, args)
+                    .fetch_all(&mut **conn)
+                    .await
+                    .map_err(crate::store::sqlite::classify)
+            }
+        }
+    }
+
+    /// The one row a statement must return: none is an internal error.
+    pub async fn fetch_one<R: Record>(&mut self, statement: Statement<'_>) -> Result<R> {
+        let sql = statement.sql.clone().into_owned();
+        self.fetch_optional(statement)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("no row returned by: {sql}")))
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64> {
+        match self {
+            Link::Postgres(conn) => {
+                let (sql, args) = statement.postgres()?;
+                sqlx::query_with(&sql, args)
+                    .execute(&mut **conn)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(crate::store::postgres::classify)
+            }
+            Link::Sqlite(conn) => {
+                let (sql, args) = statement.sqlite()?;
+                sqlx::query_with(&sql, args)
+                    .execute(&mut **conn)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(crate::store::sqlite::classify)
+            }
         }
     }
 }

@@ -2,143 +2,38 @@
 //! transaction sees no concurrent writer: no row locks are needed, and a request id is
 //! checked before it is inserted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, types::Json};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::time::{from_micros, now_micros, to_micros};
+use super::time::{now_micros, to_micros};
 use super::{SqliteStore, classify};
 use crate::domain::{
     evaluation::{
         Evaluation, EvaluationEvent, EvaluationState, InteractionRef, NOT_OWN_INTERACTION,
         NewEvaluation, NewRevision,
     },
-    interaction::{Interaction, InteractionInput, Message},
-    scoring::Rating,
+    interaction::{Interaction, InteractionInput},
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
 use crate::store::evaluation_rows::{
     Dimensions, EvaluationRow, evaluation_from, replay, signed, to_json, unsigned,
 };
-use crate::store::{EvaluationListing, EvaluationStore, ImportOutcome, StoredRequest};
-
-const INTERACTION_COLUMNS: &str = "id, source, external_id, channel, agent_id, team_id, region, \
-     COALESCE(occur_time, create_time) AS occur_time, csat, nps, messages, attributes, create_time, update_time";
+use crate::store::sql::{
+    Link,
+    evaluation_reads::{
+        EVALUATION_COLUMNS, INTERACTION_COLUMNS, InteractionRow, find_request_in, with_ratings,
+    },
+};
+use crate::store::{EvaluationStore, ImportOutcome};
 
 const DIMENSION_COLUMNS: &str = "id, source, external_id, agent_id, team_id, channel, region, csat";
 
-const EVALUATION_COLUMNS: &str = "id, revision, interaction_id, agent_id, team_id, channel, region, \
-     rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores, criterion_scores, \
-     critical_failed, passed, state, create_time, first_create_time, calibration_session_id";
-
 /// Bound parameters per statement stay well under SQLite's limit (32,766).
 const IDS_PER_STATEMENT: usize = 5_000;
-
-#[derive(sqlx::FromRow)]
-struct InteractionRow {
-    id: Uuid,
-    source: String,
-    external_id: String,
-    channel: String,
-    agent_id: String,
-    team_id: String,
-    region: String,
-    occur_time: i64,
-    csat: Option<i32>,
-    nps: Option<i32>,
-    messages: Json<Vec<Message>>,
-    attributes: Json<BTreeMap<String, String>>,
-    create_time: i64,
-    update_time: i64,
-}
-
-impl InteractionRow {
-    fn into_interaction(self) -> Result<Interaction> {
-        Ok(Interaction {
-            id: self.id,
-            input: InteractionInput {
-                source: self.source,
-                external_id: self.external_id,
-                channel: self.channel,
-                agent_id: self.agent_id,
-                team_id: self.team_id,
-                region: self.region,
-                occur_time: Some(from_micros(self.occur_time)?),
-                csat: self.csat,
-                nps: self.nps,
-                messages: self.messages.0,
-                attributes: self.attributes.0,
-            },
-            create_time: from_micros(self.create_time)?,
-            update_time: from_micros(self.update_time)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct RatingRow {
-    evaluation_id: Uuid,
-    revision: i32,
-    criterion_key: String,
-    value: Option<i32>,
-    not_applicable: bool,
-    comment: String,
-    root_causes: Json<Vec<String>>,
-}
-
-/// Loads the ratings of the given revisions and assembles the evaluations, in order.
-async fn with_ratings(
-    conn: &mut SqliteConnection,
-    tenant: TenantId,
-    rows: Vec<EvaluationRow>,
-) -> Result<Vec<Evaluation>> {
-    let mut ratings: HashMap<(Uuid, i32), Vec<Rating>> = HashMap::new();
-    for chunk in rows.chunks(IDS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT evaluation_id, revision, criterion_key, value, not_applicable, comment, root_causes
-             FROM ratings WHERE tenant_id = ",
-        );
-        query
-            .push_bind(tenant.as_uuid())
-            .push(" AND (evaluation_id, revision) IN (VALUES ");
-        let mut values = query.separated(", ");
-        for row in chunk {
-            values
-                .push("(")
-                .push_bind_unseparated(row.id)
-                .push_unseparated(", ")
-                .push_bind_unseparated(row.revision)
-                .push_unseparated(")");
-        }
-        query.push(") ORDER BY evaluation_id, revision, position");
-        let rating_rows: Vec<RatingRow> = query
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(classify)?;
-        for row in rating_rows {
-            ratings
-                .entry((row.evaluation_id, row.revision))
-                .or_default()
-                .push(Rating {
-                    criterion_key: row.criterion_key,
-                    value: row.value,
-                    not_applicable: row.not_applicable,
-                    comment: row.comment,
-                    root_causes: row.root_causes.0,
-                });
-        }
-    }
-    rows.into_iter()
-        .map(|row| {
-            let own = ratings.remove(&(row.id, row.revision)).unwrap_or_default();
-            row.into_evaluation(own)
-        })
-        .collect()
-}
 
 /// Creates or updates the interaction keyed by (source, external_id).
 /// With `keep_agent`, an existing interaction of another agent is left as it is and the
@@ -186,7 +81,7 @@ async fn upsert_interaction_in(
     .await
     .map_err(classify)?;
     match row {
-        Some(row) => row.into_interaction(),
+        Some(row) => Ok(row.into()),
         None if keep_agent => Err(Error::PermissionDenied(NOT_OWN_INTERACTION.into())),
         None => Err(Error::Internal(
             "interaction upsert returned nothing".into(),
@@ -353,35 +248,6 @@ async fn insert_event(
     Ok(())
 }
 
-async fn find_request_in(
-    conn: &mut SqliteConnection,
-    tenant: TenantId,
-    request_id: &str,
-) -> Result<Option<StoredRequest>> {
-    #[derive(sqlx::FromRow)]
-    struct Found {
-        #[sqlx(flatten)]
-        row: EvaluationRow,
-        request_fingerprint: Option<Vec<u8>>,
-    }
-    let found: Option<Found> = sqlx::query_as(&format!(
-        "SELECT {EVALUATION_COLUMNS}, request_fingerprint FROM evaluations
-         WHERE tenant_id = ? AND request_id = ?"
-    ))
-    .bind(tenant.as_uuid())
-    .bind(request_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(classify)?;
-    let Some(found) = found else { return Ok(None) };
-    let fingerprint = found.request_fingerprint.unwrap_or_default();
-    let evaluation = with_ratings(conn, tenant, vec![found.row]).await?.remove(0);
-    Ok(Some(StoredRequest {
-        evaluation,
-        fingerprint,
-    }))
-}
-
 async fn current_row(
     conn: &mut SqliteConnection,
     tenant: TenantId,
@@ -422,37 +288,13 @@ impl EvaluationStore for SqliteStore {
         upsert_interaction_in(&mut conn, tenant, &input, false).await
     }
 
-    #[tracing::instrument(name = "db.get_interaction", skip_all, fields(db.system = "sqlite"))]
-    async fn get_interaction(&self, tenant: TenantId, id: Uuid) -> Result<Interaction> {
-        let row: Option<InteractionRow> = sqlx::query_as(&format!(
-            "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(classify)?;
-        row.ok_or_else(|| Error::not_found("interaction", id))?
-            .into_interaction()
-    }
-
-    #[tracing::instrument(name = "db.find_request", skip_all, fields(db.system = "sqlite"))]
-    async fn find_request(
-        &self,
-        tenant: TenantId,
-        request_id: &str,
-    ) -> Result<Option<StoredRequest>> {
-        let mut conn = self.reader.acquire().await.map_err(classify)?;
-        find_request_in(&mut conn, tenant, request_id).await
-    }
-
     #[tracing::instrument(name = "db.submit", skip_all, fields(db.system = "sqlite"))]
     async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
         let request_id = new.request_id.clone();
         let fingerprint = new.fingerprint.clone();
         let mut tx = self.begin_write().await?;
         if let Some(request_id) = request_id.as_deref() {
-            let stored = find_request_in(&mut tx, tenant, request_id).await?;
+            let stored = find_request_in(&mut Link::Sqlite(&mut tx), tenant, request_id).await?;
             if stored.is_some() {
                 return replay(stored, request_id, &fingerprint);
             }
@@ -486,101 +328,6 @@ impl EvaluationStore for SqliteStore {
         Ok(evaluation)
     }
 
-    #[tracing::instrument(name = "db.get_evaluation", skip_all, fields(db.system = "sqlite"))]
-    async fn get_evaluation(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-        revision: Option<u32>,
-    ) -> Result<Evaluation> {
-        let revision = revision.map(signed).transpose()?;
-        let mut conn = self.reader.acquire().await.map_err(classify)?;
-        let row: Option<EvaluationRow> = sqlx::query_as(&format!(
-            "SELECT {EVALUATION_COLUMNS} FROM evaluations
-             WHERE tenant_id = ?1 AND id = ?2
-               AND ((?3 IS NULL AND state <> 'superseded') OR revision = ?3)"
-        ))
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .bind(revision)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(classify)?;
-        let row = row.ok_or_else(|| match revision {
-            Some(revision) => Error::not_found("evaluation revision", format!("{id}@{revision}")),
-            None => Error::not_found("evaluation", id),
-        })?;
-        Ok(with_ratings(&mut conn, tenant, vec![row]).await?.remove(0))
-    }
-
-    #[tracing::instrument(name = "db.list_evaluations", skip_all, fields(db.system = "sqlite"))]
-    async fn list_evaluations(
-        &self,
-        tenant: TenantId,
-        listing: EvaluationListing,
-    ) -> Result<Vec<Evaluation>> {
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE tenant_id = "
-        ));
-        query.push_bind(tenant.as_uuid());
-        if !listing.include_inactive {
-            query.push(" AND state = 'active'");
-        }
-        if let Some((id, revision)) = listing.before {
-            query
-                .push(" AND (id, revision) < (")
-                .push_bind(id)
-                .push(", ")
-                .push_bind(signed(revision)?)
-                .push(")");
-        }
-        if let Some(interaction_id) = listing.interaction_id {
-            query
-                .push(" AND interaction_id = ")
-                .push_bind(interaction_id);
-        }
-        if let Some(agent_id) = listing.agent_id {
-            query.push(" AND agent_id = ").push_bind(agent_id);
-        }
-        if let Some(team_id) = listing.team_id {
-            query.push(" AND team_id = ").push_bind(team_id);
-        }
-        if let Some(reviewer_id) = listing.reviewer_id {
-            query.push(" AND reviewer_id = ").push_bind(reviewer_id);
-        }
-        if let Some(rubric_id) = listing.rubric_id {
-            query.push(" AND rubric_id = ").push_bind(rubric_id);
-        }
-        if !listing.kinds.is_empty() {
-            query.push(" AND kind IN (");
-            let mut kinds = query.separated(", ");
-            for kind in &listing.kinds {
-                kinds.push_bind(kind.as_str());
-            }
-            query.push(")");
-        }
-        if let Some(start) = listing.start_time {
-            query
-                .push(" AND first_create_time >= ")
-                .push_bind(to_micros(start));
-        }
-        if let Some(end) = listing.end_time {
-            query
-                .push(" AND first_create_time < ")
-                .push_bind(to_micros(end));
-        }
-        query
-            .push(" ORDER BY id DESC, revision DESC LIMIT ")
-            .push_bind(i64::from(listing.limit));
-        let mut conn = self.reader.acquire().await.map_err(classify)?;
-        let rows: Vec<EvaluationRow> = query
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(classify)?;
-        with_ratings(&mut conn, tenant, rows).await
-    }
-
     #[tracing::instrument(name = "db.revise", skip_all, fields(db.system = "sqlite"))]
     async fn revise(
         &self,
@@ -590,7 +337,7 @@ impl EvaluationStore for SqliteStore {
     ) -> Result<Evaluation> {
         let mut tx = self.begin_write().await?;
         if let Some(request_id) = revision.request_id.as_deref() {
-            let stored = find_request_in(&mut tx, tenant, request_id).await?;
+            let stored = find_request_in(&mut Link::Sqlite(&mut tx), tenant, request_id).await?;
             if stored.is_some() {
                 return replay(stored, request_id, &revision.fingerprint);
             }
@@ -649,9 +396,11 @@ impl EvaluationStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let current = current_row(&mut tx, tenant, id).await?;
         if current.state == EvaluationState::Deleted.as_str() {
-            return Ok(with_ratings(&mut tx, tenant, vec![current])
-                .await?
-                .remove(0));
+            return Ok(
+                with_ratings(&mut Link::Sqlite(&mut tx), tenant, vec![current])
+                    .await?
+                    .remove(0),
+            );
         }
         let row: EvaluationRow = sqlx::query_as(&format!(
             "UPDATE evaluations SET state = 'deleted', reason = ?4
@@ -665,7 +414,9 @@ impl EvaluationStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
-        let deleted = with_ratings(&mut tx, tenant, vec![row]).await?.remove(0);
+        let deleted = with_ratings(&mut Link::Sqlite(&mut tx), tenant, vec![row])
+            .await?
+            .remove(0);
         let csat = csat_of(&mut tx, tenant, deleted.interaction_id).await?;
         insert_event(&mut tx, tenant, "deleted", &deleted, csat).await?;
         tx.commit().await.map_err(classify)?;
@@ -721,7 +472,9 @@ impl EvaluationStore for SqliteStore {
             };
             if let Some(request_id) = row.request_id.as_deref() {
                 // Earlier in this batch or stored before: either way it is in the store now.
-                if let Some(stored) = find_request_in(&mut tx, tenant, request_id).await? {
+                if let Some(stored) =
+                    find_request_in(&mut Link::Sqlite(&mut tx), tenant, request_id).await?
+                {
                     let in_batch = accepted.contains(request_id);
                     outcomes.push(if stored.fingerprint == row.fingerprint {
                         ImportOutcome::Duplicate
