@@ -106,7 +106,7 @@ async fn fetch_key(
 ) -> Result<Option<ApiKeyRecord>> {
     let row: Option<KeyRow> = conn
         .fetch_optional(
-            sql(&format!(
+            sql(format!(
                 "{KEY_SELECT} WHERE k.tenant_id = $1 AND k.key_id = $2"
             ))
             .bind(tenant)
@@ -188,7 +188,7 @@ impl<B: SqlBackend> AccessStore for B {
         let rows: Vec<KeyRow> = self
             .read()
             .await?
-            .fetch_all(sql(&format!("{KEY_SELECT} ORDER BY t.name, k.key_id")))
+            .fetch_all(sql(format!("{KEY_SELECT} ORDER BY t.name, k.key_id")))
             .await?;
         rows.into_iter().map(ApiKeyRecord::try_from).collect()
     }

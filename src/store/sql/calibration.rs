@@ -88,7 +88,7 @@ impl<B: SqlBackend> CalibrationStore for B {
         let mut tx = self.write().await?;
         let inserted: Option<SessionRow> = tx
             .fetch_optional(
-                sql(&format!(
+                sql(format!(
                     "INSERT INTO calibration_sessions
                          (tenant_id, id, display_name, rubric_id, rubric_version, interaction_ids,
                           reviewer_ids, baseline_reviewer_id, state, due_time, create_time,
@@ -123,7 +123,7 @@ impl<B: SqlBackend> CalibrationStore for B {
         }
         let existing: Existing = tx
             .fetch_one(
-                sql(&format!(
+                sql(format!(
                     "SELECT {SESSION_COLUMNS}, request_fingerprint FROM calibration_sessions
                      WHERE tenant_id = $1 AND request_id = $2"
                 ))
@@ -147,7 +147,7 @@ impl<B: SqlBackend> CalibrationStore for B {
             .read()
             .await?
             .fetch_optional(
-                sql(&format!(
+                sql(format!(
                     "SELECT {SESSION_COLUMNS} FROM calibration_sessions
                      WHERE tenant_id = $1 AND id = $2"
                 ))
@@ -191,7 +191,7 @@ impl<B: SqlBackend> CalibrationStore for B {
             .read()
             .await?
             .fetch_all(
-                sql(&format!(
+                sql(format!(
                     "SELECT {SESSION_COLUMNS} FROM calibration_sessions
                      WHERE tenant_id = $1
                        AND ($2 IS NULL OR id < $2)
@@ -224,7 +224,7 @@ impl<B: SqlBackend> CalibrationStore for B {
         .await?;
         let row: Option<SessionRow> = tx
             .fetch_optional(
-                sql(&format!(
+                sql(format!(
                     "SELECT {SESSION_COLUMNS} FROM calibration_sessions
                      WHERE tenant_id = $1 AND id = $2"
                 ))
@@ -246,7 +246,7 @@ impl<B: SqlBackend> CalibrationStore for B {
         let mut conn = self.read().await?;
         let reviews: Vec<ReviewRow> = conn
             .fetch_all(
-                sql(&format!(
+                sql(format!(
                     "SELECT e.id, e.interaction_id, e.reviewer_id, e.score FROM evaluations e
                      WHERE {ACTIVE_REVIEWS}
                      ORDER BY e.interaction_id, e.reviewer_id"
@@ -257,7 +257,7 @@ impl<B: SqlBackend> CalibrationStore for B {
             .await?;
         let ratings: Vec<RatingRow> = conn
             .fetch_all(
-                sql(&format!(
+                sql(format!(
                     "SELECT r.evaluation_id, r.criterion_key, r.value, r.not_applicable
                      FROM evaluations e
                      JOIN ratings r ON r.tenant_id = e.tenant_id AND r.evaluation_id = e.id

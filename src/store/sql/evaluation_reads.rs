@@ -142,7 +142,7 @@ pub(crate) async fn find_request_in(
     }
     let found: Option<Found> = link
         .fetch_optional(
-            sql(&format!(
+            sql(format!(
                 "SELECT {EVALUATION_COLUMNS}, request_fingerprint FROM evaluations
                  WHERE tenant_id = $1 AND request_id = $2"
             ))
@@ -167,7 +167,7 @@ impl<B: SqlBackend> EvaluationReads for B {
             .read()
             .await?
             .fetch_optional(
-                sql(&format!(
+                sql(format!(
                     "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE tenant_id = $1 AND id = $2"
                 ))
                 .bind(tenant)
@@ -200,7 +200,7 @@ impl<B: SqlBackend> EvaluationReads for B {
         let mut link = conn.link();
         let row: Option<EvaluationRow> = link
             .fetch_optional(
-                sql(&format!(
+                sql(format!(
                     "SELECT {EVALUATION_COLUMNS} FROM evaluations
                      WHERE tenant_id = $1 AND id = $2
                        AND (($3 IS NULL AND state <> 'superseded') OR revision = $3)"

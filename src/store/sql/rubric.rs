@@ -86,7 +86,7 @@ fn stored_version(version: u32) -> Result<i32> {
 async fn fetch_rubric(conn: &mut Conn, tenant: TenantId, id: Uuid, lock: &str) -> Result<Rubric> {
     let row: Option<RubricRow> = conn
         .fetch_optional(
-            sql(&format!(
+            sql(format!(
                 "SELECT {RUBRIC_COLUMNS} FROM rubrics WHERE tenant_id = $1 AND id = $2{lock}"
             ))
             .bind(tenant)
@@ -105,7 +105,7 @@ async fn fetch_version(
 ) -> Result<Option<RubricVersion>> {
     let row: Option<VersionRow> = conn
         .fetch_optional(
-            sql(&format!(
+            sql(format!(
                 "SELECT {VERSION_COLUMNS} FROM rubric_versions
                  WHERE tenant_id = $1 AND rubric_id = $2 AND version = $3"
             ))
@@ -131,7 +131,7 @@ impl<B: SqlBackend> RubricStore for B {
         let mut tx = self.write().await?;
         let inserted: Option<RubricRow> = tx
             .fetch_optional(
-                sql(&format!(
+                sql(format!(
                     "INSERT INTO rubrics
                          (tenant_id, id, display_name, description, state, draft, request_id,
                           request_fingerprint, create_time, update_time)
@@ -162,7 +162,7 @@ impl<B: SqlBackend> RubricStore for B {
         }
         let existing: Existing = tx
             .fetch_one(
-                sql(&format!(
+                sql(format!(
                     "SELECT {RUBRIC_COLUMNS}, request_fingerprint FROM rubrics
                      WHERE tenant_id = $1 AND request_id = $2"
                 ))
@@ -191,7 +191,7 @@ impl<B: SqlBackend> RubricStore for B {
             .read()
             .await?
             .fetch_all(
-                sql(&format!(
+                sql(format!(
                     "SELECT {RUBRIC_COLUMNS} FROM rubrics
                      WHERE tenant_id = $1
                        AND ($2 IS NULL OR id > $2)
@@ -216,7 +216,7 @@ impl<B: SqlBackend> RubricStore for B {
         patch.apply_to(&mut rubric.draft);
         let row: RubricRow = tx
             .fetch_one(
-                sql(&format!(
+                sql(format!(
                     "UPDATE rubrics SET draft = $3, update_time = $4
                      WHERE tenant_id = $1 AND id = $2
                      RETURNING {RUBRIC_COLUMNS}"
@@ -251,7 +251,7 @@ impl<B: SqlBackend> RubricStore for B {
         let now = Stamp::now();
         let row: VersionRow = tx
             .fetch_one(
-                sql(&format!(
+                sql(format!(
                     "INSERT INTO rubric_versions
                          (tenant_id, rubric_id, version, criteria, pass_threshold, publish_time)
                      VALUES ($1, $2, $3, $4, $5, $6)
@@ -319,7 +319,7 @@ impl<B: SqlBackend> RubricStore for B {
         let before = listing.before.map(stored_version).transpose()?;
         let rows: Vec<VersionRow> = conn
             .fetch_all(
-                sql(&format!(
+                sql(format!(
                     "SELECT {VERSION_COLUMNS} FROM rubric_versions
                      WHERE tenant_id = $1 AND rubric_id = $2 AND ($3 IS NULL OR version < $3)
                      ORDER BY version DESC
@@ -343,7 +343,7 @@ impl<B: SqlBackend> RubricStore for B {
         }
         let row: RubricRow = tx
             .fetch_one(
-                sql(&format!(
+                sql(format!(
                     "UPDATE rubrics SET state = 'archived', update_time = $3
                      WHERE tenant_id = $1 AND id = $2
                      RETURNING {RUBRIC_COLUMNS}"
