@@ -118,7 +118,7 @@ pub struct StoredRequest {
 /// Interactions and evaluations. Every write of an evaluation (submit, revise, delete)
 /// writes its outbox event in the same transaction.
 #[async_trait]
-pub trait EvaluationStore: EvaluationReads {
+pub trait EvaluationStore: EvaluationReads + EvaluationChanges {
     /// Creates or updates the interaction keyed by (source, external_id).
     async fn upsert_interaction(
         &self,
@@ -130,13 +130,6 @@ pub trait EvaluationStore: EvaluationReads {
     /// A request id stored before returns the stored evaluation when the fingerprints
     /// match, else `AlreadyExists`.
     async fn submit(&self, tenant: TenantId, evaluation: NewEvaluation) -> Result<Evaluation>;
-
-    /// Stores a new active revision and supersedes the current one.
-    async fn revise(&self, tenant: TenantId, id: Uuid, revision: NewRevision)
-    -> Result<Evaluation>;
-
-    /// Marks the current revision deleted; deleting again returns it unchanged.
-    async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation>;
 
     /// Stores a batch of scored evaluations in one transaction, reporting each row.
     async fn import(
@@ -172,6 +165,18 @@ pub trait EvaluationReads: Send + Sync + 'static {
         tenant: TenantId,
         listing: EvaluationListing,
     ) -> Result<Vec<Evaluation>>;
+}
+
+/// Revising and deleting evaluations: one implementation for both databases
+/// (`store/sql/evaluation_changes.rs`).
+#[async_trait]
+pub trait EvaluationChanges: Send + Sync + 'static {
+    /// Stores a new active revision and supersedes the current one.
+    async fn revise(&self, tenant: TenantId, id: Uuid, revision: NewRevision)
+    -> Result<Evaluation>;
+
+    /// Marks the current revision deleted; deleting again returns it unchanged.
+    async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation>;
 }
 
 /// Which facts and rollups changed in an applied batch, so caches can be refreshed.

@@ -9,21 +9,13 @@ use uuid::Uuid;
 
 use super::{PostgresStore, classify};
 use crate::domain::{
-    evaluation::{
-        Evaluation, EvaluationEvent, EvaluationState, InteractionRef, NOT_OWN_INTERACTION,
-        NewEvaluation, NewRevision,
-    },
+    evaluation::{Evaluation, EvaluationEvent, InteractionRef, NOT_OWN_INTERACTION, NewEvaluation},
     interaction::{Interaction, InteractionInput},
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
-use crate::store::evaluation_rows::{
-    Dimensions, EvaluationRow, evaluation_from, replay, signed, to_json, unsigned,
-};
-use crate::store::sql::{
-    Link,
-    evaluation_reads::{EVALUATION_COLUMNS, INTERACTION_COLUMNS, InteractionRow, with_ratings},
-};
+use crate::store::evaluation_rows::{Dimensions, evaluation_from, replay, signed, to_json};
+use crate::store::sql::evaluation_reads::{INTERACTION_COLUMNS, InteractionRow};
 use crate::store::{EvaluationReads, EvaluationStore, ImportOutcome};
 
 const DIMENSION_COLUMNS: &str = "id, agent_id, team_id, channel, region, csat";
@@ -382,55 +374,6 @@ impl DependentColumns {
         ))?);
         Ok(())
     }
-
-    /// Inserts the events alone, for a change that writes no evaluation row.
-    async fn insert_events(&self, conn: &mut PgConnection, tenant: TenantId) -> Result<()> {
-        if !self.event_ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
-                 SELECT $1, u.event_type, u.id, u.revision, u.payload::jsonb
-                 FROM UNNEST($2::text[], $3::uuid[], $4::integer[], $5::text[])
-                      AS u(event_type, id, revision, payload)",
-            )
-            .bind(tenant.as_uuid())
-            .bind(&self.event_types)
-            .bind(&self.event_ids)
-            .bind(&self.event_revisions)
-            .bind(&self.payloads)
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-        }
-        Ok(())
-    }
-}
-
-async fn lock_current(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    id: Uuid,
-) -> Result<EvaluationRow> {
-    let row: Option<EvaluationRow> = sqlx::query_as(&format!(
-        "SELECT {EVALUATION_COLUMNS} FROM evaluation.evaluations
-         WHERE tenant_id = $1 AND id = $2 AND state <> 'superseded' FOR UPDATE"
-    ))
-    .bind(tenant.as_uuid())
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(classify)?;
-    row.ok_or_else(|| Error::not_found("evaluation", id))
-}
-
-async fn csat_of(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    interaction_id: Uuid,
-) -> Result<Option<i16>> {
-    Ok(dimensions_of(conn, tenant, &[interaction_id])
-        .await?
-        .remove(&interaction_id)
-        .and_then(|d| d.csat))
 }
 
 #[async_trait]
@@ -482,104 +425,6 @@ impl EvaluationStore for PostgresStore {
         }
         self.commit_with_events(tx).await?;
         Ok(evaluation)
-    }
-
-    #[tracing::instrument(name = "db.revise", skip_all, fields(db.system = "postgresql"))]
-    async fn revise(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-        revision: NewRevision,
-    ) -> Result<Evaluation> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let current = lock_current(&mut tx, tenant, id).await?;
-        if current.state != EvaluationState::Active.as_str() {
-            return Err(Error::FailedPrecondition(format!(
-                "evaluation {id} is deleted"
-            )));
-        }
-        if unsigned(current.revision)? != revision.supersedes {
-            return Err(Error::FailedPrecondition(format!(
-                "evaluation {id} was revised concurrently (now at revision {}); retry",
-                current.revision
-            )));
-        }
-        sqlx::query(
-            "UPDATE evaluation.evaluations SET state = 'superseded'
-             WHERE tenant_id = $1 AND id = $2 AND revision = $3",
-        )
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .bind(current.revision)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let previous = current.into_evaluation(Vec::new())?;
-        let revised = Evaluation {
-            revision: previous.revision + 1,
-            ratings: revision.ratings,
-            comment: revision.comment,
-            outcome: revision.outcome,
-            state: EvaluationState::Active,
-            create_time: now_micros(),
-            ..previous
-        };
-        let mut columns = EvaluationColumns::default();
-        columns.push(
-            &revised,
-            &revision.reason,
-            revision.request_id.clone(),
-            Some(revision.fingerprint.clone()),
-        )?;
-        let csat = csat_of(&mut tx, tenant, revised.interaction_id).await?;
-        let mut dependents = DependentColumns::default();
-        dependents.push_ratings(&revised)?;
-        dependents.push_event("revised", &revised, csat)?;
-        if columns
-            .insert_with(&dependents, &mut tx, tenant)
-            .await?
-            .is_empty()
-        {
-            tx.rollback().await.map_err(classify)?;
-            let request_id = revision.request_id.unwrap_or_default();
-            let stored = self.find_request(tenant, &request_id).await?;
-            return replay(stored, &request_id, &revision.fingerprint);
-        }
-        self.commit_with_events(tx).await?;
-        Ok(revised)
-    }
-
-    #[tracing::instrument(name = "db.delete", skip_all, fields(db.system = "postgresql"))]
-    async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let current = lock_current(&mut tx, tenant, id).await?;
-        if current.state == EvaluationState::Deleted.as_str() {
-            let evaluation = with_ratings(&mut Link::Postgres(&mut tx), tenant, vec![current])
-                .await?
-                .remove(0);
-            return Ok(evaluation);
-        }
-        let row: EvaluationRow = sqlx::query_as(&format!(
-            "UPDATE evaluation.evaluations SET state = 'deleted', reason = $4
-             WHERE tenant_id = $1 AND id = $2 AND revision = $3
-             RETURNING {EVALUATION_COLUMNS}"
-        ))
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .bind(current.revision)
-        .bind(&reason)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let deleted = with_ratings(&mut Link::Postgres(&mut tx), tenant, vec![row])
-            .await?
-            .remove(0);
-        let csat = csat_of(&mut tx, tenant, deleted.interaction_id).await?;
-        let mut dependents = DependentColumns::default();
-        dependents.push_event("deleted", &deleted, csat)?;
-        dependents.insert_events(&mut tx, tenant).await?;
-        self.commit_with_events(tx).await?;
-        Ok(deleted)
     }
 
     #[tracing::instrument(name = "db.import", skip_all, fields(db.system = "postgresql"))]

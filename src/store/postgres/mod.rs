@@ -143,6 +143,10 @@ impl SqlBackend for PostgresStore {
             .map_err(classify)
     }
 
+    fn events_committed(&self) {
+        self.outbox.committed();
+    }
+
     /// Concurrent entries share one INSERT (see `AuditWriter`).
     async fn write_audit(&self, entry: AuditEntry) -> Result<()> {
         self.audit.write(entry).await

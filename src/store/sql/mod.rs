@@ -15,6 +15,7 @@
 
 mod access;
 mod calibration;
+mod evaluation_changes;
 pub(crate) mod evaluation_reads;
 mod rubric;
 mod stamp;
@@ -51,6 +52,9 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     /// A transaction for writes (`commit` it; dropping it rolls back).
     async fn write(&self) -> Result<Conn>;
 
+    /// Wakes the projectors after a commit that wrote outbox events.
+    fn events_committed(&self);
+
     /// Stores one audit entry, answering once it is durable.
     async fn write_audit(&self, entry: AuditEntry) -> Result<()> {
         let mut tx = self.write().await?;
@@ -64,6 +68,7 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
 pub(crate) enum Value {
     Uuid(Option<Uuid>),
     Text(Option<String>),
+    I16(Option<i16>),
     I32(Option<i32>),
     I64(Option<i64>),
     F64(Option<f64>),
@@ -100,11 +105,13 @@ value_from! {
     &str => |v| Value::Text(Some(v.to_owned()));
     Option<&str> => |v| Value::Text(v.map(str::to_owned));
     Option<String> => |v| Value::Text(v);
+    i16 => |v| Value::I16(Some(v));
     i32 => |v| Value::I32(Some(v));
     Option<i32> => |v| Value::I32(v);
     i64 => |v| Value::I64(Some(v));
     Option<i64> => |v| Value::I64(v);
     f64 => |v| Value::F64(Some(v));
+    Option<f64> => |v| Value::F64(v);
     bool => |v| Value::Bool(v);
     Vec<u8> => |v| Value::Bytes(Some(v));
     &[u8] => |v| Value::Bytes(Some(v.to_vec()));
@@ -170,6 +177,7 @@ impl<'s> Statement<'s> {
             match value {
                 Value::Uuid(v) => args.add(v),
                 Value::Text(v) => args.add(v),
+                Value::I16(v) => args.add(v),
                 Value::I32(v) => args.add(v),
                 Value::I64(v) => args.add(v),
                 Value::F64(v) => args.add(v),
@@ -189,6 +197,7 @@ impl<'s> Statement<'s> {
             match value {
                 Value::Uuid(v) => args.add(v),
                 Value::Text(v) => args.add(v),
+                Value::I16(v) => args.add(v),
                 Value::I32(v) => args.add(v),
                 Value::I64(v) => args.add(v),
                 Value::F64(v) => args.add(v),

@@ -11,22 +11,15 @@ use uuid::Uuid;
 use super::time::{now_micros, to_micros};
 use super::{SqliteStore, classify};
 use crate::domain::{
-    evaluation::{
-        Evaluation, EvaluationEvent, EvaluationState, InteractionRef, NOT_OWN_INTERACTION,
-        NewEvaluation, NewRevision,
-    },
+    evaluation::{Evaluation, EvaluationEvent, InteractionRef, NOT_OWN_INTERACTION, NewEvaluation},
     interaction::{Interaction, InteractionInput},
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
-use crate::store::evaluation_rows::{
-    Dimensions, EvaluationRow, evaluation_from, replay, signed, to_json, unsigned,
-};
+use crate::store::evaluation_rows::{Dimensions, evaluation_from, replay, signed, to_json};
 use crate::store::sql::{
     Link,
-    evaluation_reads::{
-        EVALUATION_COLUMNS, INTERACTION_COLUMNS, InteractionRow, find_request_in, with_ratings,
-    },
+    evaluation_reads::{INTERACTION_COLUMNS, InteractionRow, find_request_in},
 };
 use crate::store::{EvaluationStore, ImportOutcome};
 
@@ -248,34 +241,6 @@ async fn insert_event(
     Ok(())
 }
 
-async fn current_row(
-    conn: &mut SqliteConnection,
-    tenant: TenantId,
-    id: Uuid,
-) -> Result<EvaluationRow> {
-    let row: Option<EvaluationRow> = sqlx::query_as(&format!(
-        "SELECT {EVALUATION_COLUMNS} FROM evaluations
-         WHERE tenant_id = ? AND id = ? AND state <> 'superseded'"
-    ))
-    .bind(tenant.as_uuid())
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(classify)?;
-    row.ok_or_else(|| Error::not_found("evaluation", id))
-}
-
-async fn csat_of(
-    conn: &mut SqliteConnection,
-    tenant: TenantId,
-    interaction_id: Uuid,
-) -> Result<Option<i16>> {
-    Ok(dimensions_of(conn, tenant, &[interaction_id])
-        .await?
-        .remove(&interaction_id)
-        .and_then(|d| d.csat))
-}
-
 #[async_trait]
 impl EvaluationStore for SqliteStore {
     #[tracing::instrument(name = "db.upsert_interaction", skip_all, fields(db.system = "sqlite"))]
@@ -326,102 +291,6 @@ impl EvaluationStore for SqliteStore {
         tx.commit().await.map_err(classify)?;
         self.outbox_written();
         Ok(evaluation)
-    }
-
-    #[tracing::instrument(name = "db.revise", skip_all, fields(db.system = "sqlite"))]
-    async fn revise(
-        &self,
-        tenant: TenantId,
-        id: Uuid,
-        revision: NewRevision,
-    ) -> Result<Evaluation> {
-        let mut tx = self.begin_write().await?;
-        if let Some(request_id) = revision.request_id.as_deref() {
-            let stored = find_request_in(&mut Link::Sqlite(&mut tx), tenant, request_id).await?;
-            if stored.is_some() {
-                return replay(stored, request_id, &revision.fingerprint);
-            }
-        }
-        let current = current_row(&mut tx, tenant, id).await?;
-        if current.state != EvaluationState::Active.as_str() {
-            return Err(Error::FailedPrecondition(format!(
-                "evaluation {id} is deleted"
-            )));
-        }
-        if unsigned(current.revision)? != revision.supersedes {
-            return Err(Error::FailedPrecondition(format!(
-                "evaluation {id} was revised concurrently (now at revision {}); retry",
-                current.revision
-            )));
-        }
-        sqlx::query(
-            "UPDATE evaluations SET state = 'superseded'
-             WHERE tenant_id = ? AND id = ? AND revision = ?",
-        )
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .bind(current.revision)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let previous = current.into_evaluation(Vec::new())?;
-        let revised = Evaluation {
-            revision: previous.revision + 1,
-            ratings: revision.ratings,
-            comment: revision.comment,
-            outcome: revision.outcome,
-            state: EvaluationState::Active,
-            create_time: now_micros(),
-            ..previous
-        };
-        insert_evaluation(
-            &mut tx,
-            tenant,
-            &revised,
-            &revision.reason,
-            revision.request_id.as_deref(),
-            &revision.fingerprint,
-        )
-        .await?;
-        let csat = csat_of(&mut tx, tenant, revised.interaction_id).await?;
-        insert_ratings(&mut tx, tenant, &revised).await?;
-        insert_event(&mut tx, tenant, "revised", &revised, csat).await?;
-        tx.commit().await.map_err(classify)?;
-        self.outbox_written();
-        Ok(revised)
-    }
-
-    #[tracing::instrument(name = "db.delete", skip_all, fields(db.system = "sqlite"))]
-    async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation> {
-        let mut tx = self.begin_write().await?;
-        let current = current_row(&mut tx, tenant, id).await?;
-        if current.state == EvaluationState::Deleted.as_str() {
-            return Ok(
-                with_ratings(&mut Link::Sqlite(&mut tx), tenant, vec![current])
-                    .await?
-                    .remove(0),
-            );
-        }
-        let row: EvaluationRow = sqlx::query_as(&format!(
-            "UPDATE evaluations SET state = 'deleted', reason = ?4
-             WHERE tenant_id = ?1 AND id = ?2 AND revision = ?3
-             RETURNING {EVALUATION_COLUMNS}"
-        ))
-        .bind(tenant.as_uuid())
-        .bind(id)
-        .bind(current.revision)
-        .bind(&reason)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let deleted = with_ratings(&mut Link::Sqlite(&mut tx), tenant, vec![row])
-            .await?
-            .remove(0);
-        let csat = csat_of(&mut tx, tenant, deleted.interaction_id).await?;
-        insert_event(&mut tx, tenant, "deleted", &deleted, csat).await?;
-        tx.commit().await.map_err(classify)?;
-        self.outbox_written();
-        Ok(deleted)
     }
 
     #[tracing::instrument(name = "db.import", skip_all, fields(db.system = "sqlite"))]

@@ -132,6 +132,10 @@ impl SqlBackend for SqliteStore {
     async fn write(&self) -> Result<Conn> {
         self.begin_write().await.map(Conn::SqliteTx)
     }
+
+    fn events_committed(&self) {
+        self.outbox_written();
+    }
 }
 
 #[async_trait]

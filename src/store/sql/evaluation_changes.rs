@@ -1,0 +1,239 @@
+//! EvaluationChanges (revise, delete), once for both databases. Each writes its new
+//! revision or state, the ratings and the outbox event in one transaction, and wakes the
+//! projectors after the commit.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::evaluation_reads::{EVALUATION_COLUMNS, find_request_in, with_ratings};
+use super::{Link, SqlBackend, Stamp, Value, sql};
+use crate::domain::evaluation::{Evaluation, EvaluationEvent, EvaluationState, NewRevision};
+use crate::domain::tenant::TenantId;
+use crate::error::{Error, Result};
+use crate::store::evaluation_rows::{EvaluationRow, replay, signed, unsigned};
+use crate::store::{EvaluationChanges, EvaluationReads};
+
+/// The current revision (active or deleted), locked where the backend locks rows.
+async fn current_row(
+    link: &mut Link<'_>,
+    tenant: TenantId,
+    id: Uuid,
+    lock: &str,
+) -> Result<EvaluationRow> {
+    let row: Option<EvaluationRow> = link
+        .fetch_optional(
+            sql(format!(
+                "SELECT {EVALUATION_COLUMNS} FROM evaluations
+                 WHERE tenant_id = $1 AND id = $2 AND state <> 'superseded'{lock}"
+            ))
+            .bind(tenant)
+            .bind(id),
+        )
+        .await?;
+    row.ok_or_else(|| Error::not_found("evaluation", id))
+}
+
+async fn csat_of(
+    link: &mut Link<'_>,
+    tenant: TenantId,
+    interaction_id: Uuid,
+) -> Result<Option<i16>> {
+    let row: Option<(Option<i16>,)> = link
+        .fetch_optional(
+            sql("SELECT csat FROM interactions WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(interaction_id),
+        )
+        .await?;
+    Ok(row.and_then(|(csat,)| csat))
+}
+
+/// Inserts a revision row; false when its request id was stored before.
+async fn insert_revision(
+    link: &mut Link<'_>,
+    tenant: TenantId,
+    evaluation: &Evaluation,
+    reason: &str,
+    revision: &NewRevision,
+) -> Result<bool> {
+    let inserted = link
+        .execute(
+            sql("INSERT INTO evaluations
+                     (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
+                      rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
+                      criterion_scores, critical_failed, passed, state, reason, request_id,
+                      request_fingerprint, create_time, first_create_time, calibration_session_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                         $17, $18, $19, $20, $21, $22, $23, $24, $25)
+                 ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING")
+            .bind(tenant)
+            .bind(evaluation.id)
+            .bind(signed(evaluation.revision)?)
+            .bind(evaluation.interaction_id)
+            .bind(evaluation.agent_id.as_str())
+            .bind(evaluation.team_id.as_str())
+            .bind(evaluation.channel.as_str())
+            .bind(evaluation.region.as_str())
+            .bind(evaluation.rubric_id)
+            .bind(signed(evaluation.rubric_version)?)
+            .bind(evaluation.reviewer_id.as_str())
+            .bind(evaluation.kind.as_str())
+            .bind(evaluation.comment.as_str())
+            .bind(evaluation.outcome.score)
+            .bind(Value::json(&evaluation.outcome.section_scores)?)
+            .bind(Value::json(&evaluation.outcome.criterion_scores)?)
+            .bind(evaluation.outcome.critical_failed)
+            .bind(evaluation.outcome.passed)
+            .bind(evaluation.state.as_str())
+            .bind(reason)
+            .bind(revision.request_id.as_deref())
+            .bind(revision.fingerprint.as_slice())
+            .bind(Stamp(evaluation.create_time))
+            .bind(Stamp(evaluation.first_create_time))
+            .bind(evaluation.calibration_session_id),
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+async fn insert_ratings(
+    link: &mut Link<'_>,
+    tenant: TenantId,
+    evaluation: &Evaluation,
+) -> Result<()> {
+    for (position, rating) in evaluation.ratings.iter().enumerate() {
+        let position =
+            i16::try_from(position).map_err(|_| Error::Internal("too many ratings".into()))?;
+        link.execute(
+            sql("INSERT INTO ratings
+                     (tenant_id, evaluation_id, revision, position, criterion_key, value,
+                      not_applicable, comment, root_causes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(tenant)
+            .bind(evaluation.id)
+            .bind(signed(evaluation.revision)?)
+            .bind(position)
+            .bind(rating.criterion_key.as_str())
+            .bind(rating.value)
+            .bind(rating.not_applicable)
+            .bind(rating.comment.as_str())
+            .bind(Value::json(&rating.root_causes)?),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_event(
+    link: &mut Link<'_>,
+    tenant: TenantId,
+    event_type: &str,
+    evaluation: &Evaluation,
+) -> Result<()> {
+    let csat = csat_of(link, tenant, evaluation.interaction_id).await?;
+    let event = EvaluationEvent::of(evaluation, csat.map(i32::from));
+    link.execute(
+        sql("INSERT INTO outbox (tenant_id, event_type, evaluation_id, revision, payload, create_time)
+             VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(tenant)
+        .bind(event_type)
+        .bind(evaluation.id)
+        .bind(signed(evaluation.revision)?)
+        .bind(Value::json(&event)?)
+        .bind(Stamp::now()),
+    )
+    .await
+    .map(drop)
+}
+
+#[async_trait]
+impl<B: SqlBackend> EvaluationChanges for B {
+    #[tracing::instrument(name = "db.revise", skip_all, fields(db.system = B::SYSTEM))]
+    async fn revise(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        revision: NewRevision,
+    ) -> Result<Evaluation> {
+        let mut tx = self.write().await?;
+        let mut link = tx.link();
+        if let Some(request_id) = revision.request_id.as_deref() {
+            let stored = find_request_in(&mut link, tenant, request_id).await?;
+            if stored.is_some() {
+                return replay(stored, request_id, &revision.fingerprint);
+            }
+        }
+        let current = current_row(&mut link, tenant, id, B::LOCK_ROWS).await?;
+        if current.state != EvaluationState::Active.as_str() {
+            return Err(Error::FailedPrecondition(format!(
+                "evaluation {id} is deleted"
+            )));
+        }
+        if unsigned(current.revision)? != revision.supersedes {
+            return Err(Error::FailedPrecondition(format!(
+                "evaluation {id} was revised concurrently (now at revision {}); retry",
+                current.revision
+            )));
+        }
+        link.execute(
+            sql("UPDATE evaluations SET state = 'superseded'
+                 WHERE tenant_id = $1 AND id = $2 AND revision = $3")
+            .bind(tenant)
+            .bind(id)
+            .bind(current.revision),
+        )
+        .await?;
+        let previous = current.into_evaluation(Vec::new())?;
+        let revised = Evaluation {
+            revision: previous.revision + 1,
+            ratings: revision.ratings.clone(),
+            comment: revision.comment.clone(),
+            outcome: revision.outcome.clone(),
+            state: EvaluationState::Active,
+            create_time: Stamp::now().0,
+            ..previous
+        };
+        if !insert_revision(&mut link, tenant, &revised, &revision.reason, &revision).await? {
+            // A concurrent call with this request id committed first: answer as a retry.
+            drop(tx);
+            let request_id = revision.request_id.unwrap_or_default();
+            let stored = self.find_request(tenant, &request_id).await?;
+            return replay(stored, &request_id, &revision.fingerprint);
+        }
+        insert_ratings(&mut link, tenant, &revised).await?;
+        insert_event(&mut link, tenant, "revised", &revised).await?;
+        tx.commit().await?;
+        self.events_committed();
+        Ok(revised)
+    }
+
+    #[tracing::instrument(name = "db.delete", skip_all, fields(db.system = B::SYSTEM))]
+    async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation> {
+        let mut tx = self.write().await?;
+        let mut link = tx.link();
+        let current = current_row(&mut link, tenant, id, B::LOCK_ROWS).await?;
+        if current.state == EvaluationState::Deleted.as_str() {
+            return Ok(with_ratings(&mut link, tenant, vec![current])
+                .await?
+                .remove(0));
+        }
+        let row: EvaluationRow = link
+            .fetch_one(
+                sql(format!(
+                    "UPDATE evaluations SET state = 'deleted', reason = $4
+                     WHERE tenant_id = $1 AND id = $2 AND revision = $3
+                     RETURNING {EVALUATION_COLUMNS}"
+                ))
+                .bind(tenant)
+                .bind(id)
+                .bind(current.revision)
+                .bind(reason),
+            )
+            .await?;
+        let deleted = with_ratings(&mut link, tenant, vec![row]).await?.remove(0);
+        insert_event(&mut link, tenant, "deleted", &deleted).await?;
+        tx.commit().await?;
+        self.events_committed();
+        Ok(deleted)
+    }
+}
