@@ -220,9 +220,10 @@ pub struct RootCauseTotals {
     pub count: i64,
 }
 
-/// Rollups fed by the evaluation outbox, and the queries dashboards make of them.
+/// Rollups fed by the evaluation outbox, and the queries dashboards make of them (in
+/// `AnalyticsReads`).
 #[async_trait]
-pub trait AnalyticsStore: Send + Sync + 'static {
+pub trait AnalyticsStore: AnalyticsReads {
     /// Applies up to `limit` outbox events that are safe to apply (their transactions and
     /// every older one have ended), exactly once, with the cursor moved in the same
     /// transaction. Returns no events when another replica is applying.
@@ -235,6 +236,18 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// evaluation committed before it is in the figures.
     async fn as_of(&self) -> Result<DateTime<Utc>>;
 
+    /// Empties the rollups and applies the whole outbox again, in one transaction:
+    /// readers keep seeing the previous figures until it commits.
+    async fn rebuild(&self) -> Result<u64>;
+
+    /// Wake-ups for the projector when outbox events may have been written.
+    async fn outbox_wakeups(&self) -> Result<Box<dyn OutboxWakeups>>;
+}
+
+/// The score queries: one implementation for both databases
+/// (`store/sql/analytics_reads.rs`, assembled in `store/score_query.rs`).
+#[async_trait]
+pub trait AnalyticsReads: Send + Sync + 'static {
     async fn group_totals(
         &self,
         tenant: TenantId,
@@ -270,13 +283,6 @@ pub trait AnalyticsStore: Send + Sync + 'static {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<EvaluationEvent>>;
-
-    /// Empties the rollups and applies the whole outbox again, in one transaction:
-    /// readers keep seeing the previous figures until it commits.
-    async fn rebuild(&self) -> Result<u64>;
-
-    /// Wake-ups for the projector when outbox events may have been written.
-    async fn outbox_wakeups(&self) -> Result<Box<dyn OutboxWakeups>>;
 }
 
 /// Tells the projector that outbox events may be waiting; it polls as well, so a missed

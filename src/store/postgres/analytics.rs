@@ -4,25 +4,19 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder, postgres::PgListener, types::Json};
 use uuid::Uuid;
 
 use super::{PostgresStore, classify};
 use crate::domain::{
-    analytics::{Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, Totals},
+    analytics::{RollupDeltas, RollupKey, Totals},
     evaluation::EvaluationEvent,
-    tenant::TenantId,
 };
 use crate::error::Result;
 use crate::store::outbox_batch::plan_batch;
-use crate::store::score_query::{
-    Breakdown, Dialect, Parts, breakdown_query, push_filters, push_parts,
-};
-use crate::store::{
-    AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, OutboxWakeups, RootCauseTotals,
-    SectionTotals,
-};
+use crate::store::score_query::{Breakdown, Parts, ScoreDialect};
+use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
 
 /// NOTIFY `iqs_outbox`, sent after each commit that wrote outbox events (`notifier`).
 struct OutboxNotifications(PgListener);
@@ -337,35 +331,6 @@ async fn apply_next(
     Ok(applied)
 }
 
-const FACTS: &str = "analytics.evaluation_facts f";
-
-fn group_columns(group_by: &[Dimension]) -> Vec<String> {
-    group_by
-        .iter()
-        .enumerate()
-        .map(|(index, dimension)| format!("{}::text AS d{index}", dimension.column()))
-        .collect()
-}
-
-impl PostgresStore {
-    /// Runs `breakdown`, reading its rows into `T` by column name.
-    async fn aggregate<T>(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-        breakdown: &Breakdown,
-    ) -> Result<Vec<T>>
-    where
-        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-    {
-        breakdown_query::<Postgres>(tenant, filter, breakdown)
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
-    }
-}
-
 #[async_trait]
 impl AnalyticsStore for PostgresStore {
     #[tracing::instrument(name = "db.apply_pending", skip_all, fields(db.system = "postgresql"))]
@@ -400,167 +365,6 @@ impl AnalyticsStore for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(classify)
-    }
-
-    #[tracing::instrument(name = "db.group_totals", skip_all, fields(db.system = "postgresql"))]
-    async fn group_totals(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-        group_by: &[Dimension],
-        interval: Interval,
-    ) -> Result<Vec<GroupTotals>> {
-        let dims = group_columns(group_by);
-        // Without agents or reviewers in the question, the coarse rollup answers it.
-        let coarse = filter.agent_ids.is_empty() && group_by.iter().all(|d| d.in_team_rollup());
-        let (rollup_bucket, facts_bucket) = match interval.unit() {
-            Some(unit) => (
-                format!("date_trunc('{unit}', r.day::timestamp) AS bucket"),
-                format!("date_trunc('{unit}', f.first_create_time AT TIME ZONE 'UTC') AS bucket"),
-            ),
-            None => (
-                "NULL::timestamp AS bucket".to_owned(),
-                "NULL::timestamp AS bucket".to_owned(),
-            ),
-        };
-        let dim_prefix = |alias: &str| {
-            dims.iter()
-                .map(|d| format!("{alias}.{d}, "))
-                .collect::<String>()
-        };
-        let rollup_select = format!(
-            "{}{rollup_bucket}, r.evaluation_count, r.scored_count, r.score_sum, r.passed_count,
-             r.critical_fail_count, r.csat_sum, r.csat_count",
-            dim_prefix("r")
-        );
-        let facts_select = format!(
-            "{}{facts_bucket}, 1::bigint AS evaluation_count,
-             (f.score IS NOT NULL)::int::bigint AS scored_count, COALESCE(f.score, 0) AS score_sum,
-             f.passed::int::bigint AS passed_count, f.critical_failed::int::bigint AS critical_fail_count,
-             COALESCE(f.csat, 0)::bigint AS csat_sum, (f.csat IS NOT NULL)::int::bigint AS csat_count",
-            dim_prefix("f")
-        );
-        let outer_dims: String = (0..group_by.len()).map(|i| format!("d{i}, ")).collect();
-        let mut query = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {outer_dims}bucket, sum(evaluation_count)::bigint, sum(scored_count)::bigint,
-                    sum(score_sum)::float8, sum(passed_count)::bigint, sum(critical_fail_count)::bigint,
-                    sum(csat_sum)::bigint, sum(csat_count)::bigint
-             FROM "
-        ));
-        push_parts(
-            &mut query,
-            tenant,
-            filter,
-            &Parts {
-                rollup_select: &rollup_select,
-                rollup_from: if coarse {
-                    "analytics.daily_team_scores r"
-                } else {
-                    "analytics.daily_scores r"
-                },
-                facts_select: &facts_select,
-                facts_from: FACTS,
-                facts_where: "",
-            },
-        );
-        query.push(format!(
-            " GROUP BY {outer_dims}bucket HAVING sum(evaluation_count) > 0 ORDER BY bucket NULLS FIRST, {outer_dims}1"
-        ));
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        use sqlx::Row;
-        rows.iter()
-            .map(|row| {
-                let n = group_by.len();
-                let dimensions = (0..n)
-                    .map(|i| row.try_get::<String, _>(i))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(classify)?;
-                let bucket: Option<NaiveDateTime> = row.try_get(n).map_err(classify)?;
-                let get = |i: usize| row.try_get::<i64, _>(n + i).map_err(classify);
-                Ok(GroupTotals {
-                    dimensions,
-                    bucket_start: bucket.map(|b| b.and_utc()),
-                    totals: Totals {
-                        evaluation_count: get(1)?,
-                        scored_count: get(2)?,
-                        score_sum: row.try_get(n + 3).map_err(classify)?,
-                        passed_count: get(4)?,
-                        critical_fail_count: get(5)?,
-                        csat_sum: get(6)?,
-                        csat_count: get(7)?,
-                    },
-                })
-            })
-            .collect()
-    }
-
-    #[tracing::instrument(name = "db.section_totals", skip_all, fields(db.system = "postgresql"))]
-    async fn section_totals(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-    ) -> Result<Vec<SectionTotals>> {
-        self.aggregate(tenant, filter, &<Postgres as Dialect>::SECTION_TOTALS)
-            .await
-    }
-
-    #[tracing::instrument(name = "db.criterion_totals", skip_all, fields(db.system = "postgresql"))]
-    async fn criterion_totals(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-    ) -> Result<Vec<CriterionTotals>> {
-        self.aggregate(tenant, filter, &<Postgres as Dialect>::CRITERION_TOTALS)
-            .await
-    }
-
-    #[tracing::instrument(name = "db.root_cause_totals", skip_all, fields(db.system = "postgresql"))]
-    async fn root_cause_totals(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-    ) -> Result<Vec<RootCauseTotals>> {
-        self.aggregate(tenant, filter, &<Postgres as Dialect>::ROOT_CAUSE_TOTALS)
-            .await
-    }
-
-    #[tracing::instrument(name = "db.export_page", skip_all, fields(db.system = "postgresql"))]
-    async fn export_page(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-        include_deleted: bool,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<EvaluationEvent>> {
-        let mut query =
-            QueryBuilder::<Postgres>::new("SELECT f.event FROM analytics.evaluation_facts f");
-        push_filters(&mut query, "f", tenant, filter);
-        if !include_deleted {
-            query.push(" AND f.state = 'active'");
-        }
-        if let Some(start) = filter.start {
-            query.push(" AND f.first_create_time >= ").push_bind(start);
-        }
-        if let Some(end) = filter.end {
-            query.push(" AND f.first_create_time < ").push_bind(end);
-        }
-        if let Some(after) = after {
-            query.push(" AND f.evaluation_id > ").push_bind(after);
-        }
-        query
-            .push(" ORDER BY f.evaluation_id LIMIT ")
-            .push_bind(i64::from(limit));
-        let rows: Vec<(Json<EvaluationEvent>,)> = query
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(|(event,)| event.0).collect())
     }
 
     #[tracing::instrument(name = "db.outbox_wakeups", skip_all, fields(db.system = "postgresql"))]
@@ -639,8 +443,20 @@ impl AnalyticsStore for PostgresStore {
     }
 }
 
-impl Dialect for Postgres {
-    const SECTION_TOTALS: Breakdown = Breakdown {
+/// How the score queries are said on PostgreSQL.
+pub(super) const SCORES: ScoreDialect = ScoreDialect {
+    dimension_text: |alias, dimension| format!("{alias}.{}::text", dimension.column()),
+    rollup_bucket: |interval| match interval.unit() {
+        Some(unit) => format!("date_trunc('{unit}', r.day::timestamp)"),
+        None => "NULL::timestamp".to_owned(),
+    },
+    facts_bucket: |interval| match interval.unit() {
+        Some(unit) => format!("date_trunc('{unit}', f.first_create_time AT TIME ZONE 'UTC')"),
+        None => "NULL::timestamp".to_owned(),
+    },
+    bucket_text: |column| format!("to_char({column}, 'YYYY-MM-DD')"),
+
+    section_totals: Breakdown {
         head: "SELECT section, sum(score_sum)::float8 AS score_sum, sum(score_count)::bigint AS score_count",
         parts: Parts {
             rollup_select: "r.section, r.score_sum, r.score_count",
@@ -650,9 +466,9 @@ impl Dialect for Postgres {
             facts_where: "s->>'score' IS NOT NULL",
         },
         tail: " GROUP BY section HAVING sum(score_count) > 0 ORDER BY section",
-    };
+    },
 
-    const CRITERION_TOTALS: Breakdown = Breakdown {
+    criterion_totals: Breakdown {
         head: "SELECT criterion_key, sum(score_sum)::float8 AS score_sum, sum(rated_count)::bigint AS rated_count,
                     sum(not_applicable_count)::bigint AS not_applicable_count",
         parts: Parts {
@@ -666,9 +482,9 @@ impl Dialect for Postgres {
             facts_where: "",
         },
         tail: " GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key",
-    };
+    },
 
-    const ROOT_CAUSE_TOTALS: Breakdown = Breakdown {
+    root_cause_totals: Breakdown {
         head: "SELECT criterion_key, root_cause, sum(count)::bigint AS count",
         parts: Parts {
             rollup_select: "r.criterion_key, r.root_cause, r.count",
@@ -678,24 +494,5 @@ impl Dialect for Postgres {
             facts_where: "",
         },
         tail: " GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY count DESC, criterion_key, root_cause",
-    };
-
-    fn bind_uuid(query: &mut QueryBuilder<'_, Self>, value: Uuid) {
-        query.push_bind(value);
-    }
-
-    fn bind_day(query: &mut QueryBuilder<'_, Self>, day: NaiveDate) {
-        query.push_bind(day);
-    }
-
-    fn bind_time(query: &mut QueryBuilder<'_, Self>, time: DateTime<Utc>) {
-        query.push_bind(time);
-    }
-
-    fn push_any<'a>(query: &mut QueryBuilder<'a, Self>, column: &str, values: Vec<&'a str>) {
-        query
-            .push(format!(" AND {column} = ANY("))
-            .push_bind(values)
-            .push(")");
-    }
-}
+    },
+};

@@ -17,6 +17,7 @@ use sqlx::{
 use audit::AuditWriter;
 use notifier::OutboxNotifier;
 
+use super::score_query::ScoreDialect;
 use super::sql::{Conn, SqlBackend};
 use super::{AuditEntry, PoolUsage, StoreHealth};
 use crate::error::{Error, Result};
@@ -126,6 +127,7 @@ impl PostgresStore {
 impl SqlBackend for PostgresStore {
     const SYSTEM: &'static str = "postgresql";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const SCORES: &'static ScoreDialect = &analytics::SCORES;
 
     async fn read(&self) -> Result<Conn> {
         self.pool

@@ -14,6 +14,7 @@
 //! and a row type is checked against both databases where it is used.
 
 mod access;
+mod analytics_reads;
 mod calibration;
 mod evaluation_changes;
 pub(crate) mod evaluation_reads;
@@ -23,6 +24,7 @@ mod stamp;
 use std::borrow::Cow;
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::{
     Arguments, FromRow, PgConnection, Postgres, Sqlite, SqliteConnection, Transaction,
@@ -36,6 +38,7 @@ use uuid::Uuid;
 use crate::domain::tenant::TenantId;
 use crate::error::{Error, Result};
 use crate::store::AuditEntry;
+use crate::store::score_query::ScoreDialect;
 
 pub(crate) use stamp::Stamp;
 
@@ -46,6 +49,8 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     const SYSTEM: &'static str;
     /// What a read that locks the rows it returns appends to its statement.
     const LOCK_ROWS: &'static str;
+    /// How the score queries are said in this database.
+    const SCORES: &'static ScoreDialect;
 
     /// A connection for reads.
     async fn read(&self) -> Result<Conn>;
@@ -76,6 +81,8 @@ pub(crate) enum Value {
     Bytes(Option<Vec<u8>>),
     Json(serde_json::Value),
     Time(Option<Stamp>),
+    /// A calendar day (`date` on PostgreSQL, 'YYYY-MM-DD' text on SQLite).
+    Day(Option<NaiveDate>),
 }
 
 impl Value {
@@ -117,6 +124,7 @@ value_from! {
     &[u8] => |v| Value::Bytes(Some(v.to_vec()));
     Stamp => |v| Value::Time(Some(v));
     Option<Stamp> => |v| Value::Time(v);
+    NaiveDate => |v| Value::Day(Some(v));
 }
 
 /// A statement and the values of its `$n` placeholders, in order.
@@ -155,14 +163,18 @@ impl<'s> Statement<'s> {
         self
     }
 
-    /// Appends ` AND {column} IN ($n, …)` for `values` (at least one).
+    /// Appends ` AND {column} IN ($n, …)` for `values`; no values match nothing.
     pub fn push_in<V: Into<Value>>(
         mut self,
         column: &str,
         values: impl IntoIterator<Item = V>,
     ) -> Self {
+        let mut values = values.into_iter().peekable();
+        if values.peek().is_none() {
+            return self.push(" AND false");
+        }
         self = self.push(&format!(" AND {column} IN ("));
-        for (index, value) in values.into_iter().enumerate() {
+        for (index, value) in values.enumerate() {
             if index > 0 {
                 self = self.push(", ");
             }
@@ -185,6 +197,7 @@ impl<'s> Statement<'s> {
                 Value::Bytes(v) => args.add(v),
                 Value::Json(v) => args.add(Json(v)),
                 Value::Time(v) => args.add(v),
+                Value::Day(v) => args.add(v),
             }
             .map_err(unbindable)?;
         }
@@ -205,6 +218,7 @@ impl<'s> Statement<'s> {
                 Value::Bytes(v) => args.add(v),
                 Value::Json(v) => args.add(Json(v)),
                 Value::Time(v) => args.add(v),
+                Value::Day(v) => args.add(v),
             }
             .map_err(unbindable)?;
         }

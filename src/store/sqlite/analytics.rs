@@ -5,26 +5,20 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, types::Json};
 use uuid::Uuid;
 
 use super::time::{now_micros, to_micros};
 use super::{SqliteStore, classify};
 use crate::domain::{
-    analytics::{Dimension, Interval, RollupDeltas, RollupKey, ScoreFilter, Totals},
+    analytics::{Dimension, Interval, RollupDeltas, RollupKey, Totals},
     evaluation::EvaluationEvent,
-    tenant::TenantId,
 };
 use crate::error::{Error, Result};
 use crate::store::outbox_batch::plan_batch;
-use crate::store::score_query::{
-    Breakdown, Dialect, Parts, breakdown_query, push_filters, push_parts,
-};
-use crate::store::{
-    AnalyticsStore, AppliedBatch, CriterionTotals, GroupTotals, OutboxWakeups, RootCauseTotals,
-    SectionTotals,
-};
+use crate::store::score_query::{Breakdown, Parts, ScoreDialect};
+use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
 
 const ROLLUP_KEY: &str =
     "tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind";
@@ -325,25 +319,6 @@ async fn apply_next(conn: &mut SqliteConnection, limit: u32) -> Result<AppliedBa
     Ok(applied)
 }
 
-impl SqliteStore {
-    /// Runs `breakdown`, reading its rows into `T` by column name.
-    async fn aggregate<T>(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-        breakdown: &Breakdown,
-    ) -> Result<Vec<T>>
-    where
-        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
-    {
-        breakdown_query::<Sqlite>(tenant, filter, breakdown)
-            .build_query_as()
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)
-    }
-}
-
 #[async_trait]
 impl AnalyticsStore for SqliteStore {
     #[tracing::instrument(name = "db.apply_pending", skip_all, fields(db.system = "sqlite"))]
@@ -378,165 +353,6 @@ impl AnalyticsStore for SqliteStore {
             Some(micros) => super::time::from_micros(micros),
             None => Ok(now_micros()),
         }
-    }
-
-    #[tracing::instrument(name = "db.group_totals", skip_all, fields(db.system = "sqlite"))]
-    async fn group_totals(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-        group_by: &[Dimension],
-        interval: Interval,
-    ) -> Result<Vec<GroupTotals>> {
-        // Without agents or reviewers in the question, the coarse rollup answers it.
-        let coarse = filter.agent_ids.is_empty() && group_by.iter().all(|d| d.in_team_rollup());
-        let dims = |alias: &str| {
-            group_by
-                .iter()
-                .enumerate()
-                .map(|(index, dimension)| {
-                    format!("{} AS d{index}, ", dimension_text(alias, *dimension))
-                })
-                .collect::<String>()
-        };
-        let rollup_select = format!(
-            "{}{} AS bucket, r.evaluation_count, r.scored_count, r.score_sum, r.passed_count,
-             r.critical_fail_count, r.csat_sum, r.csat_count",
-            dims("r"),
-            bucket_of("r.day", interval)
-        );
-        let facts_select = format!(
-            "{}{} AS bucket, 1 AS evaluation_count, (f.score IS NOT NULL) AS scored_count,
-             COALESCE(f.score, 0.0) AS score_sum, f.passed AS passed_count,
-             f.critical_failed AS critical_fail_count, COALESCE(f.csat, 0) AS csat_sum,
-             (f.csat IS NOT NULL) AS csat_count",
-            dims("f"),
-            bucket_of(FACT_DAY, interval)
-        );
-        let outer_dims: String = (0..group_by.len()).map(|i| format!("d{i}, ")).collect();
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {outer_dims}bucket, sum(evaluation_count), sum(scored_count),
-                    total(score_sum), sum(passed_count), sum(critical_fail_count),
-                    sum(csat_sum), sum(csat_count)
-             FROM "
-        ));
-        push_parts(
-            &mut query,
-            tenant,
-            filter,
-            &Parts {
-                rollup_select: &rollup_select,
-                rollup_from: if coarse {
-                    "daily_team_scores r"
-                } else {
-                    "daily_scores r"
-                },
-                facts_select: &facts_select,
-                facts_from: "evaluation_facts f",
-                facts_where: "",
-            },
-        );
-        query.push(format!(
-            " GROUP BY {outer_dims}bucket HAVING sum(evaluation_count) > 0 ORDER BY bucket NULLS FIRST, {outer_dims}1"
-        ));
-        let rows = query
-            .build()
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
-        use sqlx::Row;
-        rows.iter()
-            .map(|row| {
-                let n = group_by.len();
-                let dimensions = (0..n)
-                    .map(|i| row.try_get::<String, _>(i))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(classify)?;
-                let bucket: Option<NaiveDate> = row.try_get(n).map_err(classify)?;
-                let get = |i: usize| row.try_get::<i64, _>(n + i).map_err(classify);
-                Ok(GroupTotals {
-                    dimensions,
-                    bucket_start: bucket.map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc()),
-                    totals: Totals {
-                        evaluation_count: get(1)?,
-                        scored_count: get(2)?,
-                        score_sum: row.try_get(n + 3).map_err(classify)?,
-                        passed_count: get(4)?,
-                        critical_fail_count: get(5)?,
-                        csat_sum: get(6)?,
-                        csat_count: get(7)?,
-                    },
-                })
-            })
-            .collect()
-    }
-
-    #[tracing::instrument(name = "db.section_totals", skip_all, fields(db.system = "sqlite"))]
-    async fn section_totals(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-    ) -> Result<Vec<SectionTotals>> {
-        self.aggregate(tenant, filter, &<Sqlite as Dialect>::SECTION_TOTALS)
-            .await
-    }
-
-    #[tracing::instrument(name = "db.criterion_totals", skip_all, fields(db.system = "sqlite"))]
-    async fn criterion_totals(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-    ) -> Result<Vec<CriterionTotals>> {
-        self.aggregate(tenant, filter, &<Sqlite as Dialect>::CRITERION_TOTALS)
-            .await
-    }
-
-    #[tracing::instrument(name = "db.root_cause_totals", skip_all, fields(db.system = "sqlite"))]
-    async fn root_cause_totals(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-    ) -> Result<Vec<RootCauseTotals>> {
-        self.aggregate(tenant, filter, &<Sqlite as Dialect>::ROOT_CAUSE_TOTALS)
-            .await
-    }
-
-    #[tracing::instrument(name = "db.export_page", skip_all, fields(db.system = "sqlite"))]
-    async fn export_page(
-        &self,
-        tenant: TenantId,
-        filter: &ScoreFilter,
-        include_deleted: bool,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<EvaluationEvent>> {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT f.event FROM evaluation_facts f");
-        push_filters(&mut query, "f", tenant, filter);
-        if !include_deleted {
-            query.push(" AND f.state = 'active'");
-        }
-        if let Some(start) = filter.start {
-            query
-                .push(" AND f.first_create_time >= ")
-                .push_bind(to_micros(start));
-        }
-        if let Some(end) = filter.end {
-            query
-                .push(" AND f.first_create_time < ")
-                .push_bind(to_micros(end));
-        }
-        if let Some(after) = after {
-            query.push(" AND f.evaluation_id > ").push_bind(after);
-        }
-        query
-            .push(" ORDER BY f.evaluation_id LIMIT ")
-            .push_bind(i64::from(limit));
-        let rows: Vec<(Json<EvaluationEvent>,)> = query
-            .build_query_as()
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(|(event,)| event.0).collect())
     }
 
     #[tracing::instrument(name = "db.rebuild", skip_all, fields(db.system = "sqlite"))]
@@ -579,8 +395,14 @@ impl AnalyticsStore for SqliteStore {
     }
 }
 
-impl Dialect for Sqlite {
-    const SECTION_TOTALS: Breakdown = Breakdown {
+/// How the score queries are said on SQLite.
+pub(super) const SCORES: ScoreDialect = ScoreDialect {
+    dimension_text,
+    rollup_bucket: |interval| bucket_of("r.day", interval),
+    facts_bucket: |interval| bucket_of(FACT_DAY, interval),
+    bucket_text: |column| column.to_owned(),
+
+    section_totals: Breakdown {
         head: "SELECT section, total(score_sum) AS score_sum, sum(score_count) AS score_count",
         parts: Parts {
             rollup_select: "r.section, r.score_sum, r.score_count",
@@ -591,9 +413,9 @@ impl Dialect for Sqlite {
             facts_where: "json_extract(s.value, '$.score') IS NOT NULL",
         },
         tail: " GROUP BY section HAVING sum(score_count) > 0 ORDER BY section",
-    };
+    },
 
-    const CRITERION_TOTALS: Breakdown = Breakdown {
+    criterion_totals: Breakdown {
         head:
             "SELECT criterion_key, total(score_sum) AS score_sum, sum(rated_count) AS rated_count,
                     sum(not_applicable_count) AS not_applicable_count",
@@ -608,9 +430,9 @@ impl Dialect for Sqlite {
             facts_where: "",
         },
         tail: " GROUP BY criterion_key HAVING sum(rated_count) + sum(not_applicable_count) > 0 ORDER BY criterion_key",
-    };
+    },
 
-    const ROOT_CAUSE_TOTALS: Breakdown = Breakdown {
+    root_cause_totals: Breakdown {
         head: "SELECT criterion_key, root_cause, sum(count) AS count",
         parts: Parts {
             rollup_select: "r.criterion_key, r.root_cause, r.count",
@@ -621,26 +443,5 @@ impl Dialect for Sqlite {
             facts_where: "",
         },
         tail: " GROUP BY criterion_key, root_cause HAVING sum(count) > 0 ORDER BY count DESC, criterion_key, root_cause",
-    };
-
-    fn bind_uuid(query: &mut QueryBuilder<'_, Self>, value: Uuid) {
-        query.push_bind(value);
-    }
-
-    fn bind_day(query: &mut QueryBuilder<'_, Self>, day: NaiveDate) {
-        query.push_bind(day);
-    }
-
-    fn bind_time(query: &mut QueryBuilder<'_, Self>, time: DateTime<Utc>) {
-        query.push_bind(to_micros(time));
-    }
-
-    fn push_any<'a>(query: &mut QueryBuilder<'a, Self>, column: &str, values: Vec<&'a str>) {
-        query.push(format!(" AND {column} IN ("));
-        let mut list = query.separated(", ");
-        for value in values {
-            list.push_bind(value);
-        }
-        query.push(")");
-    }
-}
+    },
+};

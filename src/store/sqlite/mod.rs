@@ -17,6 +17,7 @@ use sqlx::{
 };
 use tokio::sync::Notify;
 
+use super::score_query::ScoreDialect;
 use super::sql::{Conn, SqlBackend};
 use super::{PoolUsage, StoreHealth};
 use crate::error::{Error, Result};
@@ -120,6 +121,7 @@ impl SqlBackend for SqliteStore {
     const SYSTEM: &'static str = "sqlite";
     /// The write transaction holds the whole database (`BEGIN IMMEDIATE`).
     const LOCK_ROWS: &'static str = "";
+    const SCORES: &'static ScoreDialect = &analytics::SCORES;
 
     async fn read(&self) -> Result<Conn> {
         self.reader
