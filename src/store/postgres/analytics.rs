@@ -1,21 +1,16 @@
 //! AnalyticsStore on PostgreSQL (schema `analytics`): the projector over the evaluation
 //! outbox, and the queries over facts and daily rollups.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, QueryBuilder, postgres::PgListener, types::Json};
+use sqlx::{PgConnection, postgres::PgListener, types::Json};
 use uuid::Uuid;
 
 use super::{PostgresStore, classify};
-use crate::domain::{
-    analytics::{RollupDeltas, RollupKey, Totals},
-    evaluation::EvaluationEvent,
-};
+use crate::domain::evaluation::EvaluationEvent;
 use crate::error::Result;
-use crate::store::outbox_batch::plan_batch;
 use crate::store::score_query::{Breakdown, Parts, ScoreDialect};
+use crate::store::sql::{Link, projection::apply_events};
 use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
 
 /// NOTIFY `iqs_outbox`, sent after each commit that wrote outbox events (`notifier`).
@@ -84,214 +79,12 @@ pub const OUTBOX_READS: [(&str, &str); 4] = [
     ("next_events", NEXT_EVENTS_SQL),
 ];
 
-const ROLLUP_KEY: &str =
-    "tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind";
-
-/// Rows per multi-row statement: PostgreSQL allows 65,535 bind parameters, and a facts
-/// row takes 17.
-const ROWS_PER_STATEMENT: usize = 2_000;
-
 #[derive(sqlx::FromRow)]
 struct OutboxRow {
     tenant_id: Uuid,
     position: i64,
     txid: String,
     payload: Json<EvaluationEvent>,
-}
-
-/// Applies events to facts and rollups inside the caller's transaction.
-async fn apply_events(
-    conn: &mut PgConnection,
-    events: &[(Uuid, EvaluationEvent)],
-) -> Result<AppliedBatch> {
-    let tenants: Vec<Uuid> = events.iter().map(|(tenant, _)| *tenant).collect();
-    let ids: Vec<Uuid> = events
-        .iter()
-        .map(|(_, event)| event.evaluation_id)
-        .collect();
-    let stored: Vec<(Uuid, Uuid, Json<EvaluationEvent>)> = sqlx::query_as(
-        "SELECT f.tenant_id, f.evaluation_id, f.event FROM analytics.evaluation_facts f
-         JOIN UNNEST($1::uuid[], $2::uuid[]) AS wanted(tenant_id, evaluation_id)
-           ON f.tenant_id = wanted.tenant_id AND f.evaluation_id = wanted.evaluation_id",
-    )
-    .bind(&tenants)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(classify)?;
-    let facts: HashMap<(Uuid, Uuid), EvaluationEvent> = stored
-        .into_iter()
-        .map(|(tenant, id, event)| ((tenant, id), event.0))
-        .collect();
-    let plan = plan_batch(facts, events);
-    let changed: Vec<(Uuid, &EvaluationEvent)> = plan
-        .facts
-        .iter()
-        .map(|(tenant, event)| (*tenant, event))
-        .collect();
-    upsert_facts(conn, &changed).await?;
-    upsert_rollups(conn, &plan.deltas).await?;
-    Ok(plan.applied)
-}
-
-async fn upsert_facts(conn: &mut PgConnection, facts: &[(Uuid, &EvaluationEvent)]) -> Result<()> {
-    for chunk in facts.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Postgres>::new(
-            "INSERT INTO analytics.evaluation_facts (tenant_id, evaluation_id, revision, state, agent_id,
-                 team_id, channel, region, rubric_id, reviewer_id, kind, score, passed, critical_failed,
-                 csat, first_create_time, event) ",
-        );
-        query.push_values(chunk, |mut row, (tenant, event)| {
-            row.push_bind(*tenant)
-                .push_bind(event.evaluation_id)
-                .push_bind(event.revision as i32)
-                .push_bind(event.state.as_str())
-                .push_bind(event.agent_id.clone())
-                .push_bind(event.team_id.clone())
-                .push_bind(event.channel.clone())
-                .push_bind(event.region.clone())
-                .push_bind(event.rubric_id)
-                .push_bind(event.reviewer_id.clone())
-                .push_bind(event.kind.as_str())
-                .push_bind(event.score)
-                .push_bind(event.passed)
-                .push_bind(event.critical_failed)
-                .push_bind(event.csat.map(|c| c as i16))
-                .push_bind(event.first_create_time)
-                .push_bind(Json((*event).clone()));
-        });
-        query.push(
-            " ON CONFLICT (tenant_id, evaluation_id) DO UPDATE SET revision = EXCLUDED.revision,
-                 state = EXCLUDED.state, agent_id = EXCLUDED.agent_id, team_id = EXCLUDED.team_id,
-                 channel = EXCLUDED.channel, region = EXCLUDED.region, rubric_id = EXCLUDED.rubric_id,
-                 reviewer_id = EXCLUDED.reviewer_id, kind = EXCLUDED.kind, score = EXCLUDED.score,
-                 passed = EXCLUDED.passed, critical_failed = EXCLUDED.critical_failed,
-                 csat = EXCLUDED.csat, first_create_time = EXCLUDED.first_create_time,
-                 event = EXCLUDED.event",
-        );
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    Ok(())
-}
-
-/// Pushes the rollup key columns of `key` into a VALUES row.
-macro_rules! push_key {
-    ($row:expr, $key:expr) => {
-        $row.push_bind($key.tenant_id)
-            .push_bind($key.day)
-            .push_bind($key.agent_id.clone())
-            .push_bind($key.team_id.clone())
-            .push_bind($key.channel.clone())
-            .push_bind($key.region.clone())
-            .push_bind($key.rubric_id)
-            .push_bind($key.reviewer_id.clone())
-            .push_bind($key.kind.as_str())
-    };
-}
-
-async fn upsert_rollups(conn: &mut PgConnection, deltas: &RollupDeltas) -> Result<()> {
-    for (table, scores) in [
-        ("daily_scores", &deltas.scores),
-        ("daily_team_scores", &deltas.team_scores),
-    ] {
-        upsert_scores(conn, table, scores).await?;
-    }
-    upsert_breakdowns(conn, deltas).await
-}
-
-async fn upsert_scores(
-    conn: &mut PgConnection,
-    table: &str,
-    scores: &HashMap<RollupKey, Totals>,
-) -> Result<()> {
-    let scores: Vec<_> = scores.iter().collect();
-    for chunk in scores.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Postgres>::new(format!(
-            "INSERT INTO analytics.{table} AS r ({ROLLUP_KEY}, evaluation_count, scored_count,
-                 score_sum, passed_count, critical_fail_count, csat_sum, csat_count) "
-        ));
-        query.push_values(chunk, |mut row, (key, totals)| {
-            push_key!(row, key)
-                .push_bind(totals.evaluation_count)
-                .push_bind(totals.scored_count)
-                .push_bind(totals.score_sum)
-                .push_bind(totals.passed_count)
-                .push_bind(totals.critical_fail_count)
-                .push_bind(totals.csat_sum)
-                .push_bind(totals.csat_count);
-        });
-        query.push(format!(
-            " ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET
-                 evaluation_count = r.evaluation_count + EXCLUDED.evaluation_count,
-                 scored_count = r.scored_count + EXCLUDED.scored_count,
-                 score_sum = r.score_sum + EXCLUDED.score_sum,
-                 passed_count = r.passed_count + EXCLUDED.passed_count,
-                 critical_fail_count = r.critical_fail_count + EXCLUDED.critical_fail_count,
-                 csat_sum = r.csat_sum + EXCLUDED.csat_sum,
-                 csat_count = r.csat_count + EXCLUDED.csat_count"
-        ));
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    Ok(())
-}
-
-async fn upsert_breakdowns(conn: &mut PgConnection, deltas: &RollupDeltas) -> Result<()> {
-    let sections: Vec<_> = deltas.sections.iter().collect();
-    for chunk in sections.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Postgres>::new(format!(
-            "INSERT INTO analytics.daily_section_scores AS r ({ROLLUP_KEY}, section, score_sum, score_count) "
-        ));
-        query.push_values(chunk, |mut row, ((key, section), delta)| {
-            push_key!(row, key)
-                .push_bind(section.clone())
-                .push_bind(delta.sum)
-                .push_bind(delta.count);
-        });
-        query.push(format!(
-            " ON CONFLICT ({ROLLUP_KEY}, section) DO UPDATE SET
-                 score_sum = r.score_sum + EXCLUDED.score_sum,
-                 score_count = r.score_count + EXCLUDED.score_count"
-        ));
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    let criteria: Vec<_> = deltas.criteria.iter().collect();
-    for chunk in criteria.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Postgres>::new(format!(
-            "INSERT INTO analytics.daily_criterion_scores AS r ({ROLLUP_KEY}, criterion_key, score_sum,
-                 rated_count, not_applicable_count) "
-        ));
-        query.push_values(chunk, |mut row, ((key, criterion), delta)| {
-            push_key!(row, key)
-                .push_bind(criterion.clone())
-                .push_bind(delta.score_sum)
-                .push_bind(delta.rated_count)
-                .push_bind(delta.not_applicable_count);
-        });
-        query.push(format!(
-            " ON CONFLICT ({ROLLUP_KEY}, criterion_key) DO UPDATE SET
-                 score_sum = r.score_sum + EXCLUDED.score_sum,
-                 rated_count = r.rated_count + EXCLUDED.rated_count,
-                 not_applicable_count = r.not_applicable_count + EXCLUDED.not_applicable_count"
-        ));
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    let causes: Vec<_> = deltas.root_causes.iter().collect();
-    for chunk in causes.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Postgres>::new(format!(
-            "INSERT INTO analytics.daily_root_causes AS r ({ROLLUP_KEY}, criterion_key, root_cause, count) "
-        ));
-        query.push_values(chunk, |mut row, ((key, criterion, cause), count)| {
-            push_key!(row, key)
-                .push_bind(criterion.clone())
-                .push_bind(cause.clone())
-                .push_bind(*count);
-        });
-        query.push(format!(
-            " ON CONFLICT ({ROLLUP_KEY}, criterion_key, root_cause) DO UPDATE SET count = r.count + EXCLUDED.count"
-        ));
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    Ok(())
 }
 
 /// Reads the next safe events after the cursor and applies them; the caller holds the
@@ -317,7 +110,7 @@ async fn apply_next(
         .into_iter()
         .map(|row| (row.tenant_id, row.payload.0))
         .collect();
-    let applied = apply_events(conn, &events).await?;
+    let applied = apply_events(&mut Link::Postgres(conn), &events).await?;
     sqlx::query(
         "UPDATE analytics.projector_cursor SET last_txid = $1::text::xid8, last_position = $2,
              applied_events = applied_events + $3, update_time = now()",

@@ -18,6 +18,7 @@ mod analytics_reads;
 mod calibration;
 mod evaluation_changes;
 pub(crate) mod evaluation_reads;
+pub(crate) mod projection;
 mod rubric;
 mod stamp;
 
@@ -79,7 +80,8 @@ pub(crate) enum Value {
     F64(Option<f64>),
     Bool(bool),
     Bytes(Option<Vec<u8>>),
-    Json(serde_json::Value),
+    /// Serialized once, as it is stored.
+    Json(Box<serde_json::value::RawValue>),
     Time(Option<Stamp>),
     /// A calendar day (`date` on PostgreSQL, 'YYYY-MM-DD' text on SQLite).
     Day(Option<NaiveDate>),
@@ -88,7 +90,7 @@ pub(crate) enum Value {
 impl Value {
     /// A document stored as JSON (`jsonb` on PostgreSQL, TEXT on SQLite).
     pub fn json(document: &impl Serialize) -> Result<Self> {
-        serde_json::to_value(document)
+        serde_json::value::to_raw_value(document)
             .map(Self::Json)
             .map_err(|err| Error::Internal(format!("cannot encode JSON: {err}")))
     }
@@ -113,6 +115,7 @@ value_from! {
     Option<&str> => |v| Value::Text(v.map(str::to_owned));
     Option<String> => |v| Value::Text(v);
     i16 => |v| Value::I16(Some(v));
+    Option<i16> => |v| Value::I16(v);
     i32 => |v| Value::I32(Some(v));
     Option<i32> => |v| Value::I32(v);
     i64 => |v| Value::I64(Some(v));

@@ -2,29 +2,21 @@
 //! and daily rollups. With one writer at a time, outbox positions are in commit order,
 //! so the cursor is a position and every event below it has been applied.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, types::Json};
+use sqlx::{SqliteConnection, types::Json};
 use uuid::Uuid;
 
 use super::time::{now_micros, to_micros};
 use super::{SqliteStore, classify};
 use crate::domain::{
-    analytics::{Dimension, Interval, RollupDeltas, RollupKey, Totals},
+    analytics::{Dimension, Interval},
     evaluation::EvaluationEvent,
 };
-use crate::error::{Error, Result};
-use crate::store::outbox_batch::plan_batch;
+use crate::error::Result;
 use crate::store::score_query::{Breakdown, Parts, ScoreDialect};
+use crate::store::sql::{Link, projection::apply_events};
 use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
-
-const ROLLUP_KEY: &str =
-    "tenant_id, day, agent_id, team_id, channel, region, rubric_id, reviewer_id, kind";
-
-/// Rows per multi-row statement: a facts row binds 17 parameters, and SQLite allows 32,766.
-const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// Events per transaction of a rebuild.
 const REBUILD_BATCH: u32 = 5_000;
@@ -81,212 +73,6 @@ struct OutboxRow {
     payload: Json<EvaluationEvent>,
 }
 
-/// Applies events to facts and rollups inside the caller's transaction.
-async fn apply_events(
-    conn: &mut SqliteConnection,
-    events: &[(Uuid, EvaluationEvent)],
-) -> Result<AppliedBatch> {
-    let mut facts = HashMap::new();
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT tenant_id, evaluation_id, event FROM evaluation_facts
-             WHERE (tenant_id, evaluation_id) IN (VALUES ",
-        );
-        let mut values = query.separated(", ");
-        for (tenant, event) in chunk {
-            values
-                .push("(")
-                .push_bind_unseparated(*tenant)
-                .push_unseparated(", ")
-                .push_bind_unseparated(event.evaluation_id)
-                .push_unseparated(")");
-        }
-        query.push(")");
-        let stored: Vec<(Uuid, Uuid, Json<EvaluationEvent>)> = query
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(classify)?;
-        facts.extend(
-            stored
-                .into_iter()
-                .map(|(tenant, id, event)| ((tenant, id), event.0)),
-        );
-    }
-    let plan = plan_batch(facts, events);
-    upsert_facts(conn, &plan.facts).await?;
-    upsert_rollups(conn, &plan.deltas).await?;
-    Ok(plan.applied)
-}
-
-async fn upsert_facts(
-    conn: &mut SqliteConnection,
-    facts: &[(Uuid, EvaluationEvent)],
-) -> Result<()> {
-    for chunk in facts.chunks(ROWS_PER_STATEMENT) {
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (tenant, event) in chunk {
-            rows.push((
-                tenant,
-                event,
-                serde_json::to_string(event)
-                    .map_err(|err| Error::Internal(format!("cannot encode JSON: {err}")))?,
-            ));
-        }
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO evaluation_facts (tenant_id, evaluation_id, revision, state, agent_id,
-                 team_id, channel, region, rubric_id, reviewer_id, kind, score, passed, critical_failed,
-                 csat, first_create_time, event) ",
-        );
-        query.push_values(rows, |mut row, (tenant, event, json)| {
-            row.push_bind(*tenant)
-                .push_bind(event.evaluation_id)
-                .push_bind(i64::from(event.revision))
-                .push_bind(event.state.as_str())
-                .push_bind(event.agent_id.clone())
-                .push_bind(event.team_id.clone())
-                .push_bind(event.channel.clone())
-                .push_bind(event.region.clone())
-                .push_bind(event.rubric_id)
-                .push_bind(event.reviewer_id.clone())
-                .push_bind(event.kind.as_str())
-                .push_bind(event.score)
-                .push_bind(event.passed)
-                .push_bind(event.critical_failed)
-                .push_bind(event.csat.map(i64::from))
-                .push_bind(to_micros(event.first_create_time))
-                .push_bind(json);
-        });
-        query.push(
-            " ON CONFLICT (tenant_id, evaluation_id) DO UPDATE SET revision = excluded.revision,
-                 state = excluded.state, agent_id = excluded.agent_id, team_id = excluded.team_id,
-                 channel = excluded.channel, region = excluded.region, rubric_id = excluded.rubric_id,
-                 reviewer_id = excluded.reviewer_id, kind = excluded.kind, score = excluded.score,
-                 passed = excluded.passed, critical_failed = excluded.critical_failed,
-                 csat = excluded.csat, first_create_time = excluded.first_create_time,
-                 event = excluded.event",
-        );
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    Ok(())
-}
-
-/// Pushes the rollup key columns of `key` into a VALUES row.
-macro_rules! push_key {
-    ($row:expr, $key:expr) => {
-        $row.push_bind($key.tenant_id)
-            .push_bind($key.day)
-            .push_bind($key.agent_id.clone())
-            .push_bind($key.team_id.clone())
-            .push_bind($key.channel.clone())
-            .push_bind($key.region.clone())
-            .push_bind($key.rubric_id)
-            .push_bind($key.reviewer_id.clone())
-            .push_bind($key.kind.as_str())
-    };
-}
-
-async fn upsert_rollups(conn: &mut SqliteConnection, deltas: &RollupDeltas) -> Result<()> {
-    for (table, scores) in [
-        ("daily_scores", &deltas.scores),
-        ("daily_team_scores", &deltas.team_scores),
-    ] {
-        upsert_scores(conn, table, scores).await?;
-    }
-    let sections: Vec<_> = deltas.sections.iter().collect();
-    for chunk in sections.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO daily_section_scores ({ROLLUP_KEY}, section, score_sum, score_count) "
-        ));
-        query.push_values(chunk, |mut row, ((key, section), delta)| {
-            push_key!(row, key)
-                .push_bind(section.clone())
-                .push_bind(delta.sum)
-                .push_bind(delta.count);
-        });
-        query.push(format!(
-            " ON CONFLICT ({ROLLUP_KEY}, section) DO UPDATE SET
-                 score_sum = score_sum + excluded.score_sum,
-                 score_count = score_count + excluded.score_count"
-        ));
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    let criteria: Vec<_> = deltas.criteria.iter().collect();
-    for chunk in criteria.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO daily_criterion_scores ({ROLLUP_KEY}, criterion_key, score_sum,
-                 rated_count, not_applicable_count) "
-        ));
-        query.push_values(chunk, |mut row, ((key, criterion), delta)| {
-            push_key!(row, key)
-                .push_bind(criterion.clone())
-                .push_bind(delta.score_sum)
-                .push_bind(delta.rated_count)
-                .push_bind(delta.not_applicable_count);
-        });
-        query.push(format!(
-            " ON CONFLICT ({ROLLUP_KEY}, criterion_key) DO UPDATE SET
-                 score_sum = score_sum + excluded.score_sum,
-                 rated_count = rated_count + excluded.rated_count,
-                 not_applicable_count = not_applicable_count + excluded.not_applicable_count"
-        ));
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    let causes: Vec<_> = deltas.root_causes.iter().collect();
-    for chunk in causes.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO daily_root_causes ({ROLLUP_KEY}, criterion_key, root_cause, count) "
-        ));
-        query.push_values(chunk, |mut row, ((key, criterion, cause), count)| {
-            push_key!(row, key)
-                .push_bind(criterion.clone())
-                .push_bind(cause.clone())
-                .push_bind(*count);
-        });
-        query.push(format!(
-            " ON CONFLICT ({ROLLUP_KEY}, criterion_key, root_cause) DO UPDATE SET count = count + excluded.count"
-        ));
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    Ok(())
-}
-
-async fn upsert_scores(
-    conn: &mut SqliteConnection,
-    table: &str,
-    scores: &HashMap<RollupKey, Totals>,
-) -> Result<()> {
-    let scores: Vec<_> = scores.iter().collect();
-    for chunk in scores.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO {table} ({ROLLUP_KEY}, evaluation_count, scored_count, score_sum,
-                 passed_count, critical_fail_count, csat_sum, csat_count) "
-        ));
-        query.push_values(chunk, |mut row, (key, totals)| {
-            push_key!(row, key)
-                .push_bind(totals.evaluation_count)
-                .push_bind(totals.scored_count)
-                .push_bind(totals.score_sum)
-                .push_bind(totals.passed_count)
-                .push_bind(totals.critical_fail_count)
-                .push_bind(totals.csat_sum)
-                .push_bind(totals.csat_count);
-        });
-        query.push(format!(
-            " ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET
-                 evaluation_count = evaluation_count + excluded.evaluation_count,
-                 scored_count = scored_count + excluded.scored_count,
-                 score_sum = score_sum + excluded.score_sum,
-                 passed_count = passed_count + excluded.passed_count,
-                 critical_fail_count = critical_fail_count + excluded.critical_fail_count,
-                 csat_sum = csat_sum + excluded.csat_sum,
-                 csat_count = csat_count + excluded.csat_count"
-        ));
-        query.build().execute(&mut *conn).await.map_err(classify)?;
-    }
-    Ok(())
-}
-
 /// Applies the events after the cursor (at most `limit`) and moves the cursor.
 async fn apply_next(conn: &mut SqliteConnection, limit: u32) -> Result<AppliedBatch> {
     let rows: Vec<OutboxRow> = sqlx::query_as(
@@ -305,7 +91,7 @@ async fn apply_next(conn: &mut SqliteConnection, limit: u32) -> Result<AppliedBa
         .into_iter()
         .map(|row| (row.tenant_id, row.payload.0))
         .collect();
-    let applied = apply_events(conn, &events).await?;
+    let applied = apply_events(&mut Link::Sqlite(conn), &events).await?;
     sqlx::query(
         "UPDATE projector_cursor SET last_position = ?, applied_events = applied_events + ?,
              update_time = ?",
