@@ -119,13 +119,6 @@ pub struct StoredRequest {
 /// writes its outbox event in the same transaction.
 #[async_trait]
 pub trait EvaluationStore: EvaluationReads + EvaluationChanges {
-    /// Creates or updates the interaction keyed by (source, external_id).
-    async fn upsert_interaction(
-        &self,
-        tenant: TenantId,
-        input: InteractionInput,
-    ) -> Result<Interaction>;
-
     /// Stores a scored evaluation, its ratings and its outbox event in one transaction.
     /// A request id stored before returns the stored evaluation when the fingerprints
     /// match, else `AlreadyExists`.
@@ -167,10 +160,18 @@ pub trait EvaluationReads: Send + Sync + 'static {
     ) -> Result<Vec<Evaluation>>;
 }
 
-/// Revising and deleting evaluations: one implementation for both databases
+/// Upserting interactions, revising and deleting evaluations: one implementation for
+/// both databases
 /// (`store/sql/evaluation_changes.rs`).
 #[async_trait]
 pub trait EvaluationChanges: Send + Sync + 'static {
+    /// Creates or updates the interaction keyed by (source, external_id).
+    async fn upsert_interaction(
+        &self,
+        tenant: TenantId,
+        input: InteractionInput,
+    ) -> Result<Interaction>;
+
     /// Stores a new active revision and supersedes the current one.
     async fn revise(&self, tenant: TenantId, id: Uuid, revision: NewRevision)
     -> Result<Evaluation>;

@@ -10,7 +10,10 @@ use super::{PostgresStore, classify};
 use crate::domain::evaluation::EvaluationEvent;
 use crate::error::Result;
 use crate::store::score_query::{Breakdown, Parts, ScoreDialect};
-use crate::store::sql::{Link, projection::apply_events};
+use crate::store::sql::{
+    Link,
+    projection::{apply_events, empty_figures},
+};
 use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
 
 /// NOTIFY `iqs_outbox`, sent after each commit that wrote outbox events (`notifier`).
@@ -180,20 +183,7 @@ impl AnalyticsStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        for table in [
-            "evaluation_facts",
-            "daily_scores",
-            "daily_team_scores",
-            "daily_section_scores",
-            "daily_criterion_scores",
-            "daily_root_causes",
-        ] {
-            // DELETE, not TRUNCATE: readers keep their snapshot instead of waiting.
-            sqlx::query(&format!("DELETE FROM analytics.{table}"))
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
+        empty_figures(&mut Link::Postgres(&mut tx)).await?;
         sqlx::query("UPDATE analytics.projector_cursor SET last_txid = '0', last_position = 0, applied_events = 0")
             .execute(&mut *tx)
             .await

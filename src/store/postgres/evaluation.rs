@@ -378,16 +378,6 @@ impl DependentColumns {
 
 #[async_trait]
 impl EvaluationStore for PostgresStore {
-    #[tracing::instrument(name = "db.upsert_interaction", skip_all, fields(db.system = "postgresql"))]
-    async fn upsert_interaction(
-        &self,
-        tenant: TenantId,
-        input: InteractionInput,
-    ) -> Result<Interaction> {
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
-        upsert_interaction_in(&mut conn, tenant, &input, false).await
-    }
-
     #[tracing::instrument(name = "db.submit", skip_all, fields(db.system = "postgresql"))]
     async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
         let request_id = new.request_id.clone();

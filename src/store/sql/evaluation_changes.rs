@@ -5,13 +5,83 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::evaluation_reads::{EVALUATION_COLUMNS, find_request_in, with_ratings};
+use super::evaluation_reads::{
+    EVALUATION_COLUMNS, INTERACTION_COLUMNS, InteractionRow, find_request_in, with_ratings,
+};
 use super::{Link, SqlBackend, Stamp, Value, sql};
-use crate::domain::evaluation::{Evaluation, EvaluationEvent, EvaluationState, NewRevision};
+use crate::domain::evaluation::{
+    Evaluation, EvaluationEvent, EvaluationState, NOT_OWN_INTERACTION, NewRevision,
+};
+use crate::domain::interaction::{Interaction, InteractionInput};
 use crate::domain::tenant::TenantId;
 use crate::error::{Error, Result};
 use crate::store::evaluation_rows::{EvaluationRow, replay, signed, unsigned};
 use crate::store::{EvaluationChanges, EvaluationReads};
+
+/// Creates or updates the interaction keyed by (source, external_id). With `keep_agent`,
+/// an existing interaction of another agent is left as it is and the call is refused.
+pub(crate) async fn upsert_interaction_in(
+    link: &mut Link<'_>,
+    tenant: TenantId,
+    input: &InteractionInput,
+    keep_agent: bool,
+) -> Result<Interaction> {
+    let guard = if keep_agent {
+        "WHERE i.agent_id = excluded.agent_id"
+    } else {
+        ""
+    };
+    let now = Stamp::now();
+    let row: Option<InteractionRow> = link
+        .fetch_optional(
+            sql(format!(
+                "INSERT INTO interactions AS i
+                     (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
+                      occur_time, csat, nps, messages, attributes, create_time, update_time)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+                 ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET
+                     channel = excluded.channel, agent_id = excluded.agent_id,
+                     team_id = excluded.team_id, region = excluded.region,
+                     occur_time = COALESCE(excluded.occur_time, i.occur_time),
+                     csat = excluded.csat, nps = excluded.nps, messages = excluded.messages,
+                     attributes = excluded.attributes, update_time = excluded.update_time
+                 {guard}
+                 RETURNING {INTERACTION_COLUMNS}"
+            ))
+            .bind(tenant)
+            .bind(Uuid::now_v7())
+            .bind(input.source.as_str())
+            .bind(input.external_id.as_str())
+            .bind(input.channel.as_str())
+            .bind(input.agent_id.as_str())
+            .bind(input.team_id.as_str())
+            .bind(input.region.as_str())
+            .bind(input.occur_time.map(Stamp))
+            .bind(small(input.csat, "csat")?)
+            .bind(small(input.nps, "nps")?)
+            .bind(Value::json(&input.messages)?)
+            .bind(Value::json(&input.attributes)?)
+            .bind(now),
+        )
+        .await?;
+    match row {
+        Some(row) => Ok(row.into()),
+        None if keep_agent => Err(Error::PermissionDenied(NOT_OWN_INTERACTION.into())),
+        None => Err(Error::Internal(
+            "interaction upsert returned nothing".into(),
+        )),
+    }
+}
+
+/// A small number as stored (`smallint`); validation keeps it in range.
+fn small(value: Option<i32>, field: &str) -> Result<Option<i16>> {
+    value
+        .map(|value| {
+            i16::try_from(value)
+                .map_err(|_| Error::Internal(format!("{field} {value} out of range")))
+        })
+        .transpose()
+}
 
 /// The current revision (active or deleted), locked where the backend locks rows.
 async fn current_row(
@@ -148,6 +218,18 @@ async fn insert_event(
 
 #[async_trait]
 impl<B: SqlBackend> EvaluationChanges for B {
+    #[tracing::instrument(name = "db.upsert_interaction", skip_all, fields(db.system = B::SYSTEM))]
+    async fn upsert_interaction(
+        &self,
+        tenant: TenantId,
+        input: InteractionInput,
+    ) -> Result<Interaction> {
+        let mut tx = self.write().await?;
+        let interaction = upsert_interaction_in(&mut tx.link(), tenant, &input, false).await?;
+        tx.commit().await?;
+        Ok(interaction)
+    }
+
     #[tracing::instrument(name = "db.revise", skip_all, fields(db.system = B::SYSTEM))]
     async fn revise(
         &self,

@@ -16,7 +16,7 @@
 mod access;
 mod analytics_reads;
 mod calibration;
-mod evaluation_changes;
+pub(crate) mod evaluation_changes;
 pub(crate) mod evaluation_reads;
 pub(crate) mod projection;
 mod rubric;

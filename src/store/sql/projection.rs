@@ -22,6 +22,22 @@ const ROLLUP_KEY: &str =
 /// (PostgreSQL 65,535).
 const ROWS_PER_STATEMENT: usize = 1_000;
 
+/// Deletes every fact and rollup, inside the caller's transaction: the start of a
+/// rebuild. DELETE, not TRUNCATE: readers keep their snapshot instead of waiting.
+pub(crate) async fn empty_figures(link: &mut Link<'_>) -> Result<()> {
+    for table in [
+        "evaluation_facts",
+        "daily_scores",
+        "daily_team_scores",
+        "daily_section_scores",
+        "daily_criterion_scores",
+        "daily_root_causes",
+    ] {
+        link.execute(sql(format!("DELETE FROM {table}"))).await?;
+    }
+    Ok(())
+}
+
 /// Applies events to facts and rollups inside the caller's transaction.
 pub(crate) async fn apply_events(
     link: &mut Link<'_>,

@@ -15,7 +15,10 @@ use crate::domain::{
 };
 use crate::error::Result;
 use crate::store::score_query::{Breakdown, Parts, ScoreDialect};
-use crate::store::sql::{Link, projection::apply_events};
+use crate::store::sql::{
+    Link,
+    projection::{apply_events, empty_figures},
+};
 use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
 
 /// Events per transaction of a rebuild.
@@ -146,19 +149,7 @@ impl AnalyticsStore for SqliteStore {
         // The writer connection is this store's only one: holding its transaction keeps
         // the projector out until the rebuild commits, and readers keep the old figures.
         let mut tx = self.begin_write().await?;
-        for table in [
-            "evaluation_facts",
-            "daily_scores",
-            "daily_team_scores",
-            "daily_section_scores",
-            "daily_criterion_scores",
-            "daily_root_causes",
-        ] {
-            sqlx::query(&format!("DELETE FROM {table}"))
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
+        empty_figures(&mut Link::Sqlite(&mut tx)).await?;
         sqlx::query("UPDATE projector_cursor SET last_position = 0, applied_events = 0")
             .execute(&mut *tx)
             .await

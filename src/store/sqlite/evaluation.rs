@@ -11,15 +11,14 @@ use uuid::Uuid;
 use super::time::{now_micros, to_micros};
 use super::{SqliteStore, classify};
 use crate::domain::{
-    evaluation::{Evaluation, EvaluationEvent, InteractionRef, NOT_OWN_INTERACTION, NewEvaluation},
-    interaction::{Interaction, InteractionInput},
+    evaluation::{Evaluation, EvaluationEvent, InteractionRef, NewEvaluation},
+    interaction::Interaction,
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
 use crate::store::evaluation_rows::{Dimensions, evaluation_from, replay, signed, to_json};
 use crate::store::sql::{
-    Link,
-    evaluation_reads::{INTERACTION_COLUMNS, InteractionRow, find_request_in},
+    Link, evaluation_changes::upsert_interaction_in, evaluation_reads::find_request_in,
 };
 use crate::store::{EvaluationStore, ImportOutcome};
 
@@ -27,60 +26,6 @@ const DIMENSION_COLUMNS: &str = "id, source, external_id, agent_id, team_id, cha
 
 /// Bound parameters per statement stay well under SQLite's limit (32,766).
 const IDS_PER_STATEMENT: usize = 5_000;
-
-/// Creates or updates the interaction keyed by (source, external_id).
-/// With `keep_agent`, an existing interaction of another agent is left as it is and the
-/// call is refused.
-async fn upsert_interaction_in(
-    conn: &mut SqliteConnection,
-    tenant: TenantId,
-    input: &InteractionInput,
-    keep_agent: bool,
-) -> Result<Interaction> {
-    let now = to_micros(now_micros());
-    let row: Option<InteractionRow> = sqlx::query_as(&format!(
-        "INSERT INTO interactions
-             (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
-              occur_time, csat, nps, messages, attributes, create_time, update_time)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
-         ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET
-             channel = excluded.channel, agent_id = excluded.agent_id, team_id = excluded.team_id,
-             region = excluded.region, occur_time = COALESCE(excluded.occur_time, occur_time),
-             csat = excluded.csat, nps = excluded.nps, messages = excluded.messages,
-             attributes = excluded.attributes, update_time = excluded.update_time
-         {guard}
-         RETURNING {INTERACTION_COLUMNS}",
-        guard = if keep_agent {
-            "WHERE agent_id = excluded.agent_id"
-        } else {
-            ""
-        }
-    ))
-    .bind(tenant.as_uuid())
-    .bind(Uuid::now_v7())
-    .bind(&input.source)
-    .bind(&input.external_id)
-    .bind(&input.channel)
-    .bind(&input.agent_id)
-    .bind(&input.team_id)
-    .bind(&input.region)
-    .bind(input.occur_time.map(to_micros))
-    .bind(input.csat)
-    .bind(input.nps)
-    .bind(to_json(&input.messages)?)
-    .bind(to_json(&input.attributes)?)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(classify)?;
-    match row {
-        Some(row) => Ok(row.into()),
-        None if keep_agent => Err(Error::PermissionDenied(NOT_OWN_INTERACTION.into())),
-        None => Err(Error::Internal(
-            "interaction upsert returned nothing".into(),
-        )),
-    }
-}
 
 fn dimensions_of_interaction(interaction: Interaction) -> Dimensions {
     Dimensions {
@@ -133,7 +78,7 @@ async fn resolve_interaction(
             .remove(id)
             .ok_or_else(|| Error::not_found("interaction", id)),
         InteractionRef::Inline(input) => Ok(dimensions_of_interaction(
-            upsert_interaction_in(conn, tenant, input, keep_agent).await?,
+            upsert_interaction_in(&mut Link::Sqlite(conn), tenant, input, keep_agent).await?,
         )),
     }
 }
@@ -243,16 +188,6 @@ async fn insert_event(
 
 #[async_trait]
 impl EvaluationStore for SqliteStore {
-    #[tracing::instrument(name = "db.upsert_interaction", skip_all, fields(db.system = "sqlite"))]
-    async fn upsert_interaction(
-        &self,
-        tenant: TenantId,
-        input: InteractionInput,
-    ) -> Result<Interaction> {
-        let mut conn = self.writer.acquire().await.map_err(classify)?;
-        upsert_interaction_in(&mut conn, tenant, &input, false).await
-    }
-
     #[tracing::instrument(name = "db.submit", skip_all, fields(db.system = "sqlite"))]
     async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
         let request_id = new.request_id.clone();
@@ -315,7 +250,7 @@ impl EvaluationStore for SqliteStore {
         for index in inline_last.into_values() {
             if let InteractionRef::Inline(input) = &batch[index].interaction {
                 let dimensions = dimensions_of_interaction(
-                    upsert_interaction_in(&mut tx, tenant, input, false).await?,
+                    upsert_interaction_in(&mut Link::Sqlite(&mut tx), tenant, input, false).await?,
                 );
                 by_key.insert(
                     (dimensions.source.clone(), dimensions.external_id.clone()),
