@@ -80,6 +80,11 @@ pub(crate) fn unsigned(value: i32) -> Result<u32> {
     u32::try_from(value).map_err(|_| Error::Internal(format!("negative number {value} in storage")))
 }
 
+/// A rubric version as stored; one beyond the stored range names no version.
+pub(crate) fn rubric_version(version: u32) -> Result<i32> {
+    i32::try_from(version).map_err(|_| Error::not_found("rubric version", version))
+}
+
 pub(crate) fn signed(value: u32) -> Result<i32> {
     i32::try_from(value).map_err(|_| Error::not_found("evaluation revision", value))
 }

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{SqlBackend, Stamp, Value, sql};
+use super::{Link, SqlBackend, Stamp, Value, created_before, sql};
 use crate::domain::calibration::{CalibrationReview, NewSession, Session, SessionState};
 use crate::domain::tenant::TenantId;
 use crate::error::{Error, Result};
-use crate::store::evaluation_rows::unsigned;
+use crate::store::evaluation_rows::{rubric_version, unsigned};
 use crate::store::{CalibrationStore, SessionListing};
 
 const SESSION_COLUMNS: &str = "id, display_name, rubric_id, rubric_version, interaction_ids, \
@@ -76,8 +76,18 @@ struct RatingRow {
 const ACTIVE_REVIEWS: &str =
     "e.tenant_id = $1 AND e.calibration_session_id = $2 AND e.state = 'active'";
 
-fn stored_version(version: u32) -> Result<i32> {
-    i32::try_from(version).map_err(|_| Error::not_found("rubric version", version))
+async fn fetch_session(link: &mut Link<'_>, tenant: TenantId, id: Uuid) -> Result<Session> {
+    let row: Option<SessionRow> = link
+        .fetch_optional(
+            sql(format!(
+                "SELECT {SESSION_COLUMNS} FROM calibration_sessions WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant)
+            .bind(id),
+        )
+        .await?;
+    row.ok_or_else(|| Error::not_found("calibration session", id))?
+        .try_into()
 }
 
 #[async_trait]
@@ -101,7 +111,7 @@ impl<B: SqlBackend> CalibrationStore for B {
                 .bind(Uuid::now_v7())
                 .bind(input.display_name.trim())
                 .bind(input.rubric_id)
-                .bind(stored_version(input.rubric_version)?)
+                .bind(rubric_version(input.rubric_version)?)
                 .bind(Value::json(&input.interaction_ids)?)
                 .bind(Value::json(&input.reviewer_ids)?)
                 .bind(input.baseline_reviewer_id.as_deref())
@@ -115,48 +125,24 @@ impl<B: SqlBackend> CalibrationStore for B {
             tx.commit().await?;
             return row.try_into();
         }
-        #[derive(sqlx::FromRow)]
-        struct Existing {
-            #[sqlx(flatten)]
-            session: SessionRow,
-            request_fingerprint: Option<Vec<u8>>,
-        }
-        let existing: Existing = tx
-            .fetch_one(
-                sql(format!(
-                    "SELECT {SESSION_COLUMNS}, request_fingerprint FROM calibration_sessions
-                     WHERE tenant_id = $1 AND request_id = $2"
-                ))
-                .bind(tenant)
-                .bind(new.request_id.as_deref()),
-            )
-            .await?;
-        if existing.request_fingerprint.as_deref() == Some(new.fingerprint.as_slice()) {
-            existing.session.try_into()
-        } else {
-            Err(Error::AlreadyExists(format!(
-                "request_id {:?} was already used for a different calibration session",
-                new.request_id.unwrap_or_default()
-            )))
-        }
+        let existing: SessionRow = created_before(
+            &mut tx.link(),
+            &format!(
+                "SELECT {SESSION_COLUMNS}, request_fingerprint FROM calibration_sessions
+                 WHERE tenant_id = $1 AND request_id = $2"
+            ),
+            tenant,
+            new.request_id.as_deref(),
+            &new.fingerprint,
+            "calibration session",
+        )
+        .await?;
+        existing.try_into()
     }
 
     #[tracing::instrument(name = "db.get_session", skip_all, fields(db.system = B::SYSTEM))]
     async fn get_session(&self, tenant: TenantId, id: Uuid) -> Result<Session> {
-        let row: Option<SessionRow> = self
-            .read()
-            .await?
-            .fetch_optional(
-                sql(format!(
-                    "SELECT {SESSION_COLUMNS} FROM calibration_sessions
-                     WHERE tenant_id = $1 AND id = $2"
-                ))
-                .bind(tenant)
-                .bind(id),
-            )
-            .await?;
-        row.ok_or_else(|| Error::not_found("calibration session", id))?
-            .try_into()
+        fetch_session(&mut self.read().await?.link(), tenant, id).await
     }
 
     #[tracing::instrument(name = "db.unknown_interactions", skip_all, fields(db.system = B::SYSTEM))]
@@ -222,19 +208,9 @@ impl<B: SqlBackend> CalibrationStore for B {
             .bind(Stamp::now()),
         )
         .await?;
-        let row: Option<SessionRow> = tx
-            .fetch_optional(
-                sql(format!(
-                    "SELECT {SESSION_COLUMNS} FROM calibration_sessions
-                     WHERE tenant_id = $1 AND id = $2"
-                ))
-                .bind(tenant)
-                .bind(id),
-            )
-            .await?;
+        let session = fetch_session(&mut tx.link(), tenant, id).await?;
         tx.commit().await?;
-        row.ok_or_else(|| Error::not_found("calibration session", id))?
-            .try_into()
+        Ok(session)
     }
 
     #[tracing::instrument(name = "db.calibration_reviews", skip_all, fields(db.system = B::SYSTEM))]

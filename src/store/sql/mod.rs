@@ -130,6 +130,26 @@ value_from! {
     NaiveDate => |v| Value::Day(Some(v));
 }
 
+/// Adds `value` to a database's arguments: the same for both, typed per database.
+macro_rules! add_value {
+    ($args:expr, $value:expr) => {
+        match $value {
+            Value::Uuid(v) => $args.add(v),
+            Value::Text(v) => $args.add(v),
+            Value::I16(v) => $args.add(v),
+            Value::I32(v) => $args.add(v),
+            Value::I64(v) => $args.add(v),
+            Value::F64(v) => $args.add(v),
+            Value::Bool(v) => $args.add(v),
+            Value::Bytes(v) => $args.add(v),
+            Value::Json(v) => $args.add(Json(v)),
+            Value::Time(v) => $args.add(v),
+            Value::Day(v) => $args.add(v),
+        }
+        .map_err(unbindable)
+    };
+}
+
 /// A statement and the values of its `$n` placeholders, in order.
 #[derive(Debug)]
 pub(crate) struct Statement<'s> {
@@ -189,20 +209,7 @@ impl<'s> Statement<'s> {
     fn postgres(self) -> Result<(Cow<'s, str>, PgArguments)> {
         let mut args = PgArguments::default();
         for value in self.values {
-            match value {
-                Value::Uuid(v) => args.add(v),
-                Value::Text(v) => args.add(v),
-                Value::I16(v) => args.add(v),
-                Value::I32(v) => args.add(v),
-                Value::I64(v) => args.add(v),
-                Value::F64(v) => args.add(v),
-                Value::Bool(v) => args.add(v),
-                Value::Bytes(v) => args.add(v),
-                Value::Json(v) => args.add(Json(v)),
-                Value::Time(v) => args.add(v),
-                Value::Day(v) => args.add(v),
-            }
-            .map_err(unbindable)?;
+            add_value!(args, value)?;
         }
         Ok((self.sql, args))
     }
@@ -218,20 +225,7 @@ impl<'s> Statement<'s> {
             let value = self.values.get(index).cloned().ok_or_else(|| {
                 Error::Internal(format!("placeholder ${} has no value", index + 1))
             })?;
-            match value {
-                Value::Uuid(v) => args.add(v),
-                Value::Text(v) => args.add(v),
-                Value::I16(v) => args.add(v),
-                Value::I32(v) => args.add(v),
-                Value::I64(v) => args.add(v),
-                Value::F64(v) => args.add(v),
-                Value::Bool(v) => args.add(v),
-                Value::Bytes(v) => args.add(v),
-                Value::Json(v) => args.add(Json(v)),
-                Value::Time(v) => args.add(v),
-                Value::Day(v) => args.add(v),
-            }
-            .map_err(unbindable)?;
+            add_value!(args, value)?;
         }
         Ok((sql, args))
     }
@@ -269,6 +263,41 @@ fn anonymous_placeholders(sql: Cow<'_, str>) -> (Cow<'_, str>, Vec<usize>) {
 
 fn unbindable(err: sqlx::error::BoxDynError) -> Error {
     Error::Internal(format!("cannot bind a statement value: {err}"))
+}
+
+/// A row and the fingerprint of the request that created it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct WithFingerprint<T> {
+    #[sqlx(flatten)]
+    row: T,
+    request_fingerprint: Option<Vec<u8>>,
+}
+
+/// The row a request id created before (`select` picks `$1` tenant and `$2` request id),
+/// when `fingerprint` says it is a retry of the same request; `AlreadyExists` naming
+/// `what` when the same id came with other content.
+pub(crate) async fn created_before<T>(
+    link: &mut Link<'_>,
+    select: &str,
+    tenant: TenantId,
+    request_id: Option<&str>,
+    fingerprint: &[u8],
+    what: &str,
+) -> Result<T>
+where
+    WithFingerprint<T>: Record,
+{
+    let existing: WithFingerprint<T> = link
+        .fetch_one(sql(select).bind(tenant).bind(request_id))
+        .await?;
+    if existing.request_fingerprint.as_deref() == Some(fingerprint) {
+        Ok(existing.row)
+    } else {
+        Err(Error::AlreadyExists(format!(
+            "request_id {:?} was already used for a different {what}",
+            request_id.unwrap_or_default()
+        )))
+    }
 }
 
 /// A row type both databases can decode.
@@ -336,46 +365,41 @@ impl Conn {
     }
 }
 
+/// Runs `statement` on either database: `$query(text, arguments)`, then `.$run(conn)`,
+/// then `$map` of the outcome.
+macro_rules! on_link {
+    ($link:expr, $statement:expr, $query:ident, $run:ident, $map:expr) => {
+        match $link {
+            Link::Postgres(conn) => {
+                let (sql, args) = $statement.postgres()?;
+                sqlx::$query(&sql, args)
+                    .$run(&mut **conn)
+                    .await
+                    .map($map)
+                    .map_err(crate::store::postgres::classify)
+            }
+            Link::Sqlite(conn) => {
+                let (sql, args) = $statement.sqlite()?;
+                sqlx::$query(&sql, args)
+                    .$run(&mut **conn)
+                    .await
+                    .map($map)
+                    .map_err(crate::store::sqlite::classify)
+            }
+        }
+    };
+}
+
 impl Link<'_> {
     pub async fn fetch_optional<R: Record>(
         &mut self,
         statement: Statement<'_>,
     ) -> Result<Option<R>> {
-        match self {
-            Link::Postgres(conn) => {
-                let (sql, args) = statement.postgres()?;
-                sqlx::query_as_with(&sql, args)
-                    .fetch_optional(&mut **conn)
-                    .await
-                    .map_err(crate::store::postgres::classify)
-            }
-            Link::Sqlite(conn) => {
-                let (sql, args) = statement.sqlite()?;
-                sqlx::query_as_with(&sql, args)
-                    .fetch_optional(&mut **conn)
-                    .await
-                    .map_err(crate::store::sqlite::classify)
-            }
-        }
+        on_link!(self, statement, query_as_with, fetch_optional, |row| row)
     }
 
     pub async fn fetch_all<R: Record>(&mut self, statement: Statement<'_>) -> Result<Vec<R>> {
-        match self {
-            Link::Postgres(conn) => {
-                let (sql, args) = statement.postgres()?;
-                sqlx::query_as_with(&sql, args)
-                    .fetch_all(&mut **conn)
-                    .await
-                    .map_err(crate::store::postgres::classify)
-            }
-            Link::Sqlite(conn) => {
-                let (sql, args) = statement.sqlite()?;
-                sqlx::query_as_with(&sql, args)
-                    .fetch_all(&mut **conn)
-                    .await
-                    .map_err(crate::store::sqlite::classify)
-            }
-        }
+        on_link!(self, statement, query_as_with, fetch_all, |rows| rows)
     }
 
     /// The one row a statement must return: none is an internal error.
@@ -388,24 +412,8 @@ impl Link<'_> {
 
     /// Runs a statement; the number of rows it changed.
     pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64> {
-        match self {
-            Link::Postgres(conn) => {
-                let (sql, args) = statement.postgres()?;
-                sqlx::query_with(&sql, args)
-                    .execute(&mut **conn)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(crate::store::postgres::classify)
-            }
-            Link::Sqlite(conn) => {
-                let (sql, args) = statement.sqlite()?;
-                sqlx::query_with(&sql, args)
-                    .execute(&mut **conn)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(crate::store::sqlite::classify)
-            }
-        }
+        on_link!(self, statement, query_with, execute, |done| done
+            .rows_affected())
     }
 }
 

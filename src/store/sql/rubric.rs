@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Conn, SqlBackend, Stamp, Value, sql};
+use super::{Conn, SqlBackend, Stamp, Value, created_before, sql};
 use crate::domain::{
     rubric::{
         Criterion, DraftPatch, NewRubric, Rubric, RubricDraft, RubricState, RubricVersion,
@@ -13,7 +13,7 @@ use crate::domain::{
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
-use crate::store::evaluation_rows::unsigned;
+use crate::store::evaluation_rows::{rubric_version, unsigned};
 use crate::store::{RubricListing, RubricStore, VersionListing};
 
 const RUBRIC_COLUMNS: &str =
@@ -78,10 +78,6 @@ impl TryFrom<VersionRow> for RubricVersion {
     }
 }
 
-fn stored_version(version: u32) -> Result<i32> {
-    i32::try_from(version).map_err(|_| Error::not_found("rubric version", version))
-}
-
 /// The rubric, locked until the transaction ends when `lock` is the backend's clause.
 async fn fetch_rubric(conn: &mut Conn, tenant: TenantId, id: Uuid, lock: &str) -> Result<Rubric> {
     let row: Option<RubricRow> = conn
@@ -111,7 +107,7 @@ async fn fetch_version(
             ))
             .bind(tenant)
             .bind(rubric_id)
-            .bind(stored_version(version)?),
+            .bind(rubric_version(version)?),
         )
         .await?;
     row.map(RubricVersion::try_from).transpose()
@@ -154,30 +150,19 @@ impl<B: SqlBackend> RubricStore for B {
             return row.try_into();
         }
         // The request id was used before: a retry of the same request, or a mistake.
-        #[derive(sqlx::FromRow)]
-        struct Existing {
-            #[sqlx(flatten)]
-            rubric: RubricRow,
-            request_fingerprint: Option<Vec<u8>>,
-        }
-        let existing: Existing = tx
-            .fetch_one(
-                sql(format!(
-                    "SELECT {RUBRIC_COLUMNS}, request_fingerprint FROM rubrics
-                     WHERE tenant_id = $1 AND request_id = $2"
-                ))
-                .bind(tenant)
-                .bind(request_id),
-            )
-            .await?;
-        if existing.request_fingerprint.as_deref() == Some(fingerprint.as_slice()) {
-            existing.rubric.try_into()
-        } else {
-            Err(Error::AlreadyExists(format!(
-                "request_id {:?} was already used for a different rubric",
-                request_id.unwrap_or_default()
-            )))
-        }
+        let existing: RubricRow = created_before(
+            &mut tx.link(),
+            &format!(
+                "SELECT {RUBRIC_COLUMNS}, request_fingerprint FROM rubrics
+                 WHERE tenant_id = $1 AND request_id = $2"
+            ),
+            tenant,
+            request_id,
+            &fingerprint,
+            "rubric",
+        )
+        .await?;
+        existing.try_into()
     }
 
     #[tracing::instrument(name = "db.get_rubric", skip_all, fields(db.system = B::SYSTEM))]
@@ -247,7 +232,7 @@ impl<B: SqlBackend> RubricStore for B {
                 return Ok(latest);
             }
         }
-        let next = stored_version(rubric.latest_version + 1)?;
+        let next = rubric_version(rubric.latest_version + 1)?;
         let now = Stamp::now();
         let row: VersionRow = tx
             .fetch_one(
@@ -316,7 +301,7 @@ impl<B: SqlBackend> RubricStore for B {
         let mut conn = self.read().await?;
         // Reading the rubric first tells an unknown rubric from one without versions.
         fetch_rubric(&mut conn, tenant, rubric_id, "").await?;
-        let before = listing.before.map(stored_version).transpose()?;
+        let before = listing.before.map(rubric_version).transpose()?;
         let rows: Vec<VersionRow> = conn
             .fetch_all(
                 sql(format!(
