@@ -180,9 +180,9 @@ impl<'s> Statement<'s> {
 
     /// Appends the next placeholder (`$n`) and binds its value.
     pub fn push_bind(mut self, value: impl Into<Value>) -> Self {
+        use std::fmt::Write;
         self.values.push(value.into());
-        let placeholder = format!("${}", self.values.len());
-        self.sql.to_mut().push_str(&placeholder);
+        let _ = write!(self.sql.to_mut(), "${}", self.values.len());
         self
     }
 
@@ -220,12 +220,26 @@ impl<'s> Statement<'s> {
     /// statement with thousands of values took most of a second to bind.
     fn sqlite(self) -> Result<(Cow<'s, str>, SqliteArguments<'static>)> {
         let (sql, order) = anonymous_placeholders(self.sql);
+        // Each value is moved to its last use and cloned only for the uses before.
+        let mut uses = vec![0usize; self.values.len()];
+        for &index in &order {
+            if let Some(count) = uses.get_mut(index) {
+                *count += 1;
+            }
+        }
+        let mut values: Vec<Option<Value>> = self.values.into_iter().map(Some).collect();
         let mut args = SqliteArguments::default();
         for index in order {
-            let value = self.values.get(index).cloned().ok_or_else(|| {
-                Error::Internal(format!("placeholder ${} has no value", index + 1))
-            })?;
-            add_value!(args, value)?;
+            let missing = || Error::Internal(format!("placeholder ${} has no value", index + 1));
+            let count = uses.get_mut(index).ok_or_else(missing)?;
+            *count -= 1;
+            let slot = &mut values[index];
+            let value = if *count == 0 {
+                slot.take()
+            } else {
+                slot.clone()
+            };
+            add_value!(args, value.ok_or_else(missing)?)?;
         }
         Ok((sql, args))
     }
@@ -235,29 +249,30 @@ impl<'s> Statement<'s> {
 /// order. (A `$` followed by a digit appears in no literal of these statements.)
 fn anonymous_placeholders(sql: Cow<'_, str>) -> (Cow<'_, str>, Vec<usize>) {
     let bytes = sql.as_bytes();
-    let mut text = String::with_capacity(sql.len());
+    let mut text = String::new();
     let mut order = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            let end = (i + 1..bytes.len())
-                .find(|&j| !bytes[j].is_ascii_digit())
-                .unwrap_or(bytes.len());
-            let number: usize = sql[i + 1..end].parse().unwrap_or(0);
-            order.push(number.saturating_sub(1));
-            text.push('?');
-            i = end;
-        } else {
-            let next = (i + 1..bytes.len())
-                .find(|&j| sql.is_char_boundary(j))
-                .unwrap_or(bytes.len());
-            text.push_str(&sql[i..next]);
-            i = next;
+    let mut copied = 0;
+    for (at, _) in sql.match_indices('$') {
+        let digits = bytes[at + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            continue;
         }
+        if order.is_empty() {
+            text.reserve(sql.len());
+        }
+        let number: usize = sql[at + 1..at + 1 + digits].parse().unwrap_or(0);
+        order.push(number.saturating_sub(1));
+        text.push_str(&sql[copied..at]);
+        text.push('?');
+        copied = at + 1 + digits;
     }
     if order.is_empty() {
         return (sql, order);
     }
+    text.push_str(&sql[copied..]);
     (Cow::Owned(text), order)
 }
 
