@@ -58,7 +58,8 @@ impl From<Vec<FieldViolation>> for Error {
     }
 }
 
-fn describe(violations: &[FieldViolation]) -> String {
+/// The violations as one line: `field: description; …`.
+pub(crate) fn describe(violations: &[FieldViolation]) -> String {
     violations
         .iter()
         .map(|v| format!("{}: {}", v.field, v.description))

@@ -19,6 +19,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// two empty transactions per submission.
 pub const PENDING_RETRY: Duration = Duration::from_millis(5);
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// How long the store may stay busy or unreachable before the projector warns: another
+/// process writing to the embedded store (`iqs demo seed`, say) holds its write lock for
+/// seconds at a time, which is no one's problem.
+const WARN_AFTER: Duration = Duration::from_secs(30);
 /// How long events gather before the next batch, after a batch of several events that
 /// was not full. Each batch has a fixed cost (the cursor, five rollup statements, a
 /// commit): looking again at once, under a steady write load, applied a few events per
@@ -84,12 +88,14 @@ impl Projector {
                 None
             }
         };
+        let mut failures = Failures::default();
         loop {
             if *stop.borrow() {
                 return;
             }
             let (wait, woken_by_notifications) = match self.store.apply_pending(BATCH_SIZE).await {
                 Ok(applied) if applied.events > 0 => {
+                    failures.ended();
                     tracing::debug!(events = applied.events, "applied outbox events");
                     self.mark_stale(&applied);
                     self.invalidate().await;
@@ -102,15 +108,21 @@ impl Projector {
                     continue;
                 }
                 Ok(_) => match self.store.has_pending().await {
-                    Ok(true) => (PENDING_RETRY, false),
-                    Ok(false) => (POLL_INTERVAL, true),
+                    Ok(true) => {
+                        failures.ended();
+                        (PENDING_RETRY, false)
+                    }
+                    Ok(false) => {
+                        failures.ended();
+                        (POLL_INTERVAL, true)
+                    }
                     Err(err) => {
-                        tracing::warn!(%err, "projector cannot read the outbox");
+                        failures.failed(&err, "projector cannot read the outbox");
                         (ERROR_BACKOFF, true)
                     }
                 },
                 Err(err) => {
-                    tracing::warn!(%err, "projector cannot apply events");
+                    failures.failed(&err, "projector cannot apply events");
                     (ERROR_BACKOFF, true)
                 }
             };
@@ -132,5 +144,61 @@ impl Projector {
                 _ = stop.changed() => {}
             }
         }
+    }
+}
+
+/// How the projector reports failing calls: a store that is busy or unreachable for a
+/// moment is expected and logged at debug level; one still failing after `WARN_AFTER`
+/// is warned about once, and its recovery said. Any other error is warned about at once.
+#[derive(Debug, Default)]
+struct Failures {
+    since: Option<std::time::Instant>,
+    warned: bool,
+}
+
+impl Failures {
+    fn failed(&mut self, err: &crate::error::Error, what: &str) {
+        let now = std::time::Instant::now();
+        let since = *self.since.get_or_insert(now);
+        if self.should_warn(err, now.duration_since(since)) {
+            tracing::warn!(%err, failing_for_s = now.duration_since(since).as_secs(), "{what}");
+            self.warned = true;
+        } else {
+            tracing::debug!(%err, "{what}");
+        }
+    }
+
+    fn should_warn(&self, err: &crate::error::Error, failing_for: Duration) -> bool {
+        match err {
+            crate::error::Error::Unavailable(_) => !self.warned && failing_for >= WARN_AFTER,
+            _ => true,
+        }
+    }
+
+    fn ended(&mut self) {
+        if self.warned {
+            tracing::info!("projector applies events again");
+        }
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn a_busy_store_is_warned_about_once_after_30_seconds_and_other_errors_at_once() {
+        let failures = Failures::default();
+        let busy = Error::Unavailable("database is locked".into());
+        assert!(!failures.should_warn(&busy, Duration::from_secs(5)));
+        assert!(failures.should_warn(&busy, WARN_AFTER));
+        let warned = Failures {
+            warned: true,
+            ..Failures::default()
+        };
+        assert!(!warned.should_warn(&busy, Duration::from_secs(600)));
+        assert!(failures.should_warn(&Error::Internal("broken".into()), Duration::ZERO));
     }
 }

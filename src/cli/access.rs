@@ -22,7 +22,8 @@ pub enum KeyCommand {
     Create(KeyCreateArgs),
     /// List keys (never their secrets).
     List,
-    /// Revoke a key, given the key itself or its id; every server refuses it within 5 s.
+    /// Revoke a key, given the key itself or its id; every server refuses it within 2 s
+    /// (a verified key is remembered that long).
     Revoke { key: String },
 }
 

@@ -5,6 +5,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::validation::{FieldViolation, Violations, cut_to_bytes};
 use crate::error::Error;
+use crate::error::describe;
 
 /// Violations listed in one answer; the rest are counted. Clients read error details
 /// from HTTP/2 headers, which most stacks cap at 8 to 16 KB.
@@ -46,7 +47,8 @@ impl From<Error> for Status {
         match error {
             Error::InvalidArgument(violations) => {
                 let (violations, left_out) = listed(violations);
-                let mut message = Error::InvalidArgument(violations.clone()).to_string();
+                // The code already says "invalid argument": the message lists what is.
+                let mut message = describe(&violations);
                 if left_out > 0 {
                     message.push_str(&format!(" (and {left_out} more violations not listed)"));
                 }
