@@ -182,6 +182,7 @@ pub const MATRIX: &[Rpc] = &[
         BulkWrite,
         &[Admin, QaReviewer, Integration],
     ),
+    rpc(EVALUATION, "AcknowledgeEvaluation", Write, &[Admin, Agent]),
     rpc(
         ANALYTICS,
         "GetAgentScore",

@@ -98,6 +98,8 @@ pub struct Evaluation {
     pub state: EvaluationState,
     /// The calibration session of a CALIBRATION evaluation.
     pub calibration_session_id: Option<Uuid>,
+    /// When the agent acknowledged this revision.
+    pub acknowledge_time: Option<DateTime<Utc>>,
     /// When this revision was created.
     pub create_time: DateTime<Utc>,
     /// When revision 1 was created: the time bucket the evaluation belongs to.

@@ -764,6 +764,21 @@ impl EvaluationService for EvaluationApi {
         Ok(Response::new(evaluation_to_proto(deleted)))
     }
 
+    async fn acknowledge_evaluation(
+        &self,
+        request: Request<pb::AcknowledgeEvaluationRequest>,
+    ) -> Result<Response<pb::Evaluation>, Status> {
+        let caller = principal(&request)?.clone();
+        let mut violations = Violations::new();
+        let id = violations.require_uuid("id", &request.get_ref().id);
+        let id = violations.finish_with(id)?;
+        let acknowledged = self
+            .store
+            .acknowledge(caller.tenant, id, caller.own_agent())
+            .await?;
+        Ok(Response::new(evaluation_to_proto(acknowledged)))
+    }
+
     async fn import_evaluations(
         &self,
         request: Request<Streaming<pb::SubmitEvaluationRequest>>,

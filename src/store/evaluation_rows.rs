@@ -53,6 +53,7 @@ pub(crate) fn evaluation_from(
         outcome: new.outcome,
         state: EvaluationState::Active,
         calibration_session_id: new.calibration_session_id,
+        acknowledge_time: None,
         create_time: new.review_time.unwrap_or(now),
         first_create_time: new.review_time.unwrap_or(now),
     }
@@ -118,6 +119,7 @@ pub(crate) struct EvaluationRow {
     pub create_time: Stamp,
     pub first_create_time: Stamp,
     pub calibration_session_id: Option<Uuid>,
+    pub acknowledge_time: Option<Stamp>,
 }
 
 impl EvaluationRow {
@@ -149,6 +151,7 @@ impl EvaluationRow {
             },
             state,
             calibration_session_id: self.calibration_session_id,
+            acknowledge_time: self.acknowledge_time.map(Into::into),
             create_time: self.create_time.into(),
             first_create_time: self.first_create_time.into(),
         })

@@ -97,6 +97,8 @@ pub struct EvaluationListing {
     pub end_time: Option<DateTime<Utc>>,
     /// Also superseded revisions and deleted evaluations.
     pub include_inactive: bool,
+    /// Only active evaluations whose current revision is not acknowledged.
+    pub unacknowledged: bool,
 }
 
 /// What became of one row of an import.
@@ -175,6 +177,15 @@ pub trait EvaluationChanges: Send + Sync + 'static {
     /// Stores a new active revision and supersedes the current one.
     async fn revise(&self, tenant: TenantId, id: Uuid, revision: NewRevision)
     -> Result<Evaluation>;
+
+    /// Marks the current revision read by its agent (`agent`: only if the evaluation is
+    /// that agent's, else not found); acknowledging again keeps the first time.
+    async fn acknowledge(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        agent: Option<&str>,
+    ) -> Result<Evaluation>;
 
     /// Marks the current revision deleted; deleting again returns it unchanged.
     async fn delete(&self, tenant: TenantId, id: Uuid, reason: String) -> Result<Evaluation>;

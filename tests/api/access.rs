@@ -190,6 +190,12 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             }
             Ok(())
         }
+        "AcknowledgeEvaluation" => evaluations
+            .acknowledge_evaluation(ev::AcknowledgeEvaluationRequest {
+                id: ids.evaluation.clone(),
+            })
+            .await
+            .map(drop),
         "GetCalibrationReport" => analytics
             .get_calibration_report(an::GetCalibrationReportRequest {
                 session_id: uuid::Uuid::now_v7().to_string(),

@@ -311,13 +311,13 @@ fn listing() -> BoxedStrategy<ev::ListEvaluationsRequest> {
             often(Just(String::new()), hostile_text()),
         ),
         proptest::collection::vec(between(1..=4), 0..3),
-        (timestamp(), timestamp(), any::<bool>()),
+        (timestamp(), timestamp(), any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
                 (page_size, page_token, interaction_id, agent_id, team_id, reviewer_id, rubric_id),
                 kinds,
-                (start_time, end_time, include_inactive),
+                (start_time, end_time, include_inactive, unacknowledged),
             )| {
                 ev::ListEvaluationsRequest {
                     page_size,
@@ -333,6 +333,7 @@ fn listing() -> BoxedStrategy<ev::ListEvaluationsRequest> {
                         end_time,
                     }),
                     include_inactive,
+                    unacknowledged,
                 }
             },
         )
@@ -399,6 +400,7 @@ const WRITE_PATHS: &[&str] = &[
     "/iqs.evaluation.v1.EvaluationService/UpsertInteraction",
     "/iqs.evaluation.v1.EvaluationService/ReviseEvaluation",
     "/iqs.evaluation.v1.EvaluationService/ScoreEvaluation",
+    "/iqs.evaluation.v1.EvaluationService/AcknowledgeEvaluation",
     "/iqs.rubric.v1.RubricService/CreateRubric",
     "/iqs.rubric.v1.RubricService/UpdateRubricDraft",
     "/iqs.analytics.v1.AnalyticsService/QueryScores",

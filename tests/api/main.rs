@@ -3,6 +3,7 @@
 //! the generated tonic clients.
 
 mod access;
+mod acknowledgement;
 mod analytics;
 mod bench;
 mod cache;

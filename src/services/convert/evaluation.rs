@@ -52,7 +52,7 @@ pub fn listing_from_proto(
     {
         violations.add("time_range.end_time", "must not be before start_time");
     }
-    let filters = format!(
+    let mut filters = format!(
         "evaluations;{};{};{};{};{};{:?};{:?};{:?};{}",
         request.interaction_id,
         request.agent_id,
@@ -64,6 +64,10 @@ pub fn listing_from_proto(
         end_time,
         request.include_inactive
     );
+    // Appended only when asked, so tokens of listings without it stay valid.
+    if request.unacknowledged {
+        filters.push_str(";unacknowledged");
+    }
     let non_empty = |value: String| Some(value).filter(|v| !v.is_empty());
     ListingRequest {
         listing: EvaluationListing {
@@ -78,6 +82,7 @@ pub fn listing_from_proto(
             start_time,
             end_time,
             include_inactive: request.include_inactive,
+            unacknowledged: request.unacknowledged,
         },
         page_size: limit,
         filter_fingerprint: filter_fingerprint(&filters),
@@ -266,6 +271,7 @@ pub fn evaluation_to_proto(evaluation: Evaluation) -> pb::Evaluation {
             .collect(),
         comment: evaluation.comment,
         state: state_to_proto(evaluation.state) as i32,
+        acknowledge_time: evaluation.acknowledge_time.map(timestamp),
         calibration_session_id: evaluation
             .calibration_session_id
             .map(|id| id.to_string())

@@ -272,6 +272,7 @@ impl<B: SqlBackend> EvaluationChanges for B {
             comment: revision.comment.clone(),
             outcome: revision.outcome.clone(),
             state: EvaluationState::Active,
+            acknowledge_time: None,
             create_time: Stamp::now().0,
             ..previous
         };
@@ -287,6 +288,43 @@ impl<B: SqlBackend> EvaluationChanges for B {
         tx.commit().await?;
         self.events_committed();
         Ok(revised)
+    }
+
+    #[tracing::instrument(name = "db.acknowledge", skip_all, fields(db.system = B::SYSTEM))]
+    async fn acknowledge(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        agent: Option<&str>,
+    ) -> Result<Evaluation> {
+        let mut tx = self.write().await?;
+        let mut link = tx.link();
+        let current = current_row(&mut link, tenant, id, B::LOCK_ROWS).await?;
+        if agent.is_some_and(|agent| agent != current.agent_id) {
+            // Another agent's evaluation is as absent as one that does not exist.
+            return Err(Error::not_found("evaluation", id));
+        }
+        if current.state != EvaluationState::Active.as_str() {
+            return Err(Error::FailedPrecondition(format!(
+                "evaluation {id} is deleted"
+            )));
+        }
+        let row: EvaluationRow = link
+            .fetch_one(
+                sql(format!(
+                    "UPDATE evaluations SET acknowledge_time = COALESCE(acknowledge_time, $4)
+                     WHERE tenant_id = $1 AND id = $2 AND revision = $3
+                     RETURNING {EVALUATION_COLUMNS}"
+                ))
+                .bind(tenant)
+                .bind(id)
+                .bind(current.revision)
+                .bind(Stamp::now()),
+            )
+            .await?;
+        let acknowledged = with_ratings(&mut link, tenant, vec![row]).await?.remove(0);
+        tx.commit().await?;
+        Ok(acknowledged)
     }
 
     #[tracing::instrument(name = "db.delete", skip_all, fields(db.system = B::SYSTEM))]

@@ -25,7 +25,7 @@ pub(crate) const INTERACTION_COLUMNS: &str = "id, source, external_id, channel, 
 pub(crate) const EVALUATION_COLUMNS: &str = "id, revision, interaction_id, agent_id, team_id, \
      channel, region, rubric_id, rubric_version, reviewer_id, kind, comment, score, \
      section_scores, criterion_scores, critical_failed, passed, state, create_time, \
-     first_create_time, calibration_session_id";
+     first_create_time, calibration_session_id, acknowledge_time";
 
 /// Revisions whose ratings one statement reads: two values each, within both databases'
 /// limits on bound values.
@@ -227,8 +227,11 @@ impl<B: SqlBackend> EvaluationReads for B {
             "SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE tenant_id = $1"
         ))
         .bind(tenant);
-        if !listing.include_inactive {
+        if !listing.include_inactive || listing.unacknowledged {
             statement = statement.push(" AND state = 'active'");
+        }
+        if listing.unacknowledged {
+            statement = statement.push(" AND acknowledge_time IS NULL");
         }
         if let Some((id, revision)) = listing.before {
             statement = statement
