@@ -67,6 +67,19 @@ pub(super) fn submit_as(caller: &Principal, reviewer_id: &mut String) -> Result<
     Ok(())
 }
 
+/// A key bound to a reviewer revises and deletes only that reviewer's evaluations.
+pub(super) fn changes_own_review(
+    caller: &Principal,
+    evaluation: &Evaluation,
+) -> Result<(), Status> {
+    match caller.own_reviewer() {
+        Some(own) if evaluation.reviewer_id != own => Err(Status::permission_denied(format!(
+            "this key is bound to reviewer {own:?}: it changes only that reviewer's evaluations"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Hides other reviewers' calibration evaluations of open sessions from a reviewer-bound
 /// key (blind calibration); everyone else sees everything.
 pub(super) struct Blindfold<'a> {

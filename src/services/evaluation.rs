@@ -7,7 +7,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use super::calibration::{Blindfold, submit_as};
+use super::calibration::{Blindfold, changes_own_review, submit_as};
 use super::convert::{
     ListingRequest, criterion_scores_to_proto, evaluation_to_proto, from_timestamp,
     interaction_from_proto, interaction_to_proto, kind_from_proto, listing_from_proto,
@@ -681,7 +681,8 @@ impl EvaluationService for EvaluationApi {
         &self,
         request: Request<pb::ReviseEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
-        let tenant = principal(&request)?.tenant;
+        let caller = principal(&request)?.clone();
+        let tenant = caller.tenant;
         let credential = credential(&request);
         let request = request.into_inner();
         let mut violations = Violations::new();
@@ -720,6 +721,7 @@ impl EvaluationService for EvaluationApi {
             }
             Err(err) => return Err(err.into()),
         };
+        changes_own_review(&caller, &current)?;
         let version = self
             .rubrics
             .version(
@@ -754,12 +756,16 @@ impl EvaluationService for EvaluationApi {
         &self,
         request: Request<pb::DeleteEvaluationRequest>,
     ) -> Result<Response<pb::Evaluation>, Status> {
-        let tenant = principal(&request)?.tenant;
+        let caller = principal(&request)?.clone();
+        let tenant = caller.tenant;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let id = violations.require_uuid("id", &request.id);
         check_reason("reason", &request.reason, &mut violations);
         let id = violations.finish_with(id)?;
+        if caller.own_reviewer().is_some() {
+            changes_own_review(&caller, &self.store.get_evaluation(tenant, id, None).await?)?;
+        }
         let deleted = self.store.delete(tenant, id, request.reason).await?;
         Ok(Response::new(evaluation_to_proto(deleted)))
     }

@@ -389,6 +389,25 @@ async fn a_reviewer_bound_key_submits_only_as_itself_and_is_blind_to_others_unti
         .await
         .unwrap_err();
     assert_eq!(hidden.code(), Code::NotFound);
+    let revise_other = a
+        .revise_evaluation(pb::ReviseEvaluationRequest {
+            id: others.id.clone(),
+            request_id: Uuid::now_v7().to_string(),
+            ratings: vec![rating("c", 1)],
+            comment: String::new(),
+            reason: "not mine".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(revise_other.code(), Code::PermissionDenied);
+    let delete_other = a
+        .delete_evaluation(pb::DeleteEvaluationRequest {
+            id: others.id.clone(),
+            reason: "not mine".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(delete_other.code(), Code::PermissionDenied);
     let mut a_analytics = an::analytics_service_client::AnalyticsServiceClient::new(as_a.clone());
     let request = an::GetCalibrationReportRequest {
         session_id: session.id.clone(),
