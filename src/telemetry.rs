@@ -56,12 +56,12 @@ fn resource(default_service: &str) -> Resource {
 impl Telemetry {
     /// Installs the global subscriber and, when configured, the OTLP exporters. Runs
     /// inside the tokio runtime: the exporters' channels live on it. Errors building an
-    /// exporter are logged, and the process runs on without it.
-    pub fn init(format: LogFormat, default_service: &str) -> Telemetry {
+    /// exporter are logged, and the process runs on without it. `default_filter` applies
+    /// unless RUST_LOG says otherwise.
+    pub fn init(format: LogFormat, default_service: &str, default_filter: &str) -> Telemetry {
         global::set_text_map_propagator(TraceContextPropagator::new());
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn")
-        });
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal());

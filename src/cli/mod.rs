@@ -160,7 +160,17 @@ pub fn run() -> ExitCode {
     // error is a log record there. Other commands talk to a person: a plain line.
     let logs_its_errors = matches!(cli.command, Command::Serve(_));
     let outcome = runtime.block_on(async {
-        let telemetry = Telemetry::init(config.log_format, &service_name(&config.services));
+        // A server logs its life; a command talks to a person, and the server `demo seed`
+        // runs inside it is no news to them: warnings and errors only.
+        let default_filter = match cli.command {
+            Command::Serve(_) => "info,sqlx::postgres::notice=warn",
+            _ => "warn,sqlx::postgres::notice=warn",
+        };
+        let telemetry = Telemetry::init(
+            config.log_format,
+            &service_name(&config.services),
+            default_filter,
+        );
         let outcome = match cli.command {
             Command::Serve(_) => serve(&config).await.map_err(|err| err.to_string()),
             Command::Migrate => migrate(&config).await.map_err(|err| err.to_string()),
