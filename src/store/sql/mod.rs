@@ -2,11 +2,12 @@
 //!
 //! A port written here is a blanket impl over [`SqlBackend`], which both adapters
 //! implement. Its statements are written once, in the SQL both databases accept:
-//! `$n` placeholders (SQLite takes them too), unqualified table names (PostgreSQL
-//! sessions put every schema on their `search_path`), times bound and read as
-//! [`Stamp`]. What truly differs stays behind the backend: how a write transaction
-//! begins (SQLite takes its write lock at once), what a locking read appends, and how
-//! errors are classified.
+//! `$n` placeholders (sent to SQLite as anonymous `?`, see `Statement::sqlite`),
+//! unqualified table names (PostgreSQL sessions put every schema on their
+//! `search_path`), times bound and read as [`Stamp`]. What truly differs stays behind
+//! the backend: how a write transaction begins (SQLite takes its write lock at once),
+//! what a locking read appends, how the score queries are said, how projectors are
+//! woken, and how errors are classified.
 //!
 //! Why not generic over `sqlx::Database`: every bound value and every row type would
 //! need its own `Encode`/`Decode`/`FromRow` bound repeated on each generic function,
