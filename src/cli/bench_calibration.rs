@@ -8,7 +8,8 @@ use clap::Args;
 use serde::Serialize;
 
 use super::bench_client::{Authed, authed, bearer, bench_rubric, open_channel};
-use super::demo_calibration::{Draws, Reviewer, seed_session};
+use super::demo::Random;
+use super::demo_calibration::{Reviewer, seed_session};
 use crate::proto::analytics::{
     GetCalibrationReportRequest, analytics_service_client::AnalyticsServiceClient,
 };
@@ -91,7 +92,7 @@ pub async fn calibration(args: CalibrationArgs) -> Result<(), String> {
         &version.criteria,
         args.interactions,
         &reviewers,
-        &mut Draws(7),
+        &mut Random(7),
     )
     .await?;
     let mut analytics = AnalyticsServiceClient::new(channel.clone());

@@ -58,7 +58,7 @@ const REVIEWERS: [&str; 6] = [
 ];
 
 /// SplitMix64: small, fast and the same everywhere, so a seed always gives the same data.
-struct Random(u64);
+pub(super) struct Random(pub(super) u64);
 
 impl Random {
     fn next_u64(&mut self) -> u64 {
@@ -70,7 +70,7 @@ impl Random {
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub(super) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
@@ -79,7 +79,7 @@ impl Random {
     }
 
     /// Roughly normal (Irwin–Hall of four uniforms), mean 0 and deviation `sd`.
-    fn normal(&mut self, sd: f64) -> f64 {
+    pub(super) fn normal(&mut self, sd: f64) -> f64 {
         let sum: f64 = (0..4).map(|_| self.unit()).sum();
         (sum - 2.0) * sd * (3.0f64).sqrt()
     }

@@ -6,6 +6,7 @@
 use tonic::transport::Channel;
 
 use super::bench_client::{Authed, authed};
+use super::demo::Random;
 use crate::proto::analytics::{self as apb, analytics_service_client::AnalyticsServiceClient};
 use crate::proto::evaluation::{
     self as epb, calibration_service_client::CalibrationServiceClient,
@@ -29,24 +30,6 @@ const SPREAD_SHARE: f64 = 0.08;
 const BINARY_FAILURE: f64 = 0.05;
 const INTERACTIONS_PER_SESSION: usize = 10;
 
-/// A small deterministic generator (SplitMix64), so a seed gives the same sessions.
-pub struct Draws(pub u64);
-
-impl Draws {
-    pub fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Roughly normal, mean 0 and deviation 1 (sum of uniforms).
-    pub fn normal(&mut self) -> f64 {
-        (0..12).map(|_| self.unit()).sum::<f64>() - 6.0
-    }
-}
-
 fn failed(what: &'static str) -> impl Fn(tonic::Status) -> String {
     move |status| format!("cannot {what}: {}", status.message())
 }
@@ -65,7 +48,7 @@ pub async fn seed_session(
     criteria: &[rpb::Criterion],
     interactions: usize,
     reviewers: &[Reviewer],
-    draws: &mut Draws,
+    draws: &mut Random,
 ) -> Result<epb::CalibrationSession, String> {
     let mut sessions = CalibrationServiceClient::new(channel.clone());
     let mut evaluations = EvaluationServiceClient::new(channel);
@@ -117,7 +100,7 @@ pub async fn seed_session(
                         // Pass/fail items (compliance) are rarely failed.
                         criterion.scale_max - i32::from(draws.unit() < BINARY_FAILURE)
                     } else {
-                        let noise = SPREAD_SHARE * spread * draws.normal();
+                        let noise = SPREAD_SHARE * spread * draws.normal(1.0);
                         let level = (quality + BIAS_SHARE * bias + noise).clamp(0.0, 1.0);
                         criterion.scale_min + (level * f64::from(steps)).round() as i32
                     };
@@ -155,7 +138,7 @@ pub async fn seed_calibration(
 ) -> Result<String, String> {
     let channel = authed(channel, None);
     let mut sessions = CalibrationServiceClient::new(channel.clone());
-    let mut draws = Draws(seed ^ 0xca1b);
+    let mut draws = Random(seed ^ 0xca1b);
     let reviewers: Vec<Reviewer> = REVIEWERS
         .iter()
         .map(|(id, bias, spread)| (id.to_string(), *bias, *spread))

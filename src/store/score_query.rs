@@ -3,8 +3,6 @@
 //! between the databases (text of a dimension, time buckets, reading the facts' JSON) is
 //! data in a `ScoreDialect`.
 
-use chrono::NaiveDate;
-
 use crate::domain::analytics::{Dimension, Interval, ScoreFilter, TimeSplit, split_time};
 use crate::domain::tenant::TenantId;
 use crate::store::sql::{Stamp, Statement, sql};
@@ -182,10 +180,10 @@ pub(crate) fn push_parts(
         ));
         statement = push_filters(statement, "r", tenant, filter);
         if let Some(first) = first {
-            statement = statement.push(" AND r.day >= ").push_bind(day(first));
+            statement = statement.push(" AND r.day >= ").push_bind(first);
         }
         if let Some(last) = last {
-            statement = statement.push(" AND r.day < ").push_bind(day(last));
+            statement = statement.push(" AND r.day < ").push_bind(last);
         }
         any = true;
     }
@@ -220,8 +218,4 @@ pub(crate) fn push_parts(
         ));
     }
     statement.push(") AS parts")
-}
-
-fn day(day: NaiveDate) -> crate::store::sql::Value {
-    day.into()
 }

@@ -547,6 +547,30 @@ async fn sessions_are_listed_newest_first_by_state_and_a_retried_creation_return
             "session.reviewer_ids",
         ]
     );
+    // Hostile input is refused by field and stores nothing: a NUL in the name, more
+    // interactions than a session holds.
+    let sessions_before = app.count("evaluation.calibration_sessions").await;
+    let hostile = sessions
+        .create_calibration_session(pb::CreateCalibrationSessionRequest {
+            request_id: String::new(),
+            session: Some(pb::CalibrationSession {
+                display_name: "Week\u{0}48".into(),
+                rubric_id: rubric_id.clone(),
+                interaction_ids: (0..501).map(|_| Uuid::now_v7().to_string()).collect(),
+                reviewer_ids: vec!["rev-a".into(), "rev-b".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(hostile.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&hostile);
+    fields.sort();
+    assert_eq!(fields, ["session.display_name", "session.interaction_ids"]);
+    assert_eq!(
+        app.count("evaluation.calibration_sessions").await,
+        sessions_before
+    );
     let typo = Uuid::now_v7().to_string();
     let unknown = sessions
         .create_calibration_session(pb::CreateCalibrationSessionRequest {

@@ -420,10 +420,12 @@ impl Link<'_> {
 
     /// The one row a statement must return: none is an internal error.
     pub async fn fetch_one<R: Record>(&mut self, statement: Statement<'_>) -> Result<R> {
-        let sql = statement.sql.clone().into_owned();
+        // Only the statement's beginning, and only kept for the message: a multi-row
+        // statement's text is long, and this runs on every call.
+        let head: String = statement.sql.trim_start().chars().take(60).collect();
         self.fetch_optional(statement)
             .await?
-            .ok_or_else(|| Error::Internal(format!("no row returned by: {sql}")))
+            .ok_or_else(|| Error::Internal(format!("no row returned by: {head}…")))
     }
 
     /// Runs a statement; the number of rows it changed.
