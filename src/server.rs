@@ -30,6 +30,8 @@ use crate::proto::{
     analytics::analytics_service_server::AnalyticsServiceServer,
     evaluation::{
         calibration_service_server::CalibrationServiceServer,
+        coaching_service_server::CoachingServiceServer,
+        dispute_service_server::DisputeServiceServer,
         evaluation_service_server::EvaluationServiceServer,
     },
     rubric::rubric_service_server::RubricServiceServer,
@@ -39,7 +41,8 @@ use crate::services::rubric_client::{
     CachedRubricClient, InProcessRubricClient, RemoteRubricClient, RubricClient,
 };
 use crate::services::{
-    analytics::AnalyticsApi, calibration::CalibrationApi, evaluation::EvaluationApi,
+    analytics::AnalyticsApi, calibration::CalibrationApi, coaching::CoachingApi,
+    dispute::DisputeApi, evaluation::EvaluationApi,
     rubric::RubricApi,
 };
 use crate::store::{
@@ -318,6 +321,8 @@ impl Server {
             rubric,
             evaluation,
             calibration,
+            dispute,
+            coaching,
             analytics,
         } = self.api_services();
         let background = self.start_background(health.clone());
@@ -391,6 +396,8 @@ impl Server {
             .add_optional_service(rubric)
             .add_optional_service(evaluation)
             .add_optional_service(calibration)
+            .add_optional_service(dispute)
+            .add_optional_service(coaching)
             .add_optional_service(analytics);
         let limits = self.limits.connections;
         let serving: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match self.tls {
@@ -449,8 +456,28 @@ impl Server {
             .max_decoding_message_size(bytes)
             .max_encoding_message_size(bytes)
         });
+        let dispute = self.services.contains(ServiceKind::Evaluation).then(|| {
+            DisputeServiceServer::new(DisputeApi::new(
+                self.store.clone(),
+                self.store.clone(),
+                self.rubric_client.clone(),
+                self.page_tokens.clone(),
+            ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
+        });
+        let coaching = self.services.contains(ServiceKind::Evaluation).then(|| {
+            CoachingServiceServer::new(CoachingApi::new(
+                self.store.clone(),
+                self.page_tokens.clone(),
+            ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
+        });
         let analytics = self.services.contains(ServiceKind::Analytics).then(|| {
             AnalyticsServiceServer::new(AnalyticsApi::new(
+                self.store.clone(),
+                self.store.clone(),
                 self.store.clone(),
                 self.store.clone(),
                 self.cache.clone(),
@@ -463,6 +490,8 @@ impl Server {
             rubric,
             evaluation,
             calibration,
+            dispute,
+            coaching,
             analytics,
         }
     }
@@ -499,6 +528,8 @@ struct ApiServices {
     rubric: Option<RubricServiceServer<RubricApi>>,
     evaluation: Option<EvaluationServiceServer<EvaluationApi>>,
     calibration: Option<CalibrationServiceServer<CalibrationApi>>,
+    dispute: Option<DisputeServiceServer<DisputeApi>>,
+    coaching: Option<CoachingServiceServer<CoachingApi>>,
     analytics: Option<AnalyticsServiceServer<AnalyticsApi>>,
 }
 

@@ -8,12 +8,21 @@ use crate::domain::{
     access::Role,
     interaction::{MAX_ID_LEN, is_external_id},
 };
-use crate::store::{AccessStore, KeyBinding};
+use crate::domain::dispute::MAX_WINDOW_DAYS;
+use crate::store::{AccessStore, KeyBinding, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant (or show the one with this name) and print its id.
     Create { name: String },
+    /// Change a tenant's settings, then print them.
+    Configure {
+        name: String,
+        /// Days after an evaluation revision during which its agent may dispute it
+        /// (1..365; a new tenant has 14).
+        #[arg(long)]
+        dispute_window_days: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,7 +63,7 @@ pub struct AuditArgs {
     limit: u32,
 }
 
-pub async fn tenant(store: &dyn AccessStore, command: TenantCommand) -> Result<(), String> {
+pub async fn tenant(store: &dyn Store, command: TenantCommand) -> Result<(), String> {
     match command {
         TenantCommand::Create { name } => {
             let name = name.trim();
@@ -63,6 +72,34 @@ pub async fn tenant(store: &dyn AccessStore, command: TenantCommand) -> Result<(
             }
             let tenant = store.create_tenant(name).await.map_err(|e| e.to_string())?;
             say!("tenant {} {}", tenant.name, tenant.id);
+            Ok(())
+        }
+        TenantCommand::Configure {
+            name,
+            dispute_window_days,
+        } => {
+            let tenant = store
+                .find_tenant(name.trim())
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no tenant {name:?}: create it with `iqs tenant create`"))?;
+            if let Some(days) = dispute_window_days {
+                if !(1..=MAX_WINDOW_DAYS).contains(&days) {
+                    return Err(format!(
+                        "--dispute-window-days must be 1..{MAX_WINDOW_DAYS}, got {days}"
+                    ));
+                }
+                store
+                    .set_dispute_window_days(tenant.id, days)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let days = store
+                .dispute_window_days(tenant.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            say!("tenant {} {}", tenant.name, tenant.id);
+            say!("dispute_window_days {days}");
             Ok(())
         }
     }

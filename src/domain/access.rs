@@ -61,6 +61,8 @@ const RUBRIC: &str = "/iqs.rubric.v1.RubricService/";
 const EVALUATION: &str = "/iqs.evaluation.v1.EvaluationService/";
 const ANALYTICS: &str = "/iqs.analytics.v1.AnalyticsService/";
 const CALIBRATION: &str = "/iqs.evaluation.v1.CalibrationService/";
+const DISPUTE: &str = "/iqs.evaluation.v1.DisputeService/";
+const COACHING: &str = "/iqs.evaluation.v1.CoachingService/";
 
 /// What a call does, for the audit log and the limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +250,57 @@ pub const MATRIX: &[Rpc] = &[
         "CloseCalibrationSession",
         Write,
         &[Admin, QaReviewer],
+    ),
+    rpc(DISPUTE, "OpenDispute", Write, &[Admin, Agent]),
+    rpc(DISPUTE, "ResolveDispute", Write, &[Admin, QaReviewer]),
+    rpc(DISPUTE, "WithdrawDispute", Write, &[Admin, Agent]),
+    rpc(
+        DISPUTE,
+        "GetDispute",
+        Read,
+        &[Admin, QaReviewer, Agent, Analyst],
+    ),
+    rpc(
+        DISPUTE,
+        "ListDisputes",
+        Read,
+        &[Admin, QaReviewer, Agent, Analyst],
+    ),
+    rpc(
+        ANALYTICS,
+        "GetDisputeSummary",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(
+        COACHING,
+        "CreateCoachingSession",
+        Write,
+        &[Admin, QaReviewer],
+    ),
+    rpc(
+        COACHING,
+        "UpdateActionItem",
+        Write,
+        &[Admin, QaReviewer, Agent],
+    ),
+    rpc(
+        COACHING,
+        "ListCoachingSessions",
+        Read,
+        &[Admin, QaReviewer, Agent, Analyst],
+    ),
+    rpc(
+        COACHING,
+        "GetCoachingSession",
+        Read,
+        &[Admin, QaReviewer, Agent, Analyst],
+    ),
+    rpc(
+        ANALYTICS,
+        "GetCoachingImpact",
+        Read,
+        &[Admin, QaReviewer, Agent, Analyst],
     ),
 ];
 

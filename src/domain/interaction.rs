@@ -67,6 +67,11 @@ pub fn is_external_id(value: &str, max_len: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:@/-".contains(b))
 }
 
+/// Checks a required external id field, naming the rule when it is broken.
+pub fn check_external_id(field: &str, value: &str, violations: &mut Violations) {
+    check_id(violations, field.to_owned(), value, true);
+}
+
 /// A label such as a channel or region: `[a-z0-9]` then `[a-z0-9_-]`, bounded.
 pub fn is_label(value: &str, max_len: usize) -> bool {
     let bytes = value.as_bytes();

@@ -5,6 +5,8 @@ pub mod access;
 pub mod agreement;
 pub mod analytics;
 pub mod calibration;
+pub mod coaching;
+pub mod dispute;
 pub mod evaluation;
 pub mod interaction;
 pub mod paging;

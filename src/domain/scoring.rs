@@ -45,6 +45,40 @@ pub fn check_ratings(
     path: &str,
     violations: &mut Violations,
 ) -> CheckedRatings {
+    let (values, rated) = check_each(version, ratings, path, violations);
+    for (criterion, was_rated) in version.criteria.iter().zip(&rated) {
+        if !was_rated && !criterion.allow_not_applicable {
+            violations.add(
+                path,
+                format!(
+                    "criterion {:?} needs a rating (it does not allow N/A)",
+                    criterion.key
+                ),
+            );
+        }
+    }
+    CheckedRatings { values }
+}
+
+/// Checks ratings of some criteria only (a dispute's proposal): each as `check_ratings`
+/// checks it, without asking for the criteria left out.
+pub fn check_rating_changes(
+    version: &RubricVersion,
+    ratings: &[Rating],
+    path: &str,
+    violations: &mut Violations,
+) {
+    check_each(version, ratings, path, violations);
+}
+
+/// Checks every rating on its own; returns the values and which criteria were rated,
+/// both in the version's order.
+fn check_each(
+    version: &RubricVersion,
+    ratings: &[Rating],
+    path: &str,
+    violations: &mut Violations,
+) -> (Vec<Option<i32>>, Vec<bool>) {
     let positions: HashMap<&str, usize> = version
         .criteria
         .iter()
@@ -131,18 +165,7 @@ pub fn check_ratings(
             }
         }
     }
-    for (criterion, was_rated) in version.criteria.iter().zip(&rated) {
-        if !was_rated && !criterion.allow_not_applicable {
-            violations.add(
-                path,
-                format!(
-                    "criterion {:?} needs a rating (it does not allow N/A)",
-                    criterion.key
-                ),
-            );
-        }
-    }
-    CheckedRatings { values }
+    (values, rated)
 }
 
 /// The score of one evaluation.

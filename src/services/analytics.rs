@@ -10,7 +10,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::calibration::calibration_report;
-use super::convert::{from_timestamp, kind_from_proto, kind_to_proto, state_to_proto, timestamp};
+use super::coaching::coaching_impact;
+use super::dispute::dispute_summary;
+use super::convert::{kind_from_proto, kind_to_proto, state_to_proto, time_range_from_proto, timestamp};
 use crate::auth::principal;
 use crate::cache::{CacheEntity, Lookup, SummaryCache};
 use crate::domain::{
@@ -27,7 +29,7 @@ use crate::proto::{
     analytics::{self as pb, analytics_service_server::AnalyticsService},
     common,
 };
-use crate::store::{AnalyticsStore, CalibrationStore};
+use crate::store::{AnalyticsStore, CalibrationStore, CoachingStore, DisputeStore};
 
 /// Rows read per page while exporting.
 pub const EXPORT_PAGE: u32 = 1_000;
@@ -36,6 +38,8 @@ const DEFAULT_ROOT_CAUSES: usize = 10;
 pub struct AnalyticsApi {
     store: Arc<dyn AnalyticsStore>,
     calibrations: Arc<dyn CalibrationStore>,
+    disputes: Arc<dyn DisputeStore>,
+    coaching: Arc<dyn CoachingStore>,
     cache: Option<Arc<dyn SummaryCache>>,
     tokens: Arc<PageTokens>,
 }
@@ -44,12 +48,16 @@ impl AnalyticsApi {
     pub fn new(
         store: Arc<dyn AnalyticsStore>,
         calibrations: Arc<dyn CalibrationStore>,
+        disputes: Arc<dyn DisputeStore>,
+        coaching: Arc<dyn CoachingStore>,
         cache: Option<Arc<dyn SummaryCache>>,
         tokens: Arc<PageTokens>,
     ) -> Self {
         Self {
             store,
             calibrations,
+            disputes,
+            coaching,
             cache,
             tokens,
         }
@@ -170,14 +178,7 @@ fn score_filter(
     kinds: &[i32],
     violations: &mut Violations,
 ) -> ScoreFilter {
-    let range = time_range.unwrap_or_default();
-    let start = from_timestamp(range.start_time, "time_range.start_time", violations);
-    let end = from_timestamp(range.end_time, "time_range.end_time", violations);
-    if let (Some(start), Some(end)) = (start, end)
-        && start > end
-    {
-        violations.add("time_range.end_time", "must not be before start_time");
-    }
+    let (start, end) = time_range_from_proto(time_range, violations);
     let rubric_id = if rubric_id.is_empty() {
         None
     } else {
@@ -248,6 +249,10 @@ fn dimension_from_proto(value: i32, field: &str, violations: &mut Violations) ->
         Ok(pb::Dimension::Region) => Some(Dimension::Region),
         Ok(pb::Dimension::Rubric) => Some(Dimension::Rubric),
         Ok(pb::Dimension::Reviewer) => Some(Dimension::Reviewer),
+        Ok(pb::Dimension::Criterion) => {
+            violations.add(field, "DIMENSION_CRITERION groups only GetDisputeSummary");
+            None
+        }
         _ => {
             violations.add(field, format!("unknown dimension {value}"));
             None
@@ -327,6 +332,20 @@ impl AnalyticsService for AnalyticsApi {
         request: Request<pb::GetCalibrationReportRequest>,
     ) -> Result<Response<pb::CalibrationReport>, Status> {
         calibration_report(self.calibrations.as_ref(), request).await
+    }
+
+    async fn get_dispute_summary(
+        &self,
+        request: Request<pb::GetDisputeSummaryRequest>,
+    ) -> Result<Response<pb::GetDisputeSummaryResponse>, Status> {
+        dispute_summary(self.disputes.as_ref(), request).await
+    }
+
+    async fn get_coaching_impact(
+        &self,
+        request: Request<pb::GetCoachingImpactRequest>,
+    ) -> Result<Response<pb::CoachingImpact>, Status> {
+        coaching_impact(self.coaching.as_ref(), request).await
     }
 
     async fn get_agent_score(

@@ -20,7 +20,7 @@ use crate::domain::{
     evaluation::{
         EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
     },
-    interaction::{InteractionInput, MAX_ID_LEN, is_external_id},
+    interaction::{InteractionInput, check_external_id},
     paging::PageTokens,
     rubric::RubricVersion,
     scoring::{self, MAX_COMMENT_CHARS, Rating, ScoreOutcome},
@@ -100,16 +100,6 @@ enum Dating {
     History,
 }
 
-fn check_id_field(field: &str, value: &str, violations: &mut Violations) {
-    if value.is_empty() {
-        violations.add(field, "is required");
-    } else if !is_external_id(value, MAX_ID_LEN) {
-        violations.add(
-            field,
-            format!("must be 1..{MAX_ID_LEN} characters of [A-Za-z0-9._:@/-], starting with a letter or digit"),
-        );
-    }
-}
 
 fn optional_request_id(request_id: String) -> Option<String> {
     Some(request_id).filter(|id| !id.is_empty())
@@ -157,7 +147,7 @@ fn check_submission(
         }
     };
     let rubric_id = violations.require_uuid("rubric_id", &request.rubric_id);
-    check_id_field("reviewer_id", &request.reviewer_id, violations);
+    check_external_id("reviewer_id", &request.reviewer_id, violations);
     let kind = kind_from_proto(request.kind, "kind", violations);
     let calibration_session_id =
         violations.optional_uuid("calibration_session_id", &request.calibration_session_id);
@@ -212,7 +202,7 @@ fn check_submission(
 }
 
 /// Checks the ratings against the version and scores them.
-fn score_against(
+pub(super) fn score_against(
     version: &RubricVersion,
     ratings: &[Rating],
     violations: &mut Violations,

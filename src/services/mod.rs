@@ -3,7 +3,9 @@
 
 pub mod analytics;
 pub mod calibration;
+pub mod coaching;
 mod convert;
+pub mod dispute;
 pub mod error_status;
 pub mod evaluation;
 pub mod rubric;
@@ -16,6 +18,8 @@ use crate::proto::{
     analytics::analytics_service_server::AnalyticsServiceServer,
     evaluation::{
         calibration_service_server::CalibrationServiceServer,
+        coaching_service_server::CoachingServiceServer,
+        dispute_service_server::DisputeServiceServer,
         evaluation_service_server::EvaluationServiceServer,
     },
     rubric::rubric_service_server::RubricServiceServer,
@@ -29,6 +33,8 @@ pub fn grpc_service_names(kind: ServiceKind) -> &'static [&'static str] {
         ServiceKind::Evaluation => &[
             <EvaluationServiceServer<evaluation::EvaluationApi> as NamedService>::NAME,
             <CalibrationServiceServer<calibration::CalibrationApi> as NamedService>::NAME,
+            <DisputeServiceServer<dispute::DisputeApi> as NamedService>::NAME,
+            <CoachingServiceServer<coaching::CoachingApi> as NamedService>::NAME,
         ],
         ServiceKind::Analytics => {
             &[<AnalyticsServiceServer<analytics::AnalyticsApi> as NamedService>::NAME]

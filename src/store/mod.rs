@@ -13,6 +13,8 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use crate::domain::calibration::{CalibrationReview, NewSession, Session, SessionState};
+use crate::domain::coaching::{self, ScoredEvaluation};
+use crate::domain::dispute::{Dispute, DisputeState, NewDispute, Resolution};
 use crate::domain::{
     access::Role,
     analytics::{Dimension, Interval, ScoreFilter, Totals},
@@ -448,14 +450,145 @@ pub trait CalibrationStore: Send + Sync + 'static {
     ) -> Result<Vec<CalibrationReview>>;
 }
 
+/// Which disputes to list: newest first (ids are UUIDv7), strictly older than `before`.
+#[derive(Debug, Clone, Default)]
+pub struct DisputeListing {
+    pub before: Option<Uuid>,
+    pub limit: u32,
+    /// Empty = every state.
+    pub states: Vec<DisputeState>,
+    pub agent_id: Option<String>,
+    pub reviewer_id: Option<String>,
+    pub evaluation_id: Option<Uuid>,
+    /// Half-open range on the open time.
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+/// Disputes of evaluations, and the tenant's dispute window. An `agent` given to a call
+/// limits it to that agent's evaluations: another agent's is not found.
+#[async_trait]
+pub trait DisputeStore: Send + Sync + 'static {
+    /// Days after an evaluation revision during which its agent may dispute it.
+    async fn dispute_window_days(&self, tenant: TenantId) -> Result<u32>;
+
+    async fn set_dispute_window_days(&self, tenant: TenantId, days: u32) -> Result<()>;
+
+    /// Opens a dispute if the rules allow it now (`dispute::check_open`), checked in the
+    /// transaction that stores it; a retry of the same request answers as the first time.
+    async fn open_dispute(
+        &self,
+        tenant: TenantId,
+        agent: Option<&str>,
+        new: NewDispute,
+    ) -> Result<Dispute>;
+
+    async fn get_dispute(&self, tenant: TenantId, id: Uuid) -> Result<Dispute>;
+
+    async fn list_disputes(
+        &self,
+        tenant: TenantId,
+        listing: DisputeListing,
+    ) -> Result<Vec<Dispute>>;
+
+    /// Resolves an open dispute and, with a revision, revises its evaluation in the same
+    /// transaction. A dispute that is no longer open is `FailedPrecondition`, unless the
+    /// call repeats the resolution it got.
+    async fn resolve_dispute(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        resolution: Resolution,
+        revision: Option<NewRevision>,
+    ) -> Result<Dispute>;
+
+    /// Withdraws an open dispute; withdrawing again returns it unchanged.
+    async fn withdraw_dispute(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        agent: Option<&str>,
+    ) -> Result<Dispute>;
+}
+
+/// Which coaching sessions to list: newest first, strictly older than `before`.
+#[derive(Debug, Clone, Default)]
+pub struct CoachingListing {
+    pub before: Option<Uuid>,
+    pub limit: u32,
+    pub agent_id: Option<String>,
+    pub coach_id: Option<String>,
+}
+
+/// Coaching sessions, their action items, and the scores their impact is measured on.
+#[async_trait]
+pub trait CoachingStore: Send + Sync + 'static {
+    /// Creates a session, or answers a retry of the same request as the first time.
+    async fn create_coaching_session(
+        &self,
+        tenant: TenantId,
+        new: coaching::NewSession,
+    ) -> Result<coaching::Session>;
+
+    async fn get_coaching_session(&self, tenant: TenantId, id: Uuid) -> Result<coaching::Session>;
+
+    async fn list_coaching_sessions(
+        &self,
+        tenant: TenantId,
+        listing: CoachingListing,
+    ) -> Result<Vec<coaching::Session>>;
+
+    /// Marks an action item done now, or not done; an item already in that state keeps
+    /// its time.
+    async fn update_action_item(
+        &self,
+        tenant: TenantId,
+        session_id: Uuid,
+        item_id: Uuid,
+        done: bool,
+        agent: Option<&str>,
+    ) -> Result<coaching::Session>;
+
+    /// Which of `ids` name no evaluation of `agent`.
+    async fn evaluations_not_of_agent(
+        &self,
+        tenant: TenantId,
+        agent: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<Uuid>>;
+
+    /// The agent's active MANUAL evaluations counted in [start, end).
+    async fn scored_evaluations(
+        &self,
+        tenant: TenantId,
+        agent: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<ScoredEvaluation>>;
+}
+
 /// Every store port on one backend: what the server and the CLI open.
 pub trait Store:
-    RubricStore + EvaluationStore + AnalyticsStore + AccessStore + CalibrationStore + StoreHealth
+    RubricStore
+    + EvaluationStore
+    + AnalyticsStore
+    + AccessStore
+    + CalibrationStore
+    + DisputeStore
+    + CoachingStore
+    + StoreHealth
 {
 }
 
 impl<
-    T: RubricStore + EvaluationStore + AnalyticsStore + AccessStore + CalibrationStore + StoreHealth,
+    T: RubricStore
+        + EvaluationStore
+        + AnalyticsStore
+        + AccessStore
+        + CalibrationStore
+        + DisputeStore
+        + CoachingStore
+        + StoreHealth,
 > Store for T
 {
 }

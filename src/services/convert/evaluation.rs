@@ -44,14 +44,7 @@ pub fn listing_from_proto(
         .enumerate()
         .map(|(index, kind)| kind_from_proto(*kind, &format!("kinds[{index}]"), violations))
         .collect();
-    let range = request.time_range.unwrap_or_default();
-    let start_time = from_timestamp(range.start_time, "time_range.start_time", violations);
-    let end_time = from_timestamp(range.end_time, "time_range.end_time", violations);
-    if let (Some(start), Some(end)) = (start_time, end_time)
-        && start > end
-    {
-        violations.add("time_range.end_time", "must not be before start_time");
-    }
+    let (start_time, end_time) = super::time_range_from_proto(request.time_range, violations);
     let mut filters = format!(
         "evaluations;{};{};{};{};{};{:?};{:?};{:?};{}",
         request.interaction_id,

@@ -2,6 +2,8 @@
 //! every malformed field in `Violations` instead of stopping at the first.
 
 mod calibration;
+mod coaching;
+mod dispute;
 mod evaluation;
 mod rubric;
 
@@ -10,6 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::validation::Violations;
 
 pub use calibration::*;
+pub use coaching::*;
+pub use dispute::*;
 pub use evaluation::*;
 pub use rubric::*;
 
@@ -45,6 +49,22 @@ pub fn from_timestamp(
         );
     }
     time
+}
+
+/// A half-open time range: both bounds optional, the end not before the start.
+pub fn time_range_from_proto(
+    range: Option<crate::proto::common::TimeRange>,
+    violations: &mut Violations,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let range = range.unwrap_or_default();
+    let start = from_timestamp(range.start_time, "time_range.start_time", violations);
+    let end = from_timestamp(range.end_time, "time_range.end_time", violations);
+    if let (Some(start), Some(end)) = (start, end)
+        && start > end
+    {
+        violations.add("time_range.end_time", "must not be before start_time");
+    }
+    (start, end)
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ fn small(value: Option<i32>, field: &str) -> Result<Option<i16>> {
 }
 
 /// The current revision (active or deleted), locked where the backend locks rows.
-async fn current_row(
+pub(crate) async fn current_row(
     link: &mut Link<'_>,
     tenant: TenantId,
     id: Uuid,
@@ -216,6 +216,55 @@ async fn insert_event(
     .map(drop)
 }
 
+/// Supersedes the current revision of an active evaluation with `revision`, in the
+/// caller's transaction: the new row, its ratings and its outbox event. `None` when the
+/// revision's request id was stored before (by a concurrent call).
+pub(crate) async fn revise_in(
+    link: &mut Link<'_>,
+    tenant: TenantId,
+    id: Uuid,
+    revision: &NewRevision,
+    lock: &str,
+) -> Result<Option<Evaluation>> {
+    let current = current_row(link, tenant, id, lock).await?;
+    if current.state != EvaluationState::Active.as_str() {
+        return Err(Error::FailedPrecondition(format!(
+            "evaluation {id} is deleted"
+        )));
+    }
+    if unsigned(current.revision)? != revision.supersedes {
+        return Err(Error::FailedPrecondition(format!(
+            "evaluation {id} was revised concurrently (now at revision {}); retry",
+            current.revision
+        )));
+    }
+    link.execute(
+        sql("UPDATE evaluations SET state = 'superseded'
+             WHERE tenant_id = $1 AND id = $2 AND revision = $3")
+        .bind(tenant)
+        .bind(id)
+        .bind(current.revision),
+    )
+    .await?;
+    let previous = current.into_evaluation(Vec::new())?;
+    let revised = Evaluation {
+        revision: previous.revision + 1,
+        ratings: revision.ratings.clone(),
+        comment: revision.comment.clone(),
+        outcome: revision.outcome.clone(),
+        state: EvaluationState::Active,
+        acknowledge_time: None,
+        create_time: Stamp::now().0,
+        ..previous
+    };
+    if !insert_revision(link, tenant, &revised, &revision.reason, revision).await? {
+        return Ok(None);
+    }
+    insert_ratings(link, tenant, &revised).await?;
+    insert_event(link, tenant, "revised", &revised).await?;
+    Ok(Some(revised))
+}
+
 #[async_trait]
 impl<B: SqlBackend> EvaluationChanges for B {
     #[tracing::instrument(name = "db.upsert_interaction", skip_all, fields(db.system = B::SYSTEM))]
@@ -245,46 +294,14 @@ impl<B: SqlBackend> EvaluationChanges for B {
                 return replay(stored, request_id, &revision.fingerprint);
             }
         }
-        let current = current_row(&mut link, tenant, id, B::LOCK_ROWS).await?;
-        if current.state != EvaluationState::Active.as_str() {
-            return Err(Error::FailedPrecondition(format!(
-                "evaluation {id} is deleted"
-            )));
-        }
-        if unsigned(current.revision)? != revision.supersedes {
-            return Err(Error::FailedPrecondition(format!(
-                "evaluation {id} was revised concurrently (now at revision {}); retry",
-                current.revision
-            )));
-        }
-        link.execute(
-            sql("UPDATE evaluations SET state = 'superseded'
-                 WHERE tenant_id = $1 AND id = $2 AND revision = $3")
-            .bind(tenant)
-            .bind(id)
-            .bind(current.revision),
-        )
-        .await?;
-        let previous = current.into_evaluation(Vec::new())?;
-        let revised = Evaluation {
-            revision: previous.revision + 1,
-            ratings: revision.ratings.clone(),
-            comment: revision.comment.clone(),
-            outcome: revision.outcome.clone(),
-            state: EvaluationState::Active,
-            acknowledge_time: None,
-            create_time: Stamp::now().0,
-            ..previous
-        };
-        if !insert_revision(&mut link, tenant, &revised, &revision.reason, &revision).await? {
+        let Some(revised) = revise_in(&mut link, tenant, id, &revision, B::LOCK_ROWS).await?
+        else {
             // A concurrent call with this request id committed first: answer as a retry.
             drop(tx);
             let request_id = revision.request_id.unwrap_or_default();
             let stored = self.find_request(tenant, &request_id).await?;
             return replay(stored, &request_id, &revision.fingerprint);
-        }
-        insert_ratings(&mut link, tenant, &revised).await?;
-        insert_event(&mut link, tenant, "revised", &revised).await?;
+        };
         tx.commit().await?;
         self.events_committed();
         Ok(revised)

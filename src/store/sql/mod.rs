@@ -17,6 +17,8 @@
 mod access;
 mod analytics_reads;
 mod calibration;
+mod coaching;
+mod disputes;
 pub(crate) mod evaluation_changes;
 pub(crate) mod evaluation_reads;
 pub(crate) mod projection;
