@@ -223,7 +223,8 @@ impl DisputeService for DisputeApi {
             ratings: &ratings,
             comment: &request.comment,
         });
-        let revision = if outcome.overturns() && dispute.state == dispute::DisputeState::Open {
+        let revise = outcome.overturns() && !ratings.is_empty();
+        let revision = if revise && dispute.state == dispute::DisputeState::Open {
             let current = self
                 .evaluations
                 .get_evaluation(caller.tenant, dispute.evaluation_id, None)

@@ -8,6 +8,8 @@ use iqs::proto::{
     analytics::{self as an, analytics_service_client::AnalyticsServiceClient},
     evaluation::{
         self as ev, calibration_service_client::CalibrationServiceClient,
+        coaching_service_client::CoachingServiceClient,
+        dispute_service_client::DisputeServiceClient,
         evaluation_service_client::EvaluationServiceClient,
         submit_evaluation_request::InteractionRef,
     },
@@ -35,6 +37,8 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
     let mut rubrics = RubricServiceClient::new(channel.clone());
     let mut evaluations = EvaluationServiceClient::new(channel.clone());
     let mut calibrations = CalibrationServiceClient::new(channel.clone());
+    let mut disputes = DisputeServiceClient::new(channel.clone());
+    let mut coaching = CoachingServiceClient::new(channel.clone());
     let mut analytics = AnalyticsServiceClient::new(channel);
     let id = ids.rubric.clone();
     let own_submission = || {
@@ -228,6 +232,79 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
         "CloseCalibrationSession" => calibrations
             .close_calibration_session(ev::CloseCalibrationSessionRequest {
                 id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
+        "OpenDispute" => disputes
+            .open_dispute(ev::OpenDisputeRequest {
+                evaluation_id: ids.evaluation.clone(),
+                comment: "matrix".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "ResolveDispute" => disputes
+            .resolve_dispute(ev::ResolveDisputeRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+                outcome: ev::DisputeOutcome::Rejected as i32,
+                comment: "matrix".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "WithdrawDispute" => disputes
+            .withdraw_dispute(ev::WithdrawDisputeRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
+        "GetDispute" => disputes
+            .get_dispute(ev::GetDisputeRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
+        "ListDisputes" => disputes
+            .list_disputes(ev::ListDisputesRequest::default())
+            .await
+            .map(drop),
+        "GetDisputeSummary" => analytics
+            .get_dispute_summary(an::GetDisputeSummaryRequest::default())
+            .await
+            .map(drop),
+        "CreateCoachingSession" => coaching
+            .create_coaching_session(ev::CreateCoachingSessionRequest {
+                request_id: String::new(),
+                session: Some(ev::CoachingSession {
+                    agent_id: "agent-1".into(),
+                    coach_id: "lead".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(drop),
+        "UpdateActionItem" => coaching
+            .update_action_item(ev::UpdateActionItemRequest {
+                session_id: uuid::Uuid::now_v7().to_string(),
+                action_item_id: uuid::Uuid::now_v7().to_string(),
+                done: true,
+            })
+            .await
+            .map(drop),
+        "ListCoachingSessions" => coaching
+            .list_coaching_sessions(ev::ListCoachingSessionsRequest::default())
+            .await
+            .map(drop),
+        "GetCoachingSession" => coaching
+            .get_coaching_session(ev::GetCoachingSessionRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
+        "GetCoachingImpact" => analytics
+            .get_coaching_impact(an::GetCoachingImpactRequest {
+                session_id: uuid::Uuid::now_v7().to_string(),
+                window_days: 0,
             })
             .await
             .map(drop),

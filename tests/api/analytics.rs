@@ -9,6 +9,7 @@ use tokio_stream::StreamExt;
 
 use crate::helpers::{
     AppOptions, Backend, TestApp, criterion, new_rubric, spawn_app, spawn_app_on, spawn_app_with,
+    wait_for_projection,
 };
 
 const TOLERANCE: f64 = 1e-9;
@@ -22,19 +23,6 @@ fn assert_close(actual: Option<f64>, expected: Option<f64>, what: &str) {
 
 fn analytics(app: &TestApp) -> AnalyticsServiceClient<crate::helpers::Authed> {
     app.analytics()
-}
-
-/// Waits until the projector has applied every outbox event.
-async fn wait_for_projection(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let pending = app.store.has_pending().await.unwrap();
-        if !pending {
-            return;
-        }
-        assert!(Instant::now() < deadline, "projector did not catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// What the test knows of one evaluation, to compute the expected figures itself.

@@ -401,6 +401,19 @@ pub async fn create_key(
     new.key
 }
 
+/// Waits until the projector has applied every outbox event.
+pub async fn wait_for_projection(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let pending = app.store.has_pending().await.unwrap();
+        if !pending {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "projector did not catch up");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 impl TestApp {
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()

@@ -10,6 +10,8 @@ mod cache;
 mod cache_conformance;
 mod calibration;
 mod cli;
+mod coaching;
+mod disputes;
 mod embedded;
 mod evaluation;
 mod faults;
