@@ -550,7 +550,7 @@ async fn ids_of_another_tenant_answer_not_found_on_every_rpc(backend: Backend) {
         match method {
             "GetRubric" | "UpdateRubricDraft" | "PublishRubric" | "GetRubricVersion"
             | "ListRubricVersions" | "GetInteraction" | "GetEvaluation" | "ReviseEvaluation"
-            | "ScoreEvaluation" | "SubmitEvaluation" => {
+            | "ScoreEvaluation" | "SubmitEvaluation" | "OpenDispute" => {
                 assert_eq!(outcome.unwrap_err().code(), Code::NotFound, "{method}");
             }
             "ImportEvaluations" => {

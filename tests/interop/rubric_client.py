@@ -37,16 +37,21 @@ def start_server(binary):
     return proc, address["value"]
 
 
-class BearerKey(grpc.UnaryUnaryClientInterceptor):
-    """Adds `authorization: Bearer <key>` to every call."""
+class BearerKey(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):
+    """Adds `authorization: Bearer <key>` to every call, streamed uploads included."""
 
     def __init__(self, key):
         self.header = ("authorization", f"Bearer {key}")
 
-    def intercept_unary_unary(self, continuation, details, request):
+    def _with_key(self, details):
         metadata = list(details.metadata or []) + [self.header]
-        details = details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
-        return continuation(details, request)
+        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_key(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._with_key(details), request_iterator)
 
 
 class _Details(grpc.ClientCallDetails):
