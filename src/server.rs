@@ -42,8 +42,7 @@ use crate::services::rubric_client::{
 };
 use crate::services::{
     analytics::AnalyticsApi, calibration::CalibrationApi, coaching::CoachingApi,
-    dispute::DisputeApi, evaluation::EvaluationApi,
-    rubric::RubricApi,
+    dispute::DisputeApi, evaluation::EvaluationApi, rubric::RubricApi,
 };
 use crate::store::{
     Store,

@@ -4,11 +4,11 @@ use clap::{Args, Subcommand};
 use uuid::Uuid;
 
 use crate::auth::keys;
+use crate::domain::dispute::MAX_WINDOW_DAYS;
 use crate::domain::{
     access::Role,
     interaction::{MAX_ID_LEN, is_external_id},
 };
-use crate::domain::dispute::MAX_WINDOW_DAYS;
 use crate::store::{AccessStore, KeyBinding, Store};
 
 #[derive(Debug, Subcommand)]

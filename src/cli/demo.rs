@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tonic::transport::Channel;
 
 use super::demo_calibration::seed_calibration;
+use super::demo_program::{self, seed_coaching, seed_disputes};
 use crate::config::{AuthMode, Config, ServiceSet};
 use crate::proto::analytics::{self as apb, analytics_service_client::AnalyticsServiceClient};
 use crate::proto::common::TimeRange;
@@ -40,7 +41,7 @@ pub struct SeedArgs {
 
 /// Rows per ImportEvaluations call: the progress bar moves once per call.
 const ROWS_PER_CALL: u64 = 2_000;
-const DAYS: i64 = 182;
+pub(super) const DAYS: i64 = 182;
 
 const TEAMS: [(&str, &str); 3] = [
     ("support-emea", "emea"),
@@ -101,6 +102,13 @@ struct Agent {
 impl Agent {
     fn quality_at(&self, months: f64) -> f64 {
         (self.base + self.drift * months).clamp(0.05, 0.98)
+    }
+
+    /// How much better the agent works after the demo's coaching session than before
+    /// it, in the windows its impact is read over.
+    fn improvement_around_coaching(&self) -> f64 {
+        let (session, window) = demo_program::coaching_months();
+        self.quality_at(session + window / 2.0) - self.quality_at(session - window / 2.0)
     }
 }
 
@@ -339,7 +347,7 @@ fn rate(random: &mut Random, criterion: &rpb::Criterion, quality: f64) -> epb::R
     rating
 }
 
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+pub(super) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
@@ -549,6 +557,28 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
     let (chat_rubric, chat_criteria) = &generator.rubrics[0];
     let calibration =
         seed_calibration(channel.clone(), args.seed, chat_rubric, chat_criteria).await?;
+    let disputes =
+        seed_disputes(channel.clone(), args.seed, now, chat_rubric, chat_criteria).await?;
+    let improved = generator
+        .agents
+        .iter()
+        .max_by(|a, b| {
+            a.improvement_around_coaching()
+                .total_cmp(&b.improvement_around_coaching())
+        })
+        .ok_or("the demo has no agents")?;
+    let own_rubric = CHANNELS
+        .iter()
+        .position(|channel| *channel == improved.channel)
+        .unwrap_or(0);
+    let coaching = seed_coaching(
+        channel.clone(),
+        args.seed,
+        now,
+        improved.id,
+        &generator.rubrics[own_rubric].1,
+    )
+    .await?;
     let summary = summarize(channel, now).await?;
     let _ = stop.send(());
     let _ = serving.await;
@@ -563,6 +593,8 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
     );
     say!("{summary}");
     say!("{calibration}");
+    say!("{disputes}");
+    say!("{coaching}");
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod bench_calibration;
 mod bench_client;
 mod demo;
 mod demo_calibration;
+mod demo_program;
 mod load;
 
 use std::{

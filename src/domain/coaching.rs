@@ -104,7 +104,6 @@ pub fn check_session(input: &SessionInput, path: &str, violations: &mut Violatio
     }
 }
 
-
 /// One of the agent's MANUAL evaluations, as the impact report needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoredEvaluation {
@@ -143,7 +142,10 @@ pub struct Impact {
 pub fn windows(
     session_time: DateTime<Utc>,
     days: u32,
-) -> ((DateTime<Utc>, DateTime<Utc>), (DateTime<Utc>, DateTime<Utc>)) {
+) -> (
+    (DateTime<Utc>, DateTime<Utc>),
+    (DateTime<Utc>, DateTime<Utc>),
+) {
     let span = Duration::days(i64::from(days));
     (
         (session_time - span, session_time),
@@ -153,11 +155,7 @@ pub fn windows(
 
 /// Compares the evaluations dated in the window before the session with those in the
 /// window after (SCORING.md, "Coaching impact").
-pub fn impact(
-    session: &Session,
-    days: u32,
-    evaluations: &[ScoredEvaluation],
-) -> Impact {
+pub fn impact(session: &Session, days: u32, evaluations: &[ScoredEvaluation]) -> Impact {
     let (before_range, after_range) = windows(session.session_time, days);
     let window = |(start, end): (DateTime<Utc>, DateTime<Utc>)| {
         let inside: Vec<&ScoredEvaluation> = evaluations
@@ -262,7 +260,11 @@ mod tests {
 
     #[test]
     fn impact_has_no_test_with_one_evaluation_on_a_side() {
-        let evaluations = [scored(-1, 60.0, None), scored(1, 80.0, None), scored(2, 90.0, None)];
+        let evaluations = [
+            scored(-1, 60.0, None),
+            scored(1, 80.0, None),
+            scored(2, 90.0, None),
+        ];
         let impact = impact(&session(), 28, &evaluations);
         assert_eq!(impact.iqs_change, Some(25.0));
         assert_eq!(impact.test, None);

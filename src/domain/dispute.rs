@@ -122,16 +122,25 @@ pub fn contested_criteria(current: &[Rating], proposed: &[Rating]) -> Vec<String
 pub enum OpenRefusal {
     Deleted,
     /// The evaluation was revised after the agent read it: dispute the new revision.
-    Revised { now: u32 },
-    WindowOver { days: u32, closed: DateTime<Utc> },
-    AlreadyOpen { dispute: Uuid },
+    Revised {
+        now: u32,
+    },
+    WindowOver {
+        days: u32,
+        closed: DateTime<Utc>,
+    },
+    AlreadyOpen {
+        dispute: Uuid,
+    },
     TooMany,
 }
 
 impl OpenRefusal {
     pub fn message(&self, evaluation: Uuid) -> String {
         match self {
-            Self::Deleted => format!("evaluation {evaluation} is deleted: there is nothing to dispute"),
+            Self::Deleted => {
+                format!("evaluation {evaluation} is deleted: there is nothing to dispute")
+            }
             Self::Revised { now } => format!(
                 "evaluation {evaluation} was revised concurrently (now at revision {now}); retry"
             ),
@@ -364,8 +373,7 @@ mod tests {
             resolver_id: String::new(),
             resolved_revision: None,
             open_time,
-            resolve_time: (state != DisputeState::Open)
-                .then(|| open_time + Duration::hours(hours)),
+            resolve_time: (state != DisputeState::Open).then(|| open_time + Duration::hours(hours)),
         }
     }
 
@@ -401,7 +409,12 @@ mod tests {
             Err(OpenRefusal::AlreadyOpen { dispute: open.id })
         );
         let withdrawn = dispute("r", DisputeState::Withdrawn, None, 1);
-        let rejected = dispute("r", DisputeState::Resolved, Some(DisputeOutcome::Rejected), 1);
+        let rejected = dispute(
+            "r",
+            DisputeState::Resolved,
+            Some(DisputeOutcome::Rejected),
+            1,
+        );
         assert_eq!(
             check_open(&evaluation, 1, &[withdrawn, rejected], 14, inside),
             Err(OpenRefusal::TooMany)
@@ -434,7 +447,13 @@ mod tests {
         let harsh = &rows[0];
         assert_eq!(harsh.group, "harsh");
         assert_eq!(
-            (harsh.opened, harsh.open, harsh.accepted, harsh.partially_accepted, harsh.rejected),
+            (
+                harsh.opened,
+                harsh.open,
+                harsh.accepted,
+                harsh.partially_accepted,
+                harsh.rejected
+            ),
             (4, 1, 1, 1, 1)
         );
         assert!((harsh.overturn_rate.unwrap() - 2.0 / 3.0).abs() < 1e-12);

@@ -115,8 +115,8 @@ fn regularized_incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
     if x >= 1.0 {
         return 1.0;
     }
-    let front = (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln())
-        .exp();
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
     if x < (a + 1.0) / (a + b + 2.0) {
         front * beta_continued_fraction(x, a, b) / a
     } else {
@@ -256,8 +256,14 @@ mod tests {
         let after = [75.0, 80.0, 72.0, 90.0, 78.0, 85.0];
         let test = welch_t_test(&before, &after).unwrap();
         assert!((test.t - 4.438_980_226_870_295).abs() < 1e-9, "{test:?}");
-        assert!((test.degrees_of_freedom - 8.870_236_142_546_895).abs() < 1e-9, "{test:?}");
-        assert!((test.p_value - 0.001_684_843_255_986_331_4).abs() < 1e-9, "{test:?}");
+        assert!(
+            (test.degrees_of_freedom - 8.870_236_142_546_895).abs() < 1e-9,
+            "{test:?}"
+        );
+        assert!(
+            (test.p_value - 0.001_684_843_255_986_331_4).abs() < 1e-9,
+            "{test:?}"
+        );
     }
 
     #[test]

@@ -11,8 +11,10 @@ use uuid::Uuid;
 
 use super::calibration::calibration_report;
 use super::coaching::coaching_impact;
+use super::convert::{
+    kind_from_proto, kind_to_proto, state_to_proto, time_range_from_proto, timestamp,
+};
 use super::dispute::dispute_summary;
-use super::convert::{kind_from_proto, kind_to_proto, state_to_proto, time_range_from_proto, timestamp};
 use crate::auth::principal;
 use crate::cache::{CacheEntity, Lookup, SummaryCache};
 use crate::domain::{

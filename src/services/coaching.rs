@@ -57,12 +57,8 @@ impl CoachingService for CoachingApi {
         let mut violations = Violations::new();
         violations.check_request_id("request_id", &request.request_id);
         let own = caller.own_reviewer();
-        let input = coaching_session_from_proto(
-            request.session,
-            own,
-            chrono::Utc::now(),
-            &mut violations,
-        );
+        let input =
+            coaching_session_from_proto(request.session, own, chrono::Utc::now(), &mut violations);
         if let (Some(own), Some(input)) = (own, &input)
             && input.coach_id != own
         {
@@ -109,7 +105,13 @@ impl CoachingService for CoachingApi {
         let ids = violations.finish_with(session_id.zip(item_id))?;
         let session = self
             .store
-            .update_action_item(caller.tenant, ids.0, ids.1, request.done, caller.own_agent())
+            .update_action_item(
+                caller.tenant,
+                ids.0,
+                ids.1,
+                request.done,
+                caller.own_agent(),
+            )
             .await?;
         Ok(Response::new(coaching_session_to_proto(session)))
     }
@@ -153,9 +155,14 @@ impl CoachingService for CoachingApi {
         let sessions = self.store.list_coaching_sessions(tenant, listing).await?;
         let (sessions, next_page_token) =
             self.tokens
-                .finish_page(tenant, sessions, limit, &filters, |last| last.id.to_string());
+                .finish_page(tenant, sessions, limit, &filters, |last| {
+                    last.id.to_string()
+                });
         Ok(Response::new(pb::ListCoachingSessionsResponse {
-            sessions: sessions.into_iter().map(coaching_session_to_proto).collect(),
+            sessions: sessions
+                .into_iter()
+                .map(coaching_session_to_proto)
+                .collect(),
             next_page_token,
         }))
     }

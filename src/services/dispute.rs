@@ -95,7 +95,10 @@ fn same_values(a: &[Rating], b: &[Rating]) -> bool {
 impl DisputeApi {
     /// The current revision, as absent to an agent key when it is another agent's.
     async fn visible_evaluation(&self, caller: &Principal, id: Uuid) -> Result<Evaluation> {
-        let evaluation = self.evaluations.get_evaluation(caller.tenant, id, None).await?;
+        let evaluation = self
+            .evaluations
+            .get_evaluation(caller.tenant, id, None)
+            .await?;
         if caller
             .own_agent()
             .is_some_and(|own| evaluation.agent_id != own)
@@ -127,6 +130,25 @@ impl DisputeService for DisputeApi {
         let Some(evaluation_id) = evaluation_id else {
             return Err(violations.into());
         };
+        let fingerprint = fingerprint_of(&OpenContent {
+            evaluation_id,
+            comment: &request.comment,
+            proposed_ratings: &proposed,
+        });
+        let request_id = Some(request.request_id).filter(|id| !id.is_empty());
+        // A retry answers as the first time, even once the evaluation has changed.
+        if violations.is_empty()
+            && let Some(request_id) = request_id.as_deref()
+            && let Some(stored) = self
+                .disputes
+                .opened_by_request(caller.tenant, request_id, &fingerprint)
+                .await?
+        {
+            if caller.own_agent().is_some_and(|own| stored.agent_id != own) {
+                return Err(Error::not_found("evaluation", evaluation_id).into());
+            }
+            return Ok(Response::new(dispute_to_proto(stored)));
+        }
         let evaluation = match self.visible_evaluation(&caller, evaluation_id).await {
             Ok(evaluation) => evaluation,
             Err(_) if !violations.is_empty() => return Err(violations.into()),
@@ -151,13 +173,8 @@ impl DisputeService for DisputeApi {
             );
         }
         violations.finish(())?;
-        let fingerprint = fingerprint_of(&OpenContent {
-            evaluation_id,
-            comment: &request.comment,
-            proposed_ratings: &proposed,
-        });
         let new = NewDispute {
-            request_id: Some(request.request_id).filter(|id| !id.is_empty()),
+            request_id,
             fingerprint,
             evaluation_id,
             evaluation_revision: evaluation.revision,
@@ -366,7 +383,9 @@ impl DisputeService for DisputeApi {
         let disputes = self.disputes.list_disputes(tenant, listing).await?;
         let (disputes, next_page_token) =
             self.tokens
-                .finish_page(tenant, disputes, limit, &filters, |last| last.id.to_string());
+                .finish_page(tenant, disputes, limit, &filters, |last| {
+                    last.id.to_string()
+                });
         Ok(Response::new(pb::ListDisputesResponse {
             disputes: disputes.into_iter().map(dispute_to_proto).collect(),
             next_page_token,

@@ -100,7 +100,6 @@ enum Dating {
     History,
 }
 
-
 fn optional_request_id(request_id: String) -> Option<String> {
     Some(request_id).filter(|id| !id.is_empty())
 }

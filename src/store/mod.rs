@@ -485,6 +485,15 @@ pub trait DisputeStore: Send + Sync + 'static {
 
     async fn get_dispute(&self, tenant: TenantId, id: Uuid) -> Result<Dispute>;
 
+    /// The dispute a request id opened before: `None` when it opened none, and
+    /// `AlreadyExists` when it came with other content (`fingerprint`).
+    async fn opened_by_request(
+        &self,
+        tenant: TenantId,
+        request_id: &str,
+        fingerprint: &[u8],
+    ) -> Result<Option<Dispute>>;
+
     async fn list_disputes(
         &self,
         tenant: TenantId,

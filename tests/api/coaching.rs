@@ -26,7 +26,11 @@ fn days_ago(days: i64) -> prost_types::Timestamp {
     }
 }
 
-async fn coaching_as(app: &TestApp, role: Role, bound_to: Option<&str>) -> CoachingServiceClient<Authed> {
+async fn coaching_as(
+    app: &TestApp,
+    role: Role,
+    bound_to: Option<&str>,
+) -> CoachingServiceClient<Authed> {
     CoachingServiceClient::new(app.channel_as(role, bound_to).await)
 }
 
@@ -120,12 +124,17 @@ async fn coaching_impact_compares_the_agents_scores_before_and_after_the_session
         .await
         .unwrap()
         .into_inner();
-    let score = |greeting: f64, empathy: f64| (greeting + 2.0 * (empathy - 1.0) / 3.0) / 3.0 * 100.0;
+    let score =
+        |greeting: f64, empathy: f64| (greeting + 2.0 * (empathy - 1.0) / 3.0) / 3.0 * 100.0;
     let before = [score(0.0, 3.0), score(1.0, 2.0)];
     let after = [score(1.0, 3.0), score(1.0, 4.0), score(1.0, 4.0)];
     let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
     let (b, a) = (impact.before.unwrap(), impact.after.unwrap());
-    assert_eq!((b.count, a.count), (2, 3), "days 30 and 40 lie outside 14 days");
+    assert_eq!(
+        (b.count, a.count),
+        (2, 3),
+        "days 30 and 40 lie outside 14 days"
+    );
     assert!((b.iqs.unwrap() - mean(&before)).abs() < 1e-9);
     assert!((a.iqs.unwrap() - mean(&after)).abs() < 1e-9);
     assert!((impact.iqs_change.unwrap() - (mean(&after) - mean(&before))).abs() < 1e-9);
@@ -195,16 +204,30 @@ async fn action_items_are_completed_and_reopened_and_an_agent_sees_only_its_own_
     let mut lead = coaching_as(&app, Role::QaReviewer, Some("lead-1")).await;
     let mut request = create(session("agent-1", vec![evaluation.id.clone()]));
     request.session.as_mut().unwrap().coach_id = String::new();
-    let created = lead.create_coaching_session(request.clone()).await.unwrap().into_inner();
-    assert_eq!(created.coach_id, "lead-1", "a bound key coaches as its reviewer");
+    let created = lead
+        .create_coaching_session(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        created.coach_id, "lead-1",
+        "a bound key coaches as its reviewer"
+    );
     assert_eq!(created.evaluation_ids, [evaluation.id.clone()]);
     assert_eq!(created.action_items.len(), 2);
     assert!(created.action_items.iter().all(|item| !item.done));
-    let retry = lead.create_coaching_session(request).await.unwrap().into_inner();
+    let retry = lead
+        .create_coaching_session(request)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(retry, created, "a retry answers as the first time");
     let mut as_other_coach = create(session("agent-1", vec![]));
     as_other_coach.session.as_mut().unwrap().coach_id = "lead-2".into();
-    let refused = lead.create_coaching_session(as_other_coach).await.unwrap_err();
+    let refused = lead
+        .create_coaching_session(as_other_coach)
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
     lead.create_coaching_session(create(session("agent-2", vec![])))
         .await
@@ -217,12 +240,27 @@ async fn action_items_are_completed_and_reopened_and_an_agent_sees_only_its_own_
         action_item_id: item.clone(),
         done,
     };
-    let done = agent.update_action_item(update(true)).await.unwrap().into_inner();
+    let done = agent
+        .update_action_item(update(true))
+        .await
+        .unwrap()
+        .into_inner();
     let done_item = &done.action_items[0];
     assert!(done_item.done && done_item.done_time.is_some());
-    let again = agent.update_action_item(update(true)).await.unwrap().into_inner();
-    assert_eq!(again.action_items[0].done_time, done_item.done_time, "the first time is kept");
-    let reopened = lead.update_action_item(update(false)).await.unwrap().into_inner();
+    let again = agent
+        .update_action_item(update(true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.action_items[0].done_time, done_item.done_time,
+        "the first time is kept"
+    );
+    let reopened = lead
+        .update_action_item(update(false))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!reopened.action_items[0].done && reopened.action_items[0].done_time.is_none());
     let unknown_item = agent
         .update_action_item(pb::UpdateActionItemRequest {
@@ -235,12 +273,18 @@ async fn action_items_are_completed_and_reopened_and_an_agent_sees_only_its_own_
 
     let mut other = coaching_as(&app, Role::Agent, Some("agent-2")).await;
     assert_eq!(
-        other.update_action_item(update(true)).await.unwrap_err().code(),
+        other
+            .update_action_item(update(true))
+            .await
+            .unwrap_err()
+            .code(),
         Code::NotFound
     );
     assert_eq!(
         other
-            .get_coaching_session(pb::GetCoachingSessionRequest { id: created.id.clone() })
+            .get_coaching_session(pb::GetCoachingSessionRequest {
+                id: created.id.clone()
+            })
             .await
             .unwrap_err()
             .code(),
@@ -319,7 +363,12 @@ async fn a_coaching_session_names_every_bad_field_and_refuses_another_agents_eva
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&foreign), ["session.evaluation_ids[0]"]);
-    assert!(foreign.message().contains("not an evaluation of agent \"agent-2\""), "{foreign:?}");
+    assert!(
+        foreign
+            .message()
+            .contains("not an evaluation of agent \"agent-2\""),
+        "{foreign:?}"
+    );
     assert_eq!(app.count("evaluation.coaching_sessions").await, 0);
     assert_eq!(app.count("evaluation.action_items").await, 0);
 }

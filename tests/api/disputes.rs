@@ -12,8 +12,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::helpers::{
-    Authed, Backend, TestApp, published_rubric, rating, spawn_app_on, submission,
-    violated_fields, wait_for_projection,
+    Authed, Backend, TestApp, published_rubric, rating, spawn_app_on, submission, violated_fields,
+    wait_for_projection,
 };
 
 crate::on_every_store!(
@@ -25,7 +25,11 @@ crate::on_every_store!(
 );
 
 /// A dispute client for a key of `role` (an agent key bound to `bound_to`).
-async fn disputes_as(app: &TestApp, role: Role, bound_to: Option<&str>) -> DisputeServiceClient<Authed> {
+async fn disputes_as(
+    app: &TestApp,
+    role: Role,
+    bound_to: Option<&str>,
+) -> DisputeServiceClient<Authed> {
     DisputeServiceClient::new(app.channel_as(role, bound_to).await)
 }
 
@@ -60,7 +64,11 @@ fn open(evaluation_id: &str, proposed: Vec<pb::Rating>) -> pb::OpenDisputeReques
     }
 }
 
-fn resolve(id: &str, outcome: pb::DisputeOutcome, ratings: Vec<pb::Rating>) -> pb::ResolveDisputeRequest {
+fn resolve(
+    id: &str,
+    outcome: pb::DisputeOutcome,
+    ratings: Vec<pb::Rating>,
+) -> pb::ResolveDisputeRequest {
     pb::ResolveDisputeRequest {
         id: id.into(),
         outcome: outcome as i32,
@@ -113,7 +121,10 @@ async fn an_accepted_dispute_revises_the_evaluation_and_the_agents_score_follows
         .into_inner();
     assert_eq!(current.revision, 2);
     assert_eq!(current.score, Some(100.0));
-    assert_eq!(current.reviewer_id, "qa-lead", "the revision stays the reviewer's");
+    assert_eq!(
+        current.reviewer_id, "qa-lead",
+        "the revision stays the reviewer's"
+    );
     let reason: (String,) = match &app.db {
         crate::helpers::TestDb::Postgres(pool) => sqlx::query_as(
             "SELECT reason FROM evaluation.evaluations WHERE id = $1 AND revision = 2",
@@ -148,7 +159,9 @@ async fn an_accepted_dispute_revises_the_evaluation_and_the_agents_score_follows
     let audit = app.store.list_audit(Some(app.tenant), 50).await.unwrap();
     for rpc in ["OpenDispute", "ResolveDispute"] {
         assert!(
-            audit.iter().any(|entry| entry.rpc.ends_with(rpc) && entry.status_code == 0),
+            audit
+                .iter()
+                .any(|entry| entry.rpc.ends_with(rpc) && entry.status_code == 0),
             "{rpc} is audited"
         );
     }
@@ -162,7 +175,10 @@ async fn every_dispute_refusal_has_its_code_and_names_its_rule(backend: Backend)
 
     // Not your evaluation: as absent as one that does not exist.
     let mut other = disputes_as(&app, Role::Agent, Some("agent-2")).await;
-    let refused = other.open_dispute(open(&evaluation.id, vec![])).await.unwrap_err();
+    let refused = other
+        .open_dispute(open(&evaluation.id, vec![]))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
 
     // A missing comment and ratings off the scale or of unknown criteria, named at once.
@@ -185,7 +201,14 @@ async fn every_dispute_refusal_has_its_code_and_names_its_rule(backend: Backend)
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&same), ["proposed_ratings"]);
-    assert_eq!(app.store.list_disputes(app.tenant, Default::default()).await.unwrap().len(), 0);
+    assert_eq!(
+        app.store
+            .list_disputes(app.tenant, Default::default())
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 
     let first = agent
         .open_dispute(open(&evaluation.id, vec![rating("greeting", 1)]))
@@ -208,7 +231,11 @@ async fn every_dispute_refusal_has_its_code_and_names_its_rule(backend: Backend)
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
     let mut lead = disputes_as(&app, Role::QaReviewer, None).await;
-    let mut no_reason = resolve(&first.id, pb::DisputeOutcome::Rejected, vec![rating("greeting", 1)]);
+    let mut no_reason = resolve(
+        &first.id,
+        pb::DisputeOutcome::Rejected,
+        vec![rating("greeting", 1)],
+    );
     no_reason.comment = String::new();
     let refused = lead.resolve_dispute(no_reason).await.unwrap_err();
     assert_eq!(violated_fields(&refused), ["ratings", "comment"]);
@@ -249,13 +276,24 @@ async fn every_dispute_refusal_has_its_code_and_names_its_rule(backend: Backend)
         .await
         .unwrap_err();
     assert_eq!(closed.code(), Code::FailedPrecondition);
-    assert!(closed.message().contains("only an open dispute is resolved"), "{closed:?}");
+    assert!(
+        closed
+            .message()
+            .contains("only an open dispute is resolved"),
+        "{closed:?}"
+    );
     let withdrawn = agent
-        .withdraw_dispute(pb::WithdrawDisputeRequest { id: first.id.clone() })
+        .withdraw_dispute(pb::WithdrawDisputeRequest {
+            id: first.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(withdrawn.code(), Code::FailedPrecondition);
-    assert!(withdrawn.message().contains("only an open dispute is withdrawn"));
+    assert!(
+        withdrawn
+            .message()
+            .contains("only an open dispute is withdrawn")
+    );
     let current = app
         .evaluations()
         .get_evaluation(pb::GetEvaluationRequest {
@@ -276,7 +314,10 @@ async fn every_dispute_refusal_has_its_code_and_names_its_rule(backend: Backend)
     lead.resolve_dispute(resolve(&second.id, pb::DisputeOutcome::Rejected, vec![]))
         .await
         .unwrap();
-    let third = agent.open_dispute(open(&evaluation.id, vec![])).await.unwrap_err();
+    let third = agent
+        .open_dispute(open(&evaluation.id, vec![]))
+        .await
+        .unwrap_err();
     assert_eq!(third.code(), Code::FailedPrecondition);
     assert!(third.message().contains("has had 2 disputes"), "{third:?}");
 
@@ -306,16 +347,24 @@ async fn every_dispute_refusal_has_its_code_and_names_its_rule(backend: Backend)
         .into_inner()
         .evaluations
         .into_iter()
-        .find(|e| e.create_time.as_ref().map(|t| t.seconds) == old.create_time.as_ref().map(|t| t.seconds))
+        .find(|e| {
+            e.create_time.as_ref().map(|t| t.seconds) == old.create_time.as_ref().map(|t| t.seconds)
+        })
         .expect("the imported evaluation");
     let late = agent
         .open_dispute(open(&old_evaluation.id, vec![]))
         .await
         .unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition);
-    assert!(late.message().contains("dispute window is over"), "{late:?}");
+    assert!(
+        late.message().contains("dispute window is over"),
+        "{late:?}"
+    );
     assert!(late.message().contains("14 days"), "{late:?}");
-    app.store.set_dispute_window_days(app.tenant, 30).await.unwrap();
+    app.store
+        .set_dispute_window_days(app.tenant, 30)
+        .await
+        .unwrap();
     agent
         .open_dispute(open(&old_evaluation.id, vec![]))
         .await
@@ -325,14 +374,21 @@ async fn every_dispute_refusal_has_its_code_and_names_its_rule(backend: Backend)
     let mut own = submission(&rubric.id, "D-SELF", 1, 4);
     own.kind = pb::EvaluationKind::Self_ as i32;
     own.reviewer_id = "agent-1".into();
-    let self_review = EvaluationServiceClient::new(app.channel_as(Role::Agent, Some("agent-1")).await)
-        .submit_evaluation(own)
+    let self_review =
+        EvaluationServiceClient::new(app.channel_as(Role::Agent, Some("agent-1")).await)
+            .submit_evaluation(own)
+            .await
+            .unwrap()
+            .into_inner();
+    let refused = agent
+        .open_dispute(open(&self_review.id, vec![]))
         .await
-        .unwrap()
-        .into_inner();
-    let refused = agent.open_dispute(open(&self_review.id, vec![])).await.unwrap_err();
+        .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(refused.message().contains("only MANUAL and AUTOMATED"), "{refused:?}");
+    assert!(
+        refused.message().contains("only MANUAL and AUTOMATED"),
+        "{refused:?}"
+    );
 }
 
 async fn of_concurrent_resolutions_of_one_dispute_exactly_one_wins(backend: Backend) {
@@ -391,14 +447,24 @@ async fn of_concurrent_resolutions_of_one_dispute_exactly_one_wins(backend: Back
     assert_eq!(stored.resolution_comment, won[0].resolution_comment);
 }
 
-async fn a_retried_open_answers_the_first_dispute_and_a_withdrawn_one_still_counts(backend: Backend) {
+async fn a_retried_open_answers_the_first_dispute_and_a_withdrawn_one_still_counts(
+    backend: Backend,
+) {
     let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
     let evaluation = evaluation_by(&app, &rubric.id, "qa-lead", 1, 2).await;
     let mut agent = disputes_as(&app, Role::Agent, Some("agent-1")).await;
     let request = open(&evaluation.id, vec![rating("empathy", 4)]);
-    let first = agent.open_dispute(request.clone()).await.unwrap().into_inner();
-    let retry = agent.open_dispute(request.clone()).await.unwrap().into_inner();
+    let first = agent
+        .open_dispute(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = agent
+        .open_dispute(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(retry, first, "a retry answers as the first time");
     let mut changed = request.clone();
     changed.comment = "something else".into();
@@ -406,13 +472,17 @@ async fn a_retried_open_answers_the_first_dispute_and_a_withdrawn_one_still_coun
     assert_eq!(reused.code(), Code::AlreadyExists);
 
     let withdrawn = agent
-        .withdraw_dispute(pb::WithdrawDisputeRequest { id: first.id.clone() })
+        .withdraw_dispute(pb::WithdrawDisputeRequest {
+            id: first.id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(withdrawn.state, pb::DisputeState::Withdrawn as i32);
     let again = agent
-        .withdraw_dispute(pb::WithdrawDisputeRequest { id: first.id.clone() })
+        .withdraw_dispute(pb::WithdrawDisputeRequest {
+            id: first.id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -420,11 +490,15 @@ async fn a_retried_open_answers_the_first_dispute_and_a_withdrawn_one_still_coun
     let mut other = disputes_as(&app, Role::Agent, Some("agent-2")).await;
     for status in [
         other
-            .withdraw_dispute(pb::WithdrawDisputeRequest { id: first.id.clone() })
+            .withdraw_dispute(pb::WithdrawDisputeRequest {
+                id: first.id.clone(),
+            })
             .await
             .unwrap_err(),
         other
-            .get_dispute(pb::GetDisputeRequest { id: first.id.clone() })
+            .get_dispute(pb::GetDisputeRequest {
+                id: first.id.clone(),
+            })
             .await
             .unwrap_err(),
     ] {
@@ -480,7 +554,10 @@ async fn a_retried_open_answers_the_first_dispute_and_a_withdrawn_one_still_coun
     lead.resolve_dispute(resolve(&second.id, pb::DisputeOutcome::Rejected, vec![]))
         .await
         .unwrap();
-    let third = agent.open_dispute(open(&evaluation.id, vec![])).await.unwrap_err();
+    let third = agent
+        .open_dispute(open(&evaluation.id, vec![]))
+        .await
+        .unwrap_err();
     assert!(third.message().contains("has had 2 disputes"), "{third:?}");
 }
 
@@ -557,7 +634,12 @@ async fn the_dispute_summary_shows_which_reviewers_get_overturned(backend: Backe
             ("fair", 2, 0, 0, 1, 1, Some(0.0)),
         ]
     );
-    assert!(summary.rows.iter().all(|row| row.median_resolution_seconds.is_some()));
+    assert!(
+        summary
+            .rows
+            .iter()
+            .all(|row| row.median_resolution_seconds.is_some())
+    );
     let by_criterion = analyst
         .get_dispute_summary(an::GetDisputeSummaryRequest {
             group_by: an::Dimension::Criterion as i32,

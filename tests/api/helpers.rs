@@ -409,7 +409,10 @@ pub async fn wait_for_projection(app: &TestApp) {
         if !pending {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "projector did not catch up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projector did not catch up"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

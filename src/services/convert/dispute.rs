@@ -1,9 +1,7 @@
 //! Disputes and their summary between protobuf and the domain.
 
 use super::{rating_to_proto, timestamp};
-use crate::domain::dispute::{
-    Dispute, DisputeOutcome, DisputeState, SummaryDimension, SummaryRow,
-};
+use crate::domain::dispute::{Dispute, DisputeOutcome, DisputeState, SummaryDimension, SummaryRow};
 use crate::domain::validation::Violations;
 use crate::proto::analytics as apb;
 use crate::proto::evaluation as pb;
@@ -60,7 +58,10 @@ pub fn dispute_state_from_proto(
         Ok(pb::DisputeState::Resolved) => Some(DisputeState::Resolved),
         Ok(pb::DisputeState::Withdrawn) => Some(DisputeState::Withdrawn),
         _ => {
-            violations.add(field, format!("must be OPEN, RESOLVED or WITHDRAWN, got {value}"));
+            violations.add(
+                field,
+                format!("must be OPEN, RESOLVED or WITHDRAWN, got {value}"),
+            );
             None
         }
     }
@@ -72,7 +73,10 @@ pub fn outcome_from_proto(value: i32, violations: &mut Violations) -> Option<Dis
         Ok(pb::DisputeOutcome::PartiallyAccepted) => Some(DisputeOutcome::PartiallyAccepted),
         Ok(pb::DisputeOutcome::Rejected) => Some(DisputeOutcome::Rejected),
         Ok(pb::DisputeOutcome::Unspecified) => {
-            violations.add("outcome", "is required: ACCEPTED, PARTIALLY_ACCEPTED or REJECTED");
+            violations.add(
+                "outcome",
+                "is required: ACCEPTED, PARTIALLY_ACCEPTED or REJECTED",
+            );
             None
         }
         Err(_) => {

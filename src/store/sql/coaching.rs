@@ -66,8 +66,10 @@ async fn with_items(
     }
     let items: Vec<ItemRow> = link
         .fetch_all(
-            sql("SELECT session_id, id, description, due_time, done_time FROM action_items
-                 WHERE tenant_id = $1")
+            sql(
+                "SELECT session_id, id, description, due_time, done_time FROM action_items
+                 WHERE tenant_id = $1",
+            )
             .bind(tenant)
             .push_in("session_id", rows.iter().map(|row| row.id))
             .push(" ORDER BY session_id, position"),
@@ -75,12 +77,15 @@ async fn with_items(
         .await?;
     let mut by_session: HashMap<Uuid, Vec<ActionItem>> = HashMap::new();
     for item in items {
-        by_session.entry(item.session_id).or_default().push(ActionItem {
-            id: item.id,
-            description: item.description,
-            due_time: item.due_time.map(Into::into),
-            done_time: item.done_time.map(Into::into),
-        });
+        by_session
+            .entry(item.session_id)
+            .or_default()
+            .push(ActionItem {
+                id: item.id,
+                description: item.description,
+                due_time: item.due_time.map(Into::into),
+                done_time: item.done_time.map(Into::into),
+            });
     }
     Ok(rows
         .into_iter()
@@ -283,7 +288,11 @@ impl<B: SqlBackend> CoachingStore for B {
             )
             .await?;
         let found: HashSet<Uuid> = found.into_iter().map(|(id,)| id).collect();
-        Ok(ids.iter().filter(|id| !found.contains(id)).copied().collect())
+        Ok(ids
+            .iter()
+            .filter(|id| !found.contains(id))
+            .copied()
+            .collect())
     }
 
     #[tracing::instrument(name = "db.scored_evaluations", skip_all, fields(db.system = B::SYSTEM))]
@@ -298,11 +307,13 @@ impl<B: SqlBackend> CoachingStore for B {
             .read()
             .await?
             .fetch_all(
-                sql("SELECT first_create_time, score, criterion_scores FROM evaluations
+                sql(
+                    "SELECT first_create_time, score, criterion_scores FROM evaluations
                      WHERE tenant_id = $1 AND agent_id = $2 AND kind = 'manual'
                        AND state = 'active' AND first_create_time >= $3
                        AND first_create_time < $4
-                     ORDER BY first_create_time")
+                     ORDER BY first_create_time",
+                )
                 .bind(tenant)
                 .bind(agent)
                 .bind(Stamp(start))

@@ -9,13 +9,11 @@ use uuid::Uuid;
 
 use super::evaluation_changes::{current_row, revise_in};
 use super::{Link, SqlBackend, Stamp, Value, sql};
-use crate::domain::dispute::{
-    self, Dispute, DisputeOutcome, DisputeState, NewDispute, Resolution,
-};
+use crate::domain::dispute::{self, Dispute, DisputeOutcome, DisputeState, NewDispute, Resolution};
+use crate::domain::evaluation::NewRevision;
 use crate::domain::scoring::Rating;
 use crate::domain::tenant::TenantId;
 use crate::error::{Error, Result};
-use crate::domain::evaluation::NewRevision;
 use crate::store::evaluation_rows::{signed, unsigned};
 use crate::store::{DisputeListing, DisputeStore};
 
@@ -61,9 +59,8 @@ impl TryFrom<DisputeRow> for Dispute {
             agent_id: row.agent_id,
             team_id: row.team_id,
             reviewer_id: row.reviewer_id,
-            state: DisputeState::parse(&row.state).ok_or_else(|| {
-                Error::Internal(format!("unknown dispute state {:?}", row.state))
-            })?,
+            state: DisputeState::parse(&row.state)
+                .ok_or_else(|| Error::Internal(format!("unknown dispute state {:?}", row.state)))?,
             outcome,
             comment: row.comment,
             proposed_ratings: row.proposed_ratings.0,
@@ -131,9 +128,10 @@ async fn window_days(link: &mut Link<'_>, tenant: TenantId) -> Result<u32> {
 async fn replay(
     link: &mut Link<'_>,
     tenant: TenantId,
-    new: &NewDispute,
+    request_id: Option<&str>,
+    fingerprint: &[u8],
 ) -> Result<Option<Dispute>> {
-    let Some(request_id) = new.request_id.as_deref() else {
+    let Some(request_id) = request_id else {
         return Ok(None);
     };
     let stored: Option<StoredDispute> = link
@@ -149,7 +147,7 @@ async fn replay(
     let Some(stored) = stored else {
         return Ok(None);
     };
-    if stored.request_fingerprint.as_deref() != Some(new.fingerprint.as_slice()) {
+    if stored.request_fingerprint.as_deref() != Some(fingerprint) {
         return Err(Error::AlreadyExists(format!(
             "request_id {request_id:?} was already used for a different dispute"
         )));
@@ -189,7 +187,14 @@ impl<B: SqlBackend> DisputeStore for B {
     ) -> Result<Dispute> {
         let mut tx = self.write().await?;
         let mut link = tx.link();
-        if let Some(stored) = replay(&mut link, tenant, &new).await? {
+        if let Some(stored) = replay(
+            &mut link,
+            tenant,
+            new.request_id.as_deref(),
+            &new.fingerprint,
+        )
+        .await?
+        {
             return Ok(stored);
         }
         // Locked: concurrent opens of one evaluation take turns and see each other.
@@ -240,7 +245,14 @@ impl<B: SqlBackend> DisputeStore for B {
             drop(tx);
             let mut conn = self.read().await?;
             let mut link = conn.link();
-            if let Some(stored) = replay(&mut link, tenant, &new).await? {
+            if let Some(stored) = replay(
+                &mut link,
+                tenant,
+                new.request_id.as_deref(),
+                &new.fingerprint,
+            )
+            .await?
+            {
                 return Ok(stored);
             }
             return Err(Error::FailedPrecondition(format!(
@@ -255,9 +267,27 @@ impl<B: SqlBackend> DisputeStore for B {
 
     #[tracing::instrument(name = "db.get_dispute", skip_all, fields(db.system = B::SYSTEM))]
     async fn get_dispute(&self, tenant: TenantId, id: Uuid) -> Result<Dispute> {
-        Ok(fetch_dispute(&mut self.read().await?.link(), tenant, id, "")
-            .await?
-            .0)
+        Ok(
+            fetch_dispute(&mut self.read().await?.link(), tenant, id, "")
+                .await?
+                .0,
+        )
+    }
+
+    #[tracing::instrument(name = "db.opened_by_request", skip_all, fields(db.system = B::SYSTEM))]
+    async fn opened_by_request(
+        &self,
+        tenant: TenantId,
+        request_id: &str,
+        fingerprint: &[u8],
+    ) -> Result<Option<Dispute>> {
+        replay(
+            &mut self.read().await?.link(),
+            tenant,
+            Some(request_id),
+            fingerprint,
+        )
+        .await
     }
 
     #[tracing::instrument(name = "db.list_disputes", skip_all, fields(db.system = B::SYSTEM))]
@@ -324,9 +354,15 @@ impl<B: SqlBackend> DisputeStore for B {
         }
         let revised = match &revision {
             Some(revision) => {
-                let revised = revise_in(&mut link, tenant, dispute.evaluation_id, revision, B::LOCK_ROWS)
-                    .await?
-                    .ok_or_else(|| Error::Internal("a dispute's revision has no request id".into()))?;
+                let revised = revise_in(
+                    &mut link,
+                    tenant,
+                    dispute.evaluation_id,
+                    revision,
+                    B::LOCK_ROWS,
+                )
+                .await?
+                .ok_or_else(|| Error::Internal("a dispute's revision has no request id".into()))?;
                 Some(signed(revised.revision)?)
             }
             None => None,

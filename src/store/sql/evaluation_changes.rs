@@ -294,8 +294,7 @@ impl<B: SqlBackend> EvaluationChanges for B {
                 return replay(stored, request_id, &revision.fingerprint);
             }
         }
-        let Some(revised) = revise_in(&mut link, tenant, id, &revision, B::LOCK_ROWS).await?
-        else {
+        let Some(revised) = revise_in(&mut link, tenant, id, &revision, B::LOCK_ROWS).await? else {
             // A concurrent call with this request id committed first: answer as a retry.
             drop(tx);
             let request_id = revision.request_id.unwrap_or_default();
