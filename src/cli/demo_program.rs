@@ -204,8 +204,8 @@ pub fn coaching_months() -> (f64, f64) {
     )
 }
 
-/// Seeds a coaching session for `agent_id` on the chat rubric's first criteria; a line
-/// for the summary.
+/// Seeds a coaching session for `agent_id` on two soft-skill criteria of its channel's
+/// rubric; a line for the summary.
 pub async fn seed_coaching(
     channel: Channel,
     seed: u64,
@@ -222,7 +222,13 @@ pub async fn seed_coaching(
             session: Some(epb::CoachingSession {
                 agent_id: agent_id.into(),
                 coach_id: "qa-lead".into(),
-                criterion_keys: criteria.iter().take(2).map(|c| c.key.clone()).collect(),
+                // Soft skills, not the pass/fail compliance checks.
+                criterion_keys: criteria
+                    .iter()
+                    .filter(|c| c.scale_max - c.scale_min >= 3)
+                    .take(2)
+                    .map(|c| c.key.clone())
+                    .collect(),
                 notes: "Walked through three low-scoring chats; agreed on the opening and \
                         on confirming the resolution before closing."
                     .into(),
