@@ -138,14 +138,11 @@ pub struct Impact {
     pub test: Option<WelchTest>,
 }
 
+/// A half-open time range [start, end).
+pub type Span = (DateTime<Utc>, DateTime<Utc>);
+
 /// The windows around a session: [t − days, t) and [t, t + days).
-pub fn windows(
-    session_time: DateTime<Utc>,
-    days: u32,
-) -> (
-    (DateTime<Utc>, DateTime<Utc>),
-    (DateTime<Utc>, DateTime<Utc>),
-) {
+pub fn windows(session_time: DateTime<Utc>, days: u32) -> (Span, Span) {
     let span = Duration::days(i64::from(days));
     (
         (session_time - span, session_time),
@@ -157,7 +154,7 @@ pub fn windows(
 /// window after (SCORING.md, "Coaching impact").
 pub fn impact(session: &Session, days: u32, evaluations: &[ScoredEvaluation]) -> Impact {
     let (before_range, after_range) = windows(session.session_time, days);
-    let window = |(start, end): (DateTime<Utc>, DateTime<Utc>)| {
+    let window = |(start, end): Span| {
         let inside: Vec<&ScoredEvaluation> = evaluations
             .iter()
             .filter(|e| e.time >= start && e.time < end)

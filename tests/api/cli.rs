@@ -339,3 +339,55 @@ fn a_qa_reviewer_key_may_be_bound_to_a_reviewer_and_no_other_role_may() {
         );
     }
 }
+
+#[test]
+fn tenant_configure_sets_the_dispute_window_and_refuses_days_outside_1_to_365() {
+    let dir = scratch_dir_with_store();
+    let created = iqs(&dir)
+        .args(["tenant", "create", "acme"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", stderr(&created));
+    let shown = iqs(&dir)
+        .args(["tenant", "configure", "acme"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("dispute_window_days 14"),
+        "a new tenant has 14 days"
+    );
+    let set = iqs(&dir)
+        .args(["tenant", "configure", "acme", "--dispute-window-days", "30"])
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{}", stderr(&set));
+    assert!(String::from_utf8_lossy(&set.stdout).contains("dispute_window_days 30"));
+    for days in ["0", "366"] {
+        let refused = iqs(&dir)
+            .args(["tenant", "configure", "acme", "--dispute-window-days", days])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(1), "{days}");
+        assert!(
+            stderr(&refused).contains("--dispute-window-days must be 1..365"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    let unknown = iqs(&dir)
+        .args([
+            "tenant",
+            "configure",
+            "nobody",
+            "--dispute-window-days",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("no tenant \"nobody\""),
+        "{}",
+        stderr(&unknown)
+    );
+}

@@ -213,7 +213,7 @@ async fn action_items_are_completed_and_reopened_and_an_agent_sees_only_its_own_
         created.coach_id, "lead-1",
         "a bound key coaches as its reviewer"
     );
-    assert_eq!(created.evaluation_ids, [evaluation.id.clone()]);
+    assert_eq!(created.evaluation_ids, std::slice::from_ref(&evaluation.id));
     assert_eq!(created.action_items.len(), 2);
     assert!(created.action_items.iter().all(|item| !item.done));
     let retry = lead

@@ -612,7 +612,9 @@ async fn the_dispute_summary_shows_which_reviewers_get_overturned(backend: Backe
         .await
         .unwrap()
         .into_inner();
-    let rows: Vec<(&str, u64, u64, u64, u64, u64, Option<f64>)> = summary
+    /// reviewer, opened, accepted, partially accepted, rejected, withdrawn, overturn rate
+    type Row<'a> = (&'a str, u64, u64, u64, u64, u64, Option<f64>);
+    let rows: Vec<Row> = summary
         .rows
         .iter()
         .map(|row| {

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use iqs::proto::{
     analytics as an, common,
-    evaluation::{self as ev, submit_evaluation_request::InteractionRef},
+    evaluation::{
+        self as ev, coaching_service_client::CoachingServiceClient,
+        dispute_service_client::DisputeServiceClient, submit_evaluation_request::InteractionRef,
+    },
     rubric as rb,
 };
 use proptest::{
@@ -392,6 +395,8 @@ enum Case {
     List(ev::ListEvaluationsRequest),
     Query(an::QueryScoresRequest),
     CreateSession(ev::CreateCalibrationSessionRequest),
+    OpenDispute(ev::OpenDisputeRequest),
+    CreateCoaching(ev::CreateCoachingSessionRequest),
     Bytes(&'static str, Vec<u8>),
 }
 
@@ -406,7 +411,79 @@ const WRITE_PATHS: &[&str] = &[
     "/iqs.analytics.v1.AnalyticsService/QueryScores",
     "/iqs.evaluation.v1.CalibrationService/CreateCalibrationSession",
     "/iqs.analytics.v1.AnalyticsService/GetCalibrationReport",
+    "/iqs.evaluation.v1.DisputeService/OpenDispute",
+    "/iqs.evaluation.v1.DisputeService/ResolveDispute",
+    "/iqs.evaluation.v1.CoachingService/CreateCoachingSession",
+    "/iqs.analytics.v1.AnalyticsService/GetCoachingImpact",
 ];
+
+fn open_dispute(evaluation_id: String) -> BoxedStrategy<ev::OpenDisputeRequest> {
+    (
+        request_id(),
+        often(Just(evaluation_id), hostile_text()),
+        hostile_text(),
+        ratings(),
+    )
+        .prop_map(
+            |(request_id, evaluation_id, comment, proposed_ratings)| ev::OpenDisputeRequest {
+                request_id,
+                evaluation_id,
+                comment,
+                proposed_ratings,
+            },
+        )
+        .boxed()
+}
+
+fn new_coaching(evaluation_id: String) -> BoxedStrategy<ev::CreateCoachingSessionRequest> {
+    let evaluation_ids =
+        proptest::collection::vec(often(Just(evaluation_id), hostile_text()), 0..3);
+    let items = proptest::collection::vec(
+        (hostile_text(), timestamp()).prop_map(|(description, due_time)| ev::ActionItem {
+            description,
+            due_time,
+            ..Default::default()
+        }),
+        0..3,
+    );
+    (
+        request_id(),
+        often(Just("agent-1".to_owned()), id()),
+        id(),
+        proptest::collection::vec(hostile_text(), 0..3),
+        evaluation_ids,
+        hostile_text(),
+        timestamp(),
+        items,
+    )
+        .prop_map(
+            |(
+                request_id,
+                agent_id,
+                coach_id,
+                criterion_keys,
+                evaluation_ids,
+                notes,
+                session_time,
+                action_items,
+            )| {
+                ev::CreateCoachingSessionRequest {
+                    request_id,
+                    session: Some(ev::CoachingSession {
+                        agent_id,
+                        coach_id,
+                        criterion_keys,
+                        evaluation_ids,
+                        notes,
+                        session_time,
+                        action_items,
+                        ..Default::default()
+                    }),
+                }
+            },
+        )
+        .boxed()
+}
 
 fn new_session(rubric_id: String) -> BoxedStrategy<ev::CreateCalibrationSessionRequest> {
     let interaction_ids = proptest::collection::vec(
@@ -453,7 +530,7 @@ fn new_session(rubric_id: String) -> BoxedStrategy<ev::CreateCalibrationSessionR
         .boxed()
 }
 
-fn case(rubric_id: String) -> BoxedStrategy<Case> {
+fn case(rubric_id: String, evaluation_id: String) -> BoxedStrategy<Case> {
     prop_oneof![
         4 => submission(rubric_id.clone(), false).prop_map(Case::Submit),
         2 => proptest::collection::vec(submission(rubric_id.clone(), true), 1..6)
@@ -469,6 +546,8 @@ fn case(rubric_id: String) -> BoxedStrategy<Case> {
         1 => listing().prop_map(Case::List),
         1 => query().prop_map(Case::Query),
         1 => new_session(rubric_id.clone()).prop_map(Case::CreateSession),
+        1 => open_dispute(evaluation_id.clone()).prop_map(Case::OpenDispute),
+        1 => new_coaching(evaluation_id).prop_map(Case::CreateCoaching),
         2 => (proptest::sample::select(WRITE_PATHS), proptest::collection::vec(any::<u8>(), 0..300))
             .prop_map(|(path, bytes)| Case::Bytes(path, bytes)),
     ]
@@ -476,7 +555,7 @@ fn case(rubric_id: String) -> BoxedStrategy<Case> {
 }
 
 /// What a refused call must not have changed.
-async fn stored(app: &TestApp) -> [i64; 6] {
+async fn stored(app: &TestApp) -> [i64; 9] {
     [
         app.count("evaluation.evaluations").await,
         app.count("evaluation.ratings").await,
@@ -484,6 +563,9 @@ async fn stored(app: &TestApp) -> [i64; 6] {
         app.count("evaluation.interactions").await,
         app.count("rubric.rubrics").await,
         app.count("evaluation.calibration_sessions").await,
+        app.count("evaluation.disputes").await,
+        app.count("evaluation.coaching_sessions").await,
+        app.count("evaluation.action_items").await,
     ]
 }
 
@@ -525,6 +607,14 @@ async fn run(app: &TestApp, case: Case) -> Result<Option<u64>, tonic::Status> {
             .create_calibration_session(request)
             .await
             .map(|_| None),
+        Case::OpenDispute(request) => DisputeServiceClient::new(app.channel.clone())
+            .open_dispute(request)
+            .await
+            .map(|_| None),
+        Case::CreateCoaching(request) => CoachingServiceClient::new(app.channel.clone())
+            .create_coaching_session(request)
+            .await
+            .map(|_| None),
         Case::Bytes(path, bytes) => crate::hardening::call_raw(app.channel.clone(), path, bytes)
             .await
             .map(|_| None),
@@ -553,7 +643,13 @@ async fn arbitrary_requests_never_answer_internal_and_a_refused_one_stores_nothi
     let seed = seed();
     let app = crate::helpers::spawn_app_without_rate_limits(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
-    let strategy = case(rubric.id.clone());
+    let evaluation = app
+        .evaluations()
+        .submit_evaluation(crate::helpers::submission(&rubric.id, "FUZZ-1", 0, 2))
+        .await
+        .unwrap()
+        .into_inner();
+    let strategy = case(rubric.id.clone(), evaluation.id);
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(
