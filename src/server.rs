@@ -29,6 +29,7 @@ use crate::proto::{
     self,
     analytics::analytics_service_server::AnalyticsServiceServer,
     evaluation::{
+        assignment_service_server::AssignmentServiceServer,
         calibration_service_server::CalibrationServiceServer,
         coaching_service_server::CoachingServiceServer,
         dispute_service_server::DisputeServiceServer,
@@ -41,8 +42,13 @@ use crate::services::rubric_client::{
     CachedRubricClient, InProcessRubricClient, RemoteRubricClient, RubricClient,
 };
 use crate::services::{
-    analytics::AnalyticsApi, calibration::CalibrationApi, coaching::CoachingApi,
-    dispute::DisputeApi, evaluation::EvaluationApi, rubric::RubricApi,
+    analytics::{AnalyticsApi, ProgramStores},
+    assignment::AssignmentApi,
+    calibration::CalibrationApi,
+    coaching::CoachingApi,
+    dispute::DisputeApi,
+    evaluation::EvaluationApi,
+    rubric::RubricApi,
 };
 use crate::store::{
     Store,
@@ -322,6 +328,7 @@ impl Server {
             calibration,
             dispute,
             coaching,
+            assignment,
             analytics,
         } = self.api_services();
         let background = self.start_background(health.clone());
@@ -397,6 +404,7 @@ impl Server {
             .add_optional_service(calibration)
             .add_optional_service(dispute)
             .add_optional_service(coaching)
+            .add_optional_service(assignment)
             .add_optional_service(analytics);
         let limits = self.limits.connections;
         let serving: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match self.tls {
@@ -473,12 +481,24 @@ impl Server {
             .max_decoding_message_size(bytes)
             .max_encoding_message_size(bytes)
         });
+        let assignment = self.services.contains(ServiceKind::Evaluation).then(|| {
+            AssignmentServiceServer::new(AssignmentApi::new(
+                self.store.clone(),
+                self.rubric_client.clone(),
+                self.page_tokens.clone(),
+            ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
+        });
         let analytics = self.services.contains(ServiceKind::Analytics).then(|| {
             AnalyticsServiceServer::new(AnalyticsApi::new(
                 self.store.clone(),
-                self.store.clone(),
-                self.store.clone(),
-                self.store.clone(),
+                ProgramStores {
+                    calibrations: self.store.clone(),
+                    disputes: self.store.clone(),
+                    coaching: self.store.clone(),
+                    assignments: self.store.clone(),
+                },
                 self.cache.clone(),
                 self.page_tokens.clone(),
             ))
@@ -491,6 +511,7 @@ impl Server {
             calibration,
             dispute,
             coaching,
+            assignment,
             analytics,
         }
     }
@@ -529,6 +550,7 @@ struct ApiServices {
     calibration: Option<CalibrationServiceServer<CalibrationApi>>,
     dispute: Option<DisputeServiceServer<DisputeApi>>,
     coaching: Option<CoachingServiceServer<CoachingApi>>,
+    assignment: Option<AssignmentServiceServer<AssignmentApi>>,
     analytics: Option<AnalyticsServiceServer<AnalyticsApi>>,
 }
 

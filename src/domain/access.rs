@@ -63,6 +63,7 @@ const ANALYTICS: &str = "/iqs.analytics.v1.AnalyticsService/";
 const CALIBRATION: &str = "/iqs.evaluation.v1.CalibrationService/";
 const DISPUTE: &str = "/iqs.evaluation.v1.DisputeService/";
 const COACHING: &str = "/iqs.evaluation.v1.CoachingService/";
+const ASSIGNMENT: &str = "/iqs.evaluation.v1.AssignmentService/";
 
 /// What a call does, for the audit log and the limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +302,34 @@ pub const MATRIX: &[Rpc] = &[
         "GetCoachingImpact",
         Read,
         &[Admin, QaReviewer, Agent, Analyst],
+    ),
+    rpc(ASSIGNMENT, "CreateSamplingPlan", Write, &[Admin]),
+    rpc(
+        ASSIGNMENT,
+        "GetSamplingPlan",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(
+        ASSIGNMENT,
+        "ListSamplingPlans",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(ASSIGNMENT, "RunSampling", Write, &[Admin]),
+    rpc(
+        ASSIGNMENT,
+        "ListAssignments",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(ASSIGNMENT, "NextAssignment", Read, &[Admin, QaReviewer]),
+    rpc(ASSIGNMENT, "SkipAssignment", Write, &[Admin, QaReviewer]),
+    rpc(
+        ANALYTICS,
+        "GetAssignmentCoverage",
+        Read,
+        &[Admin, QaReviewer, Analyst],
     ),
 ];
 

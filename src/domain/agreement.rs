@@ -11,6 +11,7 @@
 //! cells simply absent. Only pairable units — those holding at least two values
 //! — say anything about agreement, so every other unit is ignored.
 
+use super::random::SplitMix64;
 use std::cmp::Ordering;
 
 /// Level of measurement, which decides how much two differing values disagree.
@@ -292,32 +293,6 @@ impl Scratch {
             marginals: vec![0.0; distinct],
             ranks: vec![0.0; distinct],
         }
-    }
-}
-
-/// SplitMix64 (Steele, Lea & Flood 2014), chosen because it is tiny, fast and
-/// fully specified, so seeded intervals are reproducible across platforms.
-struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform index in `0..bound`; the high half of a 128-bit product avoids
-    /// the low-bit bias of taking a remainder.
-    fn below(&mut self, bound: usize) -> usize {
-        ((u128::from(self.next_u64()) * bound as u128) >> 64) as usize
     }
 }
 

@@ -9,6 +9,7 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::assignment::assignment_coverage;
 use super::calibration::calibration_report;
 use super::coaching::coaching_impact;
 use super::convert::{
@@ -31,7 +32,9 @@ use crate::proto::{
     analytics::{self as pb, analytics_service_server::AnalyticsService},
     common,
 };
-use crate::store::{AnalyticsStore, CalibrationStore, CoachingStore, DisputeStore};
+use crate::store::{
+    AnalyticsStore, AssignmentStore, CalibrationStore, CoachingStore, DisputeStore,
+};
 
 /// Rows read per page while exporting.
 pub const EXPORT_PAGE: u32 = 1_000;
@@ -39,27 +42,30 @@ const DEFAULT_ROOT_CAUSES: usize = 10;
 
 pub struct AnalyticsApi {
     store: Arc<dyn AnalyticsStore>,
-    calibrations: Arc<dyn CalibrationStore>,
-    disputes: Arc<dyn DisputeStore>,
-    coaching: Arc<dyn CoachingStore>,
+    program: ProgramStores,
     cache: Option<Arc<dyn SummaryCache>>,
     tokens: Arc<PageTokens>,
+}
+
+/// The stores of the QA program around a review, whose reports the analytics service
+/// serves.
+pub struct ProgramStores {
+    pub calibrations: Arc<dyn CalibrationStore>,
+    pub disputes: Arc<dyn DisputeStore>,
+    pub coaching: Arc<dyn CoachingStore>,
+    pub assignments: Arc<dyn AssignmentStore>,
 }
 
 impl AnalyticsApi {
     pub fn new(
         store: Arc<dyn AnalyticsStore>,
-        calibrations: Arc<dyn CalibrationStore>,
-        disputes: Arc<dyn DisputeStore>,
-        coaching: Arc<dyn CoachingStore>,
+        program: ProgramStores,
         cache: Option<Arc<dyn SummaryCache>>,
         tokens: Arc<PageTokens>,
     ) -> Self {
         Self {
             store,
-            calibrations,
-            disputes,
-            coaching,
+            program,
             cache,
             tokens,
         }
@@ -333,21 +339,28 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<pb::GetCalibrationReportRequest>,
     ) -> Result<Response<pb::CalibrationReport>, Status> {
-        calibration_report(self.calibrations.as_ref(), request).await
+        calibration_report(self.program.calibrations.as_ref(), request).await
     }
 
     async fn get_dispute_summary(
         &self,
         request: Request<pb::GetDisputeSummaryRequest>,
     ) -> Result<Response<pb::GetDisputeSummaryResponse>, Status> {
-        dispute_summary(self.disputes.as_ref(), request).await
+        dispute_summary(self.program.disputes.as_ref(), request).await
     }
 
     async fn get_coaching_impact(
         &self,
         request: Request<pb::GetCoachingImpactRequest>,
     ) -> Result<Response<pb::CoachingImpact>, Status> {
-        coaching_impact(self.coaching.as_ref(), request).await
+        coaching_impact(self.program.coaching.as_ref(), request).await
+    }
+
+    async fn get_assignment_coverage(
+        &self,
+        request: Request<pb::GetAssignmentCoverageRequest>,
+    ) -> Result<Response<pb::AssignmentCoverage>, Status> {
+        assignment_coverage(self.program.assignments.as_ref(), request).await
     }
 
     async fn get_agent_score(

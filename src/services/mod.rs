@@ -2,6 +2,7 @@
 //! stores -> response.
 
 pub mod analytics;
+pub mod assignment;
 pub mod calibration;
 pub mod coaching;
 mod convert;
@@ -17,6 +18,7 @@ use crate::config::ServiceKind;
 use crate::proto::{
     analytics::analytics_service_server::AnalyticsServiceServer,
     evaluation::{
+        assignment_service_server::AssignmentServiceServer,
         calibration_service_server::CalibrationServiceServer,
         coaching_service_server::CoachingServiceServer,
         dispute_service_server::DisputeServiceServer,
@@ -35,6 +37,7 @@ pub fn grpc_service_names(kind: ServiceKind) -> &'static [&'static str] {
             <CalibrationServiceServer<calibration::CalibrationApi> as NamedService>::NAME,
             <DisputeServiceServer<dispute::DisputeApi> as NamedService>::NAME,
             <CoachingServiceServer<coaching::CoachingApi> as NamedService>::NAME,
+            <AssignmentServiceServer<assignment::AssignmentApi> as NamedService>::NAME,
         ],
         ServiceKind::Analytics => {
             &[<AnalyticsServiceServer<analytics::AnalyticsApi> as NamedService>::NAME]

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::calibration::{CalibrationReview, NewSession, Session, SessionState};
 use crate::domain::coaching::{self, ScoredEvaluation};
 use crate::domain::dispute::{Dispute, DisputeState, NewDispute, Resolution};
+use crate::domain::sampling::{self, Assignment, AssignmentState, CoverageCount};
 use crate::domain::{
     access::Role,
     analytics::{Dimension, Interval, ScoreFilter, Totals},
@@ -576,6 +577,86 @@ pub trait CoachingStore: Send + Sync + 'static {
     ) -> Result<Vec<ScoredEvaluation>>;
 }
 
+/// Which assignments to list: oldest first (ids are UUIDv7), strictly newer than `after`.
+#[derive(Debug, Clone, Default)]
+pub struct AssignmentListing {
+    pub after: Option<Uuid>,
+    pub limit: u32,
+    pub plan_id: Option<Uuid>,
+    pub reviewer_id: Option<String>,
+    /// Empty = every state.
+    pub states: Vec<AssignmentState>,
+}
+
+/// What a sampling run did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunOutcome {
+    pub created: u32,
+    /// Assignments an earlier run of the same plan and period made (this one made none).
+    pub already_assigned: u32,
+    pub short_agents: Vec<(String, u32)>,
+}
+
+/// Sampling plans and the assignments they make.
+#[async_trait]
+pub trait AssignmentStore: Send + Sync + 'static {
+    /// Creates a plan, or answers a retry of the same request as the first time.
+    async fn create_plan(&self, tenant: TenantId, new: sampling::NewPlan)
+    -> Result<sampling::Plan>;
+
+    async fn get_plan(&self, tenant: TenantId, id: Uuid) -> Result<sampling::Plan>;
+
+    /// Newest first, strictly older than `before`.
+    async fn list_plans(
+        &self,
+        tenant: TenantId,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<sampling::Plan>>;
+
+    /// Samples the period [start, end) of a plan and stores the assignments, once per
+    /// (plan, period): a later or concurrent run answers with the first one's count.
+    async fn run_sampling(
+        &self,
+        tenant: TenantId,
+        plan_id: Uuid,
+        period: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<RunOutcome>;
+
+    async fn get_assignment(&self, tenant: TenantId, id: Uuid) -> Result<Assignment>;
+
+    async fn list_assignments(
+        &self,
+        tenant: TenantId,
+        listing: AssignmentListing,
+    ) -> Result<Vec<Assignment>>;
+
+    /// The reviewer's oldest open assignment.
+    async fn next_assignment(
+        &self,
+        tenant: TenantId,
+        reviewer_id: &str,
+    ) -> Result<Option<Assignment>>;
+
+    /// Skips an open assignment and assigns the same reviewer a replacement of the same
+    /// agent and period when one is eligible.
+    async fn skip_assignment(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<(Assignment, Option<Assignment>)>;
+
+    /// A plan's assignments of the period starting at `period_start`, counted by
+    /// reviewer, agent and state.
+    async fn coverage_counts(
+        &self,
+        tenant: TenantId,
+        plan_id: Uuid,
+        period_start: DateTime<Utc>,
+    ) -> Result<Vec<CoverageCount>>;
+}
+
 /// Every store port on one backend: what the server and the CLI open.
 pub trait Store:
     RubricStore
@@ -585,6 +666,7 @@ pub trait Store:
     + CalibrationStore
     + DisputeStore
     + CoachingStore
+    + AssignmentStore
     + StoreHealth
 {
 }
@@ -597,6 +679,7 @@ impl<
         + CalibrationStore
         + DisputeStore
         + CoachingStore
+        + AssignmentStore
         + StoreHealth,
 > Store for T
 {

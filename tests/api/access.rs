@@ -7,7 +7,8 @@ use iqs::domain::access::{MATRIX, Role};
 use iqs::proto::{
     analytics::{self as an, analytics_service_client::AnalyticsServiceClient},
     evaluation::{
-        self as ev, calibration_service_client::CalibrationServiceClient,
+        self as ev, assignment_service_client::AssignmentServiceClient,
+        calibration_service_client::CalibrationServiceClient,
         coaching_service_client::CoachingServiceClient,
         dispute_service_client::DisputeServiceClient,
         evaluation_service_client::EvaluationServiceClient,
@@ -39,6 +40,7 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
     let mut calibrations = CalibrationServiceClient::new(channel.clone());
     let mut disputes = DisputeServiceClient::new(channel.clone());
     let mut coaching = CoachingServiceClient::new(channel.clone());
+    let mut assignments = AssignmentServiceClient::new(channel.clone());
     let mut analytics = AnalyticsServiceClient::new(channel);
     let id = ids.rubric.clone();
     let own_submission = || {
@@ -305,6 +307,62 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             .get_coaching_impact(an::GetCoachingImpactRequest {
                 session_id: uuid::Uuid::now_v7().to_string(),
                 window_days: 0,
+            })
+            .await
+            .map(drop),
+        "CreateSamplingPlan" => assignments
+            .create_sampling_plan(ev::CreateSamplingPlanRequest {
+                request_id: String::new(),
+                plan: Some(ev::SamplingPlan {
+                    display_name: "matrix".into(),
+                    rubric_id: ids.rubric.clone(),
+                    per_agent_count: 1,
+                    period: ev::SamplingPeriod::Week as i32,
+                    strategy: ev::SamplingStrategy::Random as i32,
+                    reviewer_ids: vec!["rev-a".into()],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(drop),
+        "GetSamplingPlan" => assignments
+            .get_sampling_plan(ev::GetSamplingPlanRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
+        "ListSamplingPlans" => assignments
+            .list_sampling_plans(ev::ListSamplingPlansRequest::default())
+            .await
+            .map(drop),
+        "RunSampling" => assignments
+            .run_sampling(ev::RunSamplingRequest {
+                plan_id: uuid::Uuid::now_v7().to_string(),
+                period_start: None,
+            })
+            .await
+            .map(drop),
+        "ListAssignments" => assignments
+            .list_assignments(ev::ListAssignmentsRequest::default())
+            .await
+            .map(drop),
+        "NextAssignment" => assignments
+            .next_assignment(ev::NextAssignmentRequest {
+                reviewer_id: "rev-a".into(),
+            })
+            .await
+            .map(drop),
+        "SkipAssignment" => assignments
+            .skip_assignment(ev::SkipAssignmentRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+                reason: "matrix".into(),
+            })
+            .await
+            .map(drop),
+        "GetAssignmentCoverage" => analytics
+            .get_assignment_coverage(an::GetAssignmentCoverageRequest {
+                plan_id: uuid::Uuid::now_v7().to_string(),
+                period_start: None,
             })
             .await
             .map(drop),

@@ -5,6 +5,7 @@
 mod access;
 mod acknowledgement;
 mod analytics;
+mod assignments;
 mod bench;
 mod cache;
 mod cache_conformance;

@@ -1,6 +1,7 @@
 //! Conversions between protobuf messages and domain types. Incoming conversions record
 //! every malformed field in `Violations` instead of stopping at the first.
 
+mod assignment;
 mod calibration;
 mod coaching;
 mod dispute;
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::validation::Violations;
 
+pub use assignment::*;
 pub use calibration::*;
 pub use coaching::*;
 pub use dispute::*;

@@ -16,6 +16,7 @@
 
 mod access;
 mod analytics_reads;
+mod assignments;
 mod calibration;
 mod coaching;
 mod disputes;
