@@ -306,6 +306,35 @@ class Bench:
         self.drop_store(backend, name)
         return {"interactions": interactions, "reviewers": reviewers, "reports": reports, "rss": rss}
 
+    def sampling_scenario(self, interactions, reps):
+        """RunSampling of a month of `interactions` interactions of 500 agents (10 per agent,
+        stratified by channel, 20 reviewers; a new rubric each repetition, so each run does the
+        same work), beside psql reading the same month's rows; then NextAssignment beside
+        GetSamplingPlan, 1,000 calls each, alternating."""
+        name = "iqs_bench_sampling"
+        url = self.fresh_database(name)
+        key = self.admin_key(url)
+        tenant = subprocess.run([self.iqs, "tenant", "create", "bench"], env=dict(os.environ, DATABASE_URL=url),
+                                check=True, capture_output=True, text=True).stdout.split()[-1]
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([self.args.psql, url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"tenant={tenant}",
+                        "-v", f"n={interactions}", "-f", os.path.join(here, "bench_sampling.sql")], check=True)
+        baseline_sql = ("SELECT id, agent_id, channel, csat FROM evaluation.interactions "
+                        f"WHERE tenant_id = '{tenant}' AND COALESCE(occur_time, create_time) >= '2026-10-01' "
+                        "AND COALESCE(occur_time, create_time) < '2026-11-01'")
+        proc, target = self.start_server(url, self.args.redis_url)
+        runs, baselines = [], []
+        for rep in range(reps):
+            baselines.append(self.timed_sql(url, baseline_sql))
+            runs.append(run_json([self.iqs, "bench", "sampling", "--target", target, "--key", key,
+                                  "--period", "2026-10-15T00:00:00Z", "--json"]))
+            print(f"sampling rep {rep + 1}/{reps}: RunSampling {runs[-1]['run_ms']:.0f} ms "
+                  f"({runs[-1]['created']} assignments), reading the month {baselines[-1]:.0f} ms; "
+                  f"NextAssignment p99 {runs[-1]['next_p99_ms']:.2f} ms", flush=True)
+        self.stop_server(proc)
+        self.drop_database(name)
+        return {"interactions": interactions, "runs": runs, "baselines": baselines}
+
     def cached_read_scenario(self, backend, reps, concurrency=16):
         """GetAgentScore of one agent (served from the cache after the first call) under
         closed-loop load, beside the echo baseline (same client, concurrency, answer size
@@ -736,6 +765,32 @@ def write_report(path, results, args, elapsed):
         r.target(f"GetCalibrationReport of 50 × 10, p99 < 100 ms ({backend})", f"{p99:.1f} ms", p99 < 100)
     r.table(("figure", "p50", "p99", "p50 ÷ reading the session"), rows)
 
+    smp = results["sampling"]
+    runs = smp["runs"]
+    r.add("## Sampling and assignments", "",
+          f"`RunSampling` of a monthly plan over {smp['interactions']:,} interactions of 500 agents in one month "
+          "(`scripts/bench_sampling.sql`), 10 per agent stratified by channel, 20 reviewers, on PostgreSQL: it reads "
+          "the month's interactions with whether each is reviewed or assigned, samples every agent, and writes the "
+          "assignments in one transaction. Beside it, psql reading the same month's rows (id, agent, channel, CSAT). "
+          "Each repetition samples under a new rubric, so each does the same work. Then `NextAssignment` (a reviewer's "
+          "oldest open assignment) 1,000 times, alternating with `GetSamplingPlan`, a read by primary key "
+          "(`iqs bench sampling`).", "")
+    run_ms = median([x["run_ms"] for x in runs])
+    next_p99 = median([x["next_p99_ms"] for x in runs])
+    rows = [
+        ("RunSampling", spread([x["run_ms"] for x in runs], "ms"),
+         f"{runs[0]['created']:,} assignments", f"{run_ms / median(smp['baselines']):.1f}"),
+        ("psql reading the month's interactions", spread(smp["baselines"], "ms"), "", ""),
+        ("NextAssignment p99", spread([x["next_p99_ms"] for x in runs], "ms", 2),
+         f"p50 {median([x['next_p50_ms'] for x in runs]):.2f} ms", ""),
+        ("GetSamplingPlan p99", spread([x["plan_p99_ms"] for x in runs], "ms", 2),
+         f"p50 {median([x['plan_p50_ms'] for x in runs]):.2f} ms", ""),
+    ]
+    r.table(("figure", "time", "", "÷ psql"), rows)
+    r.target(f"RunSampling over {smp['interactions']:,} interactions and 500 agents < 5 s (PostgreSQL)",
+             f"{run_ms / 1000:.2f} s", run_ms < 5000)
+    r.target("NextAssignment p99 < 5 ms (PostgreSQL)", f"{next_p99:.2f} ms", next_p99 < 5)
+
     over = results["overload"]
     r.add("## Overload", "",
           f"`GetAgentScore` (cached) on PostgreSQL + Redis, the server started with `IQS_MAX_CONCURRENT_CALLS="
@@ -839,7 +894,7 @@ def main():
     args.seconds = bench.seconds
     rows = 10_000 if args.quick else 50_000
     results = {"import": {}, "submit": {}, "freshness": {}, "cached_read": {}, "calibration": {}, "query": {},
-               "overload": {}}
+               "overload": {}, "sampling": {}}
     results["submit"]["pgbench"] = bench.pgbench_baselines(args.reps, 16)
     for backend, _ in BACKENDS:
         results["import"][backend] = bench.import_scenario(backend, rows, args.reps)
@@ -848,6 +903,7 @@ def main():
         results["cached_read"][backend] = bench.cached_read_scenario(backend, args.reps)
         results["calibration"][backend] = bench.calibration_scenario(backend, args.reps)
     results["overload"] = bench.overload_scenario(1 if args.quick else args.reps)
+    results["sampling"] = bench.sampling_scenario(100_000 if args.quick else 1_000_000, args.reps)
     results["query"]["embedded"] = bench.embedded_query_scenario(2_000 if args.quick else 20_000, args.reps)
     results["query"]["postgres"] = bench.postgres_query_scenario(
         args.query_evaluations or (100_000 if args.quick else 10_000_000), args.reps)

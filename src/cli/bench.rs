@@ -32,6 +32,9 @@ pub enum BenchCommand {
     Submit(super::load::SubmitArgs),
     /// Times GetCalibrationReport on a large session beside reading the session.
     Calibration(super::bench_calibration::CalibrationArgs),
+    /// Times RunSampling over a month of interactions, then NextAssignment beside reading
+    /// the plan.
+    Sampling(super::bench_sampling::SamplingArgs),
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +166,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::AgentScore(args) => super::load::agent_score(args).await,
         BenchCommand::Submit(args) => super::load::submit(args).await,
         BenchCommand::Calibration(args) => super::bench_calibration::calibration(args).await,
+        BenchCommand::Sampling(args) => super::bench_sampling::sampling(args).await,
     }
 }
 

@@ -2,12 +2,12 @@
 //! interactions and reviewers, beside the latency of reading the same session
 //! (GetCalibrationSession): the ratio is what computing the statistics costs.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
 
-use super::bench_client::{Authed, authed, bearer, bench_rubric, open_channel};
+use super::bench_client::{Authed, authed, bearer, bench_rubric, open_channel, quantile_ms};
 use super::demo::Random;
 use super::demo_calibration::{Reviewer, seed_session};
 use crate::proto::analytics::{
@@ -54,12 +54,6 @@ struct CalibrationReport {
     session_p50_ms: f64,
     session_p99_ms: f64,
     p50_ratio: f64,
-}
-
-fn quantile_ms(samples: &mut [Duration], q: f64) -> f64 {
-    samples.sort();
-    let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len().max(1)) - 1;
-    samples.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 pub async fn calibration(args: CalibrationArgs) -> Result<(), String> {

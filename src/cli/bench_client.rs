@@ -159,3 +159,10 @@ pub fn import_row(
         create_time: None,
     }
 }
+
+/// The `q` quantile of latencies, in milliseconds (nearest rank; 0 when there are none).
+pub(super) fn quantile_ms(samples: &mut [std::time::Duration], q: f64) -> f64 {
+    samples.sort();
+    let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len().max(1)) - 1;
+    samples.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}

@@ -12,6 +12,7 @@ mod access;
 mod bench;
 mod bench_calibration;
 mod bench_client;
+mod bench_sampling;
 mod demo;
 mod demo_calibration;
 mod demo_program;

@@ -168,16 +168,16 @@ fn candidates_query(
 ) -> Statement<'static> {
     let filter = &plan.input.filter;
     // Every interaction of the period that matches, flagged: an agent with none left
-    // eligible is still reported short.
+    // eligible is still reported short. The rubric's reviewed and assigned interactions
+    // are joined, not probed row by row in the select list.
     let mut statement = sql("SELECT i.id, i.agent_id, i.channel, i.csat,
-                (NOT EXISTS (SELECT 1 FROM evaluations e
-                              WHERE e.tenant_id = i.tenant_id AND e.interaction_id = i.id
-                                AND e.rubric_id = $4 AND e.kind = 'manual'
-                                AND e.state = 'active')
-                 AND NOT EXISTS (SELECT 1 FROM assignments a
-                                  WHERE a.tenant_id = i.tenant_id AND a.rubric_id = $4
-                                    AND a.interaction_id = i.id)) AS eligible
+                (r.interaction_id IS NULL AND a.interaction_id IS NULL) AS eligible
          FROM interactions i
+         LEFT JOIN (SELECT DISTINCT interaction_id FROM evaluations
+                     WHERE tenant_id = $1 AND rubric_id = $4 AND kind = 'manual'
+                       AND state = 'active') r ON r.interaction_id = i.id
+         LEFT JOIN (SELECT interaction_id FROM assignments
+                     WHERE tenant_id = $1 AND rubric_id = $4) a ON a.interaction_id = i.id
          WHERE i.tenant_id = $1
            AND COALESCE(i.occur_time, i.create_time) >= $2
            AND COALESCE(i.occur_time, i.create_time) < $3")
