@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tonic::transport::Channel;
 
 use super::demo_calibration::seed_calibration;
-use super::demo_program::{self, seed_coaching, seed_disputes};
+use super::demo_program::{self, seed_assignments, seed_coaching, seed_disputes};
 use crate::config::{AuthMode, Config, ServiceSet};
 use crate::proto::analytics::{self as apb, analytics_service_client::AnalyticsServiceClient};
 use crate::proto::common::TimeRange;
@@ -579,6 +579,7 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
         &generator.rubrics[own_rubric].1,
     )
     .await?;
+    let assignments = seed_assignments(channel.clone(), args.seed, now, chat_rubric).await?;
     let summary = summarize(channel, now).await?;
     let _ = stop.send(());
     let _ = serving.await;
@@ -595,6 +596,7 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
     say!("{calibration}");
     say!("{disputes}");
     say!("{coaching}");
+    say!("{assignments}");
     Ok(())
 }
 

@@ -1,7 +1,8 @@
-//! What `iqs demo seed` adds after the scores: disputes of the lowest recent chat scores
+//! What `iqs demo seed` adds around the scores: disputes of the lowest recent chat scores
 //! (those of two reviewers overturned, the others rejected, one still open, one
-//! withdrawn) and a coaching session for the agent who improved most. Every request
-//! carries a request id or repeats its first content: seeding again changes nothing.
+//! withdrawn), a coaching session for the agent who improved most, and a weekly sampling
+//! plan with this week's assignments. Every request carries a request id or repeats its
+//! first content: seeding again changes nothing.
 
 use chrono::{DateTime, Utc};
 use tonic::transport::Channel;
@@ -11,7 +12,8 @@ use super::demo::timestamp;
 use crate::proto::analytics::{self as apb, analytics_service_client::AnalyticsServiceClient};
 use crate::proto::common::TimeRange;
 use crate::proto::evaluation::{
-    self as epb, coaching_service_client::CoachingServiceClient,
+    self as epb, assignment_service_client::AssignmentServiceClient,
+    coaching_service_client::CoachingServiceClient,
     dispute_service_client::DisputeServiceClient,
     evaluation_service_client::EvaluationServiceClient,
 };
@@ -284,5 +286,60 @@ pub async fn seed_coaching(
         } else {
             format!("{p:.3}")
         }),
+    ))
+}
+
+/// The demo's reviewers, who share the sampled chats.
+const SAMPLING_REVIEWERS: [&str; 6] = [
+    "qa-alex", "qa-blair", "qa-casey", "qa-drew", "qa-eden", "qa-flynn",
+];
+
+/// Seeds a weekly plan of the chat rubric and samples the last week of the data; a line
+/// for the summary.
+pub async fn seed_assignments(
+    channel: Channel,
+    seed: u64,
+    now: DateTime<Utc>,
+    rubric_id: &str,
+) -> Result<String, String> {
+    let mut plans = AssignmentServiceClient::new(authed(channel, None));
+    let plan = plans
+        .create_sampling_plan(epb::CreateSamplingPlanRequest {
+            request_id: format!("demo-{seed}-weekly-plan"),
+            plan: Some(epb::SamplingPlan {
+                display_name: "Weekly chat sample".into(),
+                rubric_id: rubric_id.into(),
+                filter: Some(epb::SamplingFilter {
+                    channels: vec!["chat".into()],
+                    ..Default::default()
+                }),
+                per_agent_count: 2,
+                period: epb::SamplingPeriod::Week as i32,
+                strategy: epb::SamplingStrategy::LowCsatFirst as i32,
+                reviewer_ids: SAMPLING_REVIEWERS.iter().map(|r| r.to_string()).collect(),
+                seed,
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(failed("create a sampling plan"))?
+        .into_inner();
+    let run = plans
+        .run_sampling(epb::RunSamplingRequest {
+            plan_id: plan.id.clone(),
+            period_start: Some(timestamp(now - chrono::Duration::days(1))),
+        })
+        .await
+        .map_err(failed("run the sampling plan"))?
+        .into_inner();
+    Ok(format!(
+        "  assignments:           plan {} (chat, 2 per agent a week, lowest CSAT first): {} in the week of {} for {} reviewers, {} agents short",
+        plan.id,
+        run.created + run.already_assigned,
+        run.period_start
+            .and_then(|start| DateTime::from_timestamp(start.seconds, 0))
+            .map_or_else(String::new, |start| start.date_naive().to_string()),
+        SAMPLING_REVIEWERS.len(),
+        run.short_agents.len(),
     ))
 }
