@@ -13,8 +13,7 @@ use crate::proto::analytics::{self as apb, analytics_service_client::AnalyticsSe
 use crate::proto::common::TimeRange;
 use crate::proto::evaluation::{
     self as epb, assignment_service_client::AssignmentServiceClient,
-    coaching_service_client::CoachingServiceClient,
-    dispute_service_client::DisputeServiceClient,
+    coaching_service_client::CoachingServiceClient, dispute_service_client::DisputeServiceClient,
     evaluation_service_client::EvaluationServiceClient,
 };
 use crate::proto::rubric as rpb;

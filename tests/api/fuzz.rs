@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use iqs::proto::{
     analytics as an, common,
     evaluation::{
-        self as ev, coaching_service_client::CoachingServiceClient,
+        self as ev, assignment_service_client::AssignmentServiceClient,
+        coaching_service_client::CoachingServiceClient,
         dispute_service_client::DisputeServiceClient, submit_evaluation_request::InteractionRef,
     },
     rubric as rb,
@@ -397,6 +398,7 @@ enum Case {
     CreateSession(ev::CreateCalibrationSessionRequest),
     OpenDispute(ev::OpenDisputeRequest),
     CreateCoaching(ev::CreateCoachingSessionRequest),
+    CreatePlan(ev::CreateSamplingPlanRequest),
     Bytes(&'static str, Vec<u8>),
 }
 
@@ -415,7 +417,61 @@ const WRITE_PATHS: &[&str] = &[
     "/iqs.evaluation.v1.DisputeService/ResolveDispute",
     "/iqs.evaluation.v1.CoachingService/CreateCoachingSession",
     "/iqs.analytics.v1.AnalyticsService/GetCoachingImpact",
+    "/iqs.evaluation.v1.AssignmentService/CreateSamplingPlan",
+    "/iqs.evaluation.v1.AssignmentService/RunSampling",
+    "/iqs.evaluation.v1.AssignmentService/SkipAssignment",
 ];
+
+fn new_plan(rubric_id: String) -> BoxedStrategy<ev::CreateSamplingPlanRequest> {
+    let values = || proptest::collection::vec(hostile_text(), 0..3);
+    let csat = || often(Just(None), any::<i32>().prop_map(Some));
+    (
+        request_id(),
+        label(),
+        often(Just(rubric_id), hostile_text()),
+        (values(), values(), csat(), csat()),
+        any::<u32>(),
+        any::<i32>(),
+        any::<i32>(),
+        proptest::collection::vec(id(), 0..4),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(
+                request_id,
+                display_name,
+                rubric_id,
+                (channels, agent_ids, min_csat, max_csat),
+                per_agent_count,
+                period,
+                strategy,
+                reviewer_ids,
+                seed,
+            )| {
+                ev::CreateSamplingPlanRequest {
+                    request_id,
+                    plan: Some(ev::SamplingPlan {
+                        display_name,
+                        rubric_id,
+                        filter: Some(ev::SamplingFilter {
+                            channels,
+                            agent_ids,
+                            min_csat,
+                            max_csat,
+                            ..Default::default()
+                        }),
+                        per_agent_count: per_agent_count % 1_100,
+                        period: period % 4,
+                        strategy: strategy % 5,
+                        reviewer_ids,
+                        seed,
+                        ..Default::default()
+                    }),
+                }
+            },
+        )
+        .boxed()
+}
 
 fn open_dispute(evaluation_id: String) -> BoxedStrategy<ev::OpenDisputeRequest> {
     (
@@ -548,6 +604,7 @@ fn case(rubric_id: String, evaluation_id: String) -> BoxedStrategy<Case> {
         1 => new_session(rubric_id.clone()).prop_map(Case::CreateSession),
         1 => open_dispute(evaluation_id.clone()).prop_map(Case::OpenDispute),
         1 => new_coaching(evaluation_id).prop_map(Case::CreateCoaching),
+        1 => new_plan(rubric_id.clone()).prop_map(Case::CreatePlan),
         2 => (proptest::sample::select(WRITE_PATHS), proptest::collection::vec(any::<u8>(), 0..300))
             .prop_map(|(path, bytes)| Case::Bytes(path, bytes)),
     ]
@@ -555,7 +612,7 @@ fn case(rubric_id: String, evaluation_id: String) -> BoxedStrategy<Case> {
 }
 
 /// What a refused call must not have changed.
-async fn stored(app: &TestApp) -> [i64; 9] {
+async fn stored(app: &TestApp) -> [i64; 10] {
     [
         app.count("evaluation.evaluations").await,
         app.count("evaluation.ratings").await,
@@ -566,6 +623,7 @@ async fn stored(app: &TestApp) -> [i64; 9] {
         app.count("evaluation.disputes").await,
         app.count("evaluation.coaching_sessions").await,
         app.count("evaluation.action_items").await,
+        app.count("evaluation.sampling_plans").await,
     ]
 }
 
@@ -613,6 +671,10 @@ async fn run(app: &TestApp, case: Case) -> Result<Option<u64>, tonic::Status> {
             .map(|_| None),
         Case::CreateCoaching(request) => CoachingServiceClient::new(app.channel.clone())
             .create_coaching_session(request)
+            .await
+            .map(|_| None),
+        Case::CreatePlan(request) => AssignmentServiceClient::new(app.channel.clone())
+            .create_sampling_plan(request)
             .await
             .map(|_| None),
         Case::Bytes(path, bytes) => crate::hardening::call_raw(app.channel.clone(), path, bytes)
