@@ -146,6 +146,31 @@ impl PageTokens {
         }
     }
 
+    /// The page size and the id to continue from, of a listing keyed by UUID: a bad
+    /// `page_size` or `page_token` is a violation of that field.
+    pub fn id_page(
+        &self,
+        tenant: TenantId,
+        requested_size: i32,
+        token: &str,
+        fingerprint: &str,
+        violations: &mut Violations,
+    ) -> (u32, Option<uuid::Uuid>) {
+        let limit = page_size(requested_size).unwrap_or_else(|reason| {
+            violations.add("page_size", reason);
+            0
+        });
+        let from = self.read(
+            tenant,
+            token,
+            fingerprint,
+            "page_token",
+            |key| uuid::Uuid::parse_str(key).ok(),
+            violations,
+        );
+        (limit, from)
+    }
+
     /// Cuts rows fetched with `limit + 1` down to `limit`, with the token of the last row
     /// kept when more remain (empty otherwise).
     pub fn finish_page<T>(

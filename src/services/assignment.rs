@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::convert::{
     assignment_state_from_proto, assignment_to_proto, coverage_to_proto, from_timestamp,
@@ -14,7 +13,7 @@ use super::rubric_client::RubricClient;
 use crate::auth::{Principal, credential, principal};
 use crate::domain::{
     evaluation::{check_reason, fingerprint_of},
-    paging::{PageTokens, page_size},
+    paging::PageTokens,
     sampling::{self, NewPlan},
     validation::Violations,
 };
@@ -112,17 +111,12 @@ impl AssignmentService for AssignmentApi {
         let tenant = principal(&request)?.tenant;
         let request = request.into_inner();
         let mut violations = Violations::new();
-        let limit = page_size(request.page_size).unwrap_or_else(|reason| {
-            violations.add("page_size", reason);
-            0
-        });
         let filters = "sampling_plans";
-        let before = self.tokens.read(
+        let (limit, before) = self.tokens.id_page(
             tenant,
+            request.page_size,
             &request.page_token,
             filters,
-            "page_token",
-            |key| Uuid::parse_str(key).ok(),
             &mut violations,
         );
         violations.finish(())?;
@@ -177,10 +171,6 @@ impl AssignmentService for AssignmentApi {
             Some(_) => acting_reviewer(&caller, request.reviewer_id, &mut violations)?,
             None => request.reviewer_id,
         };
-        let limit = page_size(request.page_size).unwrap_or_else(|reason| {
-            violations.add("page_size", reason);
-            0
-        });
         let plan_id = violations.optional_uuid("plan_id", &request.plan_id);
         let states = request
             .states
@@ -194,12 +184,11 @@ impl AssignmentService for AssignmentApi {
             "assignments;{};{};{:?}",
             request.plan_id, reviewer_id, request.states
         );
-        let after = self.tokens.read(
+        let (limit, after) = self.tokens.id_page(
             tenant,
+            request.page_size,
             &request.page_token,
             &filters,
-            "page_token",
-            |key| Uuid::parse_str(key).ok(),
             &mut violations,
         );
         violations.finish(())?;

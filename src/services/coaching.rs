@@ -11,7 +11,7 @@ use crate::auth::{Principal, principal};
 use crate::domain::{
     coaching::{self, NewSession, Session},
     evaluation::fingerprint_of,
-    paging::{PageTokens, page_size},
+    paging::PageTokens,
     validation::Violations,
 };
 use crate::error::{Error, Result};
@@ -132,17 +132,12 @@ impl CoachingService for CoachingApi {
             own.clone_into(&mut request.agent_id);
         }
         let mut violations = Violations::new();
-        let limit = page_size(request.page_size).unwrap_or_else(|reason| {
-            violations.add("page_size", reason);
-            0
-        });
         let filters = format!("coaching;{};{}", request.agent_id, request.coach_id);
-        let before = self.tokens.read(
+        let (limit, before) = self.tokens.id_page(
             tenant,
+            request.page_size,
             &request.page_token,
             &filters,
-            "page_token",
-            |key| Uuid::parse_str(key).ok(),
             &mut violations,
         );
         violations.finish(())?;

@@ -17,7 +17,7 @@ use crate::auth::{Principal, credential, principal};
 use crate::domain::{
     dispute::{self, DisputeOutcome, NewDispute, Resolution},
     evaluation::{Evaluation, EvaluationKind, NewRevision, fingerprint_of},
-    paging::{PageTokens, page_size},
+    paging::PageTokens,
     scoring::{MAX_COMMENT_CHARS, Rating, check_rating_changes},
     validation::Violations,
 };
@@ -338,10 +338,6 @@ impl DisputeService for DisputeApi {
             own.clone_into(&mut request.agent_id);
         }
         let mut violations = Violations::new();
-        let limit = page_size(request.page_size).unwrap_or_else(|reason| {
-            violations.add("page_size", reason);
-            0
-        });
         let states = request
             .states
             .iter()
@@ -361,12 +357,11 @@ impl DisputeService for DisputeApi {
             start_time.map(|t| t.timestamp_micros()),
             end_time.map(|t| t.timestamp_micros()),
         );
-        let before = self.tokens.read(
+        let (limit, before) = self.tokens.id_page(
             tenant,
+            request.page_size,
             &request.page_token,
             &filters,
-            "page_token",
-            |key| Uuid::parse_str(key).ok(),
             &mut violations,
         );
         violations.finish(())?;
