@@ -7,7 +7,7 @@ use crate::auth::keys;
 use crate::domain::dispute::MAX_WINDOW_DAYS;
 use crate::domain::{
     access::Role,
-    interaction::{MAX_ID_LEN, is_external_id},
+    interaction::{OPAQUE_ID_RULE, is_opaque_id},
 };
 use crate::store::{AccessStore, KeyBinding, Store};
 
@@ -113,16 +113,16 @@ pub async fn key(store: &dyn AccessStore, command: KeyCommand) -> Result<(), Str
             })?;
             match (&role, &args.agent_id) {
                 (Role::Agent, None) => return Err("an agent key needs --agent-id".into()),
-                (Role::Agent, Some(id)) if !is_external_id(id, MAX_ID_LEN) => {
-                    return Err(format!("--agent-id {id:?} is not a valid id"));
+                (Role::Agent, Some(id)) if !is_opaque_id(id) => {
+                    return Err(format!("--agent-id {id:?}: {OPAQUE_ID_RULE}"));
                 }
                 (Role::Agent, Some(_)) => {}
                 (_, Some(_)) => return Err("--agent-id is only for agent keys".into()),
                 (_, None) => {}
             }
             match (&role, &args.reviewer_id) {
-                (Role::QaReviewer, Some(id)) if !is_external_id(id, MAX_ID_LEN) => {
-                    return Err(format!("--reviewer-id {id:?} is not a valid id"));
+                (Role::QaReviewer, Some(id)) if !is_opaque_id(id) => {
+                    return Err(format!("--reviewer-id {id:?}: {OPAQUE_ID_RULE}"));
                 }
                 (Role::QaReviewer, _) | (_, None) => {}
                 (_, Some(_)) => return Err("--reviewer-id is only for qa_reviewer keys".into()),

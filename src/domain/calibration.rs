@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::agreement::{self, BOOTSTRAP_RESAMPLES, Level};
-use super::interaction::{MAX_ID_LEN, is_external_id};
+use super::interaction::{OPAQUE_ID_RULE, is_opaque_id};
 use super::validation::Violations;
 
 pub const MAX_SESSION_INTERACTIONS: usize = 500;
@@ -112,11 +112,8 @@ pub fn check_session(
         violations.add("session.reviewer_ids", "must not repeat a reviewer");
     }
     for (index, reviewer) in input.reviewer_ids.iter().enumerate() {
-        if !is_external_id(reviewer, MAX_ID_LEN) {
-            violations.add(
-                format!("session.reviewer_ids[{index}]"),
-                format!("must be 1..{MAX_ID_LEN} characters of [A-Za-z0-9._:@/-], starting with a letter or digit"),
-            );
+        if !is_opaque_id(reviewer) {
+            violations.add(format!("session.reviewer_ids[{index}]"), OPAQUE_ID_RULE);
         }
     }
     if let Some(baseline) = &input.baseline_reviewer_id

@@ -13,8 +13,11 @@ pub const MAX_TRANSCRIPT_BYTES: usize = 512 * 1024;
 pub const MAX_ATTRIBUTES: usize = 64;
 pub const MAX_ATTRIBUTE_KEY_LEN: usize = 64;
 pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 1_024;
-pub const MAX_ID_LEN: usize = 128;
-pub const MAX_LABEL_LEN: usize = 64;
+/// Ids and labels from helpdesks (`source`, `external_id`, `agent_id`, `team_id`,
+/// `reviewer_id`, `channel`, `region`) are opaque: any UTF-8 of 1..256 bytes without
+/// control characters (`"Zendesk"`, `"#1042"`, `"jane+qa@acme.com"`), stored and
+/// returned byte for byte.
+pub const MAX_ID_BYTES: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,31 +59,22 @@ pub struct Interaction {
     pub update_time: DateTime<Utc>,
 }
 
-/// An identifier from another system: `[A-Za-z0-9]` then `[A-Za-z0-9._:@/-]`, bounded.
-pub fn is_external_id(value: &str, max_len: usize) -> bool {
-    let bytes = value.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= max_len
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:@/-".contains(b))
+/// An id or label from another system: 1..[`MAX_ID_BYTES`] bytes, no control character.
+pub fn is_opaque_id(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_ID_BYTES && !value.chars().any(char::is_control)
 }
 
-/// Checks a required external id field, naming the rule when it is broken.
+/// What an id field must be, for violation messages.
+pub const OPAQUE_ID_RULE: &str = "must be 1..256 bytes of UTF-8 without control characters";
+
+/// Checks a required id field, naming the rule when it is broken.
 pub fn check_external_id(field: &str, value: &str, violations: &mut Violations) {
     check_id(violations, field.to_owned(), value, true);
 }
 
-/// A label such as a channel or region: `[a-z0-9]` then `[a-z0-9_-]`, bounded.
-pub fn is_label(value: &str, max_len: usize) -> bool {
-    let bytes = value.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= max_len
-        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+/// Checks an optional id field (empty = not given).
+pub fn check_optional_id(field: &str, value: &str, violations: &mut Violations) {
+    check_id(violations, field.to_owned(), value, false);
 }
 
 fn check_id(violations: &mut Violations, field: String, value: &str, required: bool) {
@@ -88,40 +82,24 @@ fn check_id(violations: &mut Violations, field: String, value: &str, required: b
         if required {
             violations.add(field, "is required");
         }
-    } else if !is_external_id(value, MAX_ID_LEN) {
-        violations.add(
-            field,
-            format!("must be 1..{MAX_ID_LEN} characters of [A-Za-z0-9._:@/-], starting with a letter or digit"),
-        );
-    }
-}
-
-fn check_label(violations: &mut Violations, field: String, value: &str, required: bool) {
-    if value.is_empty() {
-        if required {
-            violations.add(field, "is required");
-        }
-    } else if !is_label(value, MAX_LABEL_LEN) {
-        violations.add(
-            field,
-            format!("must be 1..{MAX_LABEL_LEN} characters of [a-z0-9_-], starting with a letter or digit"),
-        );
+    } else if !is_opaque_id(value) {
+        violations.add(field, OPAQUE_ID_RULE);
     }
 }
 
 impl InteractionInput {
     pub fn validate(&self, path: &str, violations: &mut Violations) {
-        check_label(violations, format!("{path}.source"), &self.source, true);
+        check_id(violations, format!("{path}.source"), &self.source, true);
         check_id(
             violations,
             format!("{path}.external_id"),
             &self.external_id,
             true,
         );
-        check_label(violations, format!("{path}.channel"), &self.channel, true);
+        check_id(violations, format!("{path}.channel"), &self.channel, true);
         check_id(violations, format!("{path}.agent_id"), &self.agent_id, true);
         check_id(violations, format!("{path}.team_id"), &self.team_id, false);
-        check_label(violations, format!("{path}.region"), &self.region, false);
+        check_id(violations, format!("{path}.region"), &self.region, false);
         if let Some(csat) = self.csat
             && !(1..=5).contains(&csat)
         {
@@ -222,11 +200,36 @@ mod tests {
     }
 
     #[test]
+    fn helpdesk_ids_are_opaque_utf8_of_1_to_256_bytes_without_control_characters() {
+        for id in [
+            "Zendesk",
+            "#1042",
+            "jane+qa@acme.com",
+            "Équipe Nord",
+            "客服 7",
+            "a;b\"c",
+        ] {
+            assert!(is_opaque_id(id), "{id:?}");
+        }
+        let longest = "é".repeat(MAX_ID_BYTES / 2);
+        assert!(is_opaque_id(&longest));
+        for id in [
+            "",
+            "tab\there",
+            "\u{7f}",
+            "\u{85}next-line",
+            &format!("{longest}x"),
+        ] {
+            assert!(!is_opaque_id(id), "{id:?}");
+        }
+    }
+
+    #[test]
     fn every_bad_field_of_an_interaction_is_named() {
         let mut bad = input();
         bad.source = String::new();
-        bad.external_id = "has space".into();
-        bad.channel = "Chat".into();
+        bad.external_id = "line\nbreak".into();
+        bad.channel = "c".repeat(MAX_ID_BYTES + 1);
         bad.agent_id = String::new();
         bad.csat = Some(6);
         bad.nps = Some(11);

@@ -21,7 +21,7 @@ use crate::cache::{CacheEntity, Lookup, SummaryCache};
 use crate::domain::{
     analytics::{Dimension, Interval, ScoreFilter, Totals, previous_period},
     evaluation::{EvaluationEvent, EvaluationKind},
-    interaction::{MAX_ID_LEN, is_external_id},
+    interaction::{OPAQUE_ID_RULE, check_optional_id, is_opaque_id},
     paging::{PageTokens, filter_fingerprint},
     statistics::{pearson, spearman},
     tenant::TenantId,
@@ -214,8 +214,8 @@ fn score_filter(
 fn require_id(field: &str, value: &str, violations: &mut Violations) -> String {
     if value.is_empty() {
         violations.add(field, "is required");
-    } else if !is_external_id(value, MAX_ID_LEN) {
-        violations.add(field, "is not a valid id");
+    } else if !is_opaque_id(value) {
+        violations.add(field, OPAQUE_ID_RULE);
     }
     value.to_owned()
 }
@@ -239,7 +239,7 @@ fn filter_from_proto(filter: Option<pb::ScoreFilter>, violations: &mut Violation
         ("regions", &filter.regions),
     ] {
         for (index, value) in values.iter().enumerate() {
-            violations.check_length(&format!("filter.{name}[{index}]"), value, 0, MAX_ID_LEN);
+            check_optional_id(&format!("filter.{name}[{index}]"), value, violations);
         }
     }
     score_filter.agent_ids = filter.agent_ids;

@@ -181,7 +181,7 @@ impl AssignmentService for AssignmentApi {
             })
             .collect();
         let filters = format!(
-            "assignments;{};{};{:?}",
+            "assignments;{};{:?};{:?}",
             request.plan_id, reviewer_id, request.states
         );
         let (limit, after) = self.tokens.id_page(

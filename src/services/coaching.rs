@@ -132,7 +132,7 @@ impl CoachingService for CoachingApi {
             own.clone_into(&mut request.agent_id);
         }
         let mut violations = Violations::new();
-        let filters = format!("coaching;{};{}", request.agent_id, request.coach_id);
+        let filters = format!("coaching;{:?};{:?}", request.agent_id, request.coach_id);
         let (limit, before) = self.tokens.id_page(
             tenant,
             request.page_size,

@@ -349,7 +349,7 @@ impl DisputeService for DisputeApi {
         let evaluation_id = violations.optional_uuid("evaluation_id", &request.evaluation_id);
         let (start_time, end_time) = time_range_from_proto(request.time_range, &mut violations);
         let filters = format!(
-            "disputes;{:?};{};{};{};{:?};{:?}",
+            "disputes;{:?};{:?};{:?};{};{:?};{:?}",
             request.states,
             request.agent_id,
             request.reviewer_id,

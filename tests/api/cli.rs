@@ -325,7 +325,7 @@ fn a_qa_reviewer_key_may_be_bound_to_a_reviewer_and_no_other_role_may() {
             .any(|line| line.contains("qa_reviewer") && line.contains("rev-a")),
         "{listed}"
     );
-    for (role, id) in [("admin", "rev-a"), ("qa_reviewer", "not an id")] {
+    for (role, id) in [("admin", "rev-a"), ("qa_reviewer", "bell\u{7}")] {
         let refused = iqs(&dir)
             .args(["key", "create", "--tenant", "acme", "--role", role])
             .args(["--reviewer-id", id])

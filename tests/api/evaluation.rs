@@ -176,10 +176,10 @@ async fn upserting_the_same_interaction_key_updates_it_and_never_duplicates(back
 
 async fn an_interaction_with_bad_fields_is_refused_naming_each(backend: Backend) {
     let app = spawn_app_on(backend).await;
-    let mut bad = interaction("has space", "");
+    let mut bad = interaction("carriage\rreturn", "");
     bad.csat = Some(9);
     bad.nps = Some(11);
-    bad.channel = "Chat!".into();
+    bad.channel = "x".repeat(257);
     bad.messages = vec![pb::Message {
         role: 0,
         text: "hi".into(),

@@ -19,6 +19,7 @@ mod faults;
 mod fuzz;
 mod hardening;
 mod helpers;
+mod opaque_ids;
 mod owned_servers;
 mod paging;
 mod rubric;

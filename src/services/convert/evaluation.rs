@@ -3,7 +3,7 @@
 use super::{from_timestamp, timestamp};
 use crate::domain::{
     evaluation::{Evaluation, EvaluationKind, EvaluationState},
-    interaction::{Interaction, InteractionInput, MAX_ID_LEN, Message, MessageRole},
+    interaction::{Interaction, InteractionInput, Message, MessageRole, check_optional_id},
     paging::{filter_fingerprint, page_size},
     scoring::{Rating, ScoreOutcome},
     validation::Violations,
@@ -34,7 +34,7 @@ pub fn listing_from_proto(
         ("team_id", &request.team_id),
         ("reviewer_id", &request.reviewer_id),
     ] {
-        violations.check_length(field, value, 0, MAX_ID_LEN);
+        check_optional_id(field, value, violations);
     }
     let interaction_id = violations.optional_uuid("interaction_id", &request.interaction_id);
     let rubric_id = violations.optional_uuid("rubric_id", &request.rubric_id);
@@ -46,7 +46,7 @@ pub fn listing_from_proto(
         .collect();
     let (start_time, end_time) = super::time_range_from_proto(request.time_range, violations);
     let mut filters = format!(
-        "evaluations;{};{};{};{};{};{:?};{:?};{:?};{}",
+        "evaluations;{};{:?};{:?};{:?};{};{:?};{:?};{:?};{}",
         request.interaction_id,
         request.agent_id,
         request.team_id,
