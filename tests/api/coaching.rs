@@ -341,7 +341,7 @@ async fn a_coaching_session_names_every_bad_field_and_refuses_another_agents_eva
     let mut lead = coaching_as(&app, Role::Admin, None).await;
     let bad = pb::CoachingSession {
         agent_id: String::new(),
-        coach_id: "lead one".into(),
+        coach_id: "lead\u{1b}one".into(),
         criterion_keys: vec!["greeting".into(), "greeting".into()],
         evaluation_ids: vec!["not-a-uuid".into()],
         action_items: vec![pb::ActionItem::default()],
