@@ -38,6 +38,27 @@ impl Principal {
         }
     }
 
+    /// Whether this caller may see what belongs to `agent_id`: an agent key sees only its
+    /// own agent's (the rest is answered as absent).
+    pub fn sees_agent(&self, agent_id: &str) -> bool {
+        self.own_agent().is_none_or(|own| own == agent_id)
+    }
+
+    /// Limits a listing's agent filter to this caller's own agent: an agent key's empty
+    /// filter becomes its own agent, another agent is `PERMISSION_DENIED`.
+    pub fn restrict_agent_filter(&self, agent_id: &mut String, what: &str) -> Result<(), Status> {
+        let Some(own) = self.own_agent() else {
+            return Ok(());
+        };
+        if !agent_id.is_empty() && agent_id != own {
+            return Err(Status::permission_denied(format!(
+                "an agent key lists only its own {what}"
+            )));
+        }
+        own.clone_into(agent_id);
+        Ok(())
+    }
+
     /// The reviewer this caller submits as, if its key is bound to one.
     pub fn own_reviewer(&self) -> Option<&str> {
         match self.role {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::agreement::{self, BOOTSTRAP_RESAMPLES, Level};
-use super::interaction::{OPAQUE_ID_RULE, is_opaque_id};
+use super::interaction::check_external_id;
 use super::validation::Violations;
 
 pub const MAX_SESSION_INTERACTIONS: usize = 500;
@@ -112,9 +112,11 @@ pub fn check_session(
         violations.add("session.reviewer_ids", "must not repeat a reviewer");
     }
     for (index, reviewer) in input.reviewer_ids.iter().enumerate() {
-        if !is_opaque_id(reviewer) {
-            violations.add(format!("session.reviewer_ids[{index}]"), OPAQUE_ID_RULE);
-        }
+        check_external_id(
+            &format!("session.reviewer_ids[{index}]"),
+            reviewer,
+            violations,
+        );
     }
     if let Some(baseline) = &input.baseline_reviewer_id
         && !input.reviewer_ids.contains(baseline)

@@ -21,7 +21,7 @@ use crate::cache::{CacheEntity, Lookup, SummaryCache};
 use crate::domain::{
     analytics::{Dimension, Interval, ScoreFilter, Totals, previous_period},
     evaluation::{EvaluationEvent, EvaluationKind},
-    interaction::{OPAQUE_ID_RULE, check_optional_id, is_opaque_id},
+    interaction::{check_external_id, check_optional_id},
     paging::{PageTokens, filter_fingerprint},
     statistics::{pearson, spearman},
     tenant::TenantId,
@@ -212,11 +212,7 @@ fn score_filter(
 }
 
 fn require_id(field: &str, value: &str, violations: &mut Violations) -> String {
-    if value.is_empty() {
-        violations.add(field, "is required");
-    } else if !is_opaque_id(value) {
-        violations.add(field, OPAQUE_ID_RULE);
-    }
+    check_external_id(field, value, violations);
     value.to_owned()
 }
 

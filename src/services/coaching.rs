@@ -37,10 +37,7 @@ async fn visible_session(
     id: Uuid,
 ) -> Result<Session> {
     let session = store.get_coaching_session(caller.tenant, id).await?;
-    if caller
-        .own_agent()
-        .is_some_and(|own| session.agent_id != own)
-    {
+    if !caller.sees_agent(&session.agent_id) {
         return Err(Error::not_found("coaching session", id));
     }
     Ok(session)
@@ -123,14 +120,7 @@ impl CoachingService for CoachingApi {
         let caller = principal(&request)?.clone();
         let tenant = caller.tenant;
         let mut request = request.into_inner();
-        if let Some(own) = caller.own_agent() {
-            if !request.agent_id.is_empty() && request.agent_id != own {
-                return Err(Status::permission_denied(
-                    "an agent key lists only its own coaching sessions",
-                ));
-            }
-            own.clone_into(&mut request.agent_id);
-        }
+        caller.restrict_agent_filter(&mut request.agent_id, "coaching sessions")?;
         let mut violations = Violations::new();
         let filters = format!("coaching;{:?};{:?}", request.agent_id, request.coach_id);
         let (limit, before) = self.tokens.id_page(

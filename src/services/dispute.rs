@@ -99,10 +99,7 @@ impl DisputeApi {
             .evaluations
             .get_evaluation(caller.tenant, id, None)
             .await?;
-        if caller
-            .own_agent()
-            .is_some_and(|own| evaluation.agent_id != own)
-        {
+        if !caller.sees_agent(&evaluation.agent_id) {
             return Err(Error::not_found("evaluation", id));
         }
         Ok(evaluation)
@@ -144,7 +141,7 @@ impl DisputeService for DisputeApi {
                 .opened_by_request(caller.tenant, request_id, &fingerprint)
                 .await?
         {
-            if caller.own_agent().is_some_and(|own| stored.agent_id != own) {
+            if !caller.sees_agent(&stored.agent_id) {
                 return Err(Error::not_found("evaluation", evaluation_id).into());
             }
             return Ok(Response::new(dispute_to_proto(stored)));
@@ -313,10 +310,7 @@ impl DisputeService for DisputeApi {
         let id = violations.require_uuid("id", &request.get_ref().id);
         let id = violations.finish_with(id)?;
         let dispute = self.disputes.get_dispute(caller.tenant, id).await?;
-        if caller
-            .own_agent()
-            .is_some_and(|own| dispute.agent_id != own)
-        {
+        if !caller.sees_agent(&dispute.agent_id) {
             return Err(Error::not_found("dispute", id).into());
         }
         Ok(Response::new(dispute_to_proto(dispute)))
@@ -329,14 +323,7 @@ impl DisputeService for DisputeApi {
         let caller = principal(&request)?.clone();
         let tenant = caller.tenant;
         let mut request = request.into_inner();
-        if let Some(own) = caller.own_agent() {
-            if !request.agent_id.is_empty() && request.agent_id != own {
-                return Err(Status::permission_denied(
-                    "an agent key lists only its own disputes",
-                ));
-            }
-            own.clone_into(&mut request.agent_id);
-        }
+        caller.restrict_agent_filter(&mut request.agent_id, "disputes")?;
         let mut violations = Violations::new();
         let states = request
             .states

@@ -595,11 +595,7 @@ impl EvaluationService for EvaluationApi {
         let hidden = Blindfold::for_caller(&caller)
             .hides(self.calibrations.as_ref(), &evaluation)
             .await?;
-        if hidden
-            || caller
-                .own_agent()
-                .is_some_and(|own| evaluation.agent_id != own)
-        {
+        if hidden || !caller.sees_agent(&evaluation.agent_id) {
             // Another agent's evaluation is as absent as one that does not exist.
             return Err(Error::not_found("evaluation", id).into());
         }
@@ -613,14 +609,7 @@ impl EvaluationService for EvaluationApi {
         let caller = principal(&request)?.clone();
         let tenant = caller.tenant;
         let mut request = request.into_inner();
-        if let Some(own) = caller.own_agent() {
-            if !request.agent_id.is_empty() && request.agent_id != own {
-                return Err(Status::permission_denied(
-                    "an agent key lists only its own evaluations",
-                ));
-            }
-            request.agent_id = own.to_owned();
-        }
+        caller.restrict_agent_filter(&mut request.agent_id, "evaluations")?;
         let mut violations = Violations::new();
         let ListingRequest {
             mut listing,

@@ -455,11 +455,21 @@ async fn a_retried_open_answers_the_first_dispute_and_a_withdrawn_one_still_coun
     let evaluation = evaluation_by(&app, &rubric.id, "qa-lead", 1, 2).await;
     let mut agent = disputes_as(&app, Role::Agent, Some("agent-1")).await;
     let request = open(&evaluation.id, vec![rating("empathy", 4)]);
-    let first = agent
-        .open_dispute(request.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    // Retries racing each other all answer with the one dispute stored.
+    let racing: Vec<_> = (0..4)
+        .map(|_| {
+            let mut agent = agent.clone();
+            let request = request.clone();
+            tokio::spawn(async move { agent.open_dispute(request).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in racing {
+        answers.push(call.await.unwrap().unwrap().into_inner());
+    }
+    let first = answers[0].clone();
+    assert!(answers.iter().all(|answer| *answer == first), "{answers:?}");
+    assert_eq!(app.count("evaluation.disputes").await, 1);
     let retry = agent
         .open_dispute(request.clone())
         .await

@@ -187,6 +187,15 @@ impl<B: SqlBackend> DisputeStore for B {
     ) -> Result<Dispute> {
         let mut tx = self.write().await?;
         let mut link = tx.link();
+        // Locked: concurrent opens of one evaluation take turns and see each other.
+        let current = current_row(&mut link, tenant, new.evaluation_id, B::LOCK_ROWS).await?;
+        let evaluation = current.into_evaluation(Vec::new())?;
+        if agent.is_some_and(|agent| agent != evaluation.agent_id) {
+            // Another agent's evaluation is as absent as one that does not exist.
+            return Err(Error::not_found("evaluation", new.evaluation_id));
+        }
+        // After the lock, so that a retry racing its first attempt finds what it stored
+        // instead of the one-open rule.
         if let Some(stored) = replay(
             &mut link,
             tenant,
@@ -196,13 +205,6 @@ impl<B: SqlBackend> DisputeStore for B {
         .await?
         {
             return Ok(stored);
-        }
-        // Locked: concurrent opens of one evaluation take turns and see each other.
-        let current = current_row(&mut link, tenant, new.evaluation_id, B::LOCK_ROWS).await?;
-        let evaluation = current.into_evaluation(Vec::new())?;
-        if agent.is_some_and(|agent| agent != evaluation.agent_id) {
-            // Another agent's evaluation is as absent as one that does not exist.
-            return Err(Error::not_found("evaluation", new.evaluation_id));
         }
         let earlier = earlier_disputes(&mut link, tenant, new.evaluation_id).await?;
         let window = window_days(&mut link, tenant).await?;
