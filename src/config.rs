@@ -213,6 +213,9 @@ pub struct Config {
     /// A second, plaintext port serving only `grpc.health.v1.Health`, for probes that
     /// cannot speak TLS (Kubernetes' gRPC probes). Off when unset.
     pub health_listen_addr: Option<SocketAddr>,
+    /// Browser origins (`https://helpdesk.example.com`) allowed to call the API from a
+    /// page (CORS, for Connect and gRPC-Web); none by default.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// TLS on the gRPC port. Without `cert_file` and `key_file` the port is plaintext; with
@@ -308,6 +311,7 @@ impl Default for Config {
             health_check_interval_ms: 1_000,
             tls: TlsConfig::default(),
             health_listen_addr: None,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -377,7 +381,32 @@ pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, Config
     config.database_url = config.database_url.filter(|url| !url.is_empty());
     config.redis_url = config.redis_url.filter(|url| !url.is_empty());
     config.tls.check()?;
+    check_origins(&config.cors_allowed_origins)?;
     Ok(config)
+}
+
+/// An origin is `scheme://host[:port]` as browsers send it, or `*` for any.
+fn check_origins(origins: &[String]) -> Result<(), ConfigError> {
+    let bad: Vec<&str> = origins
+        .iter()
+        .map(String::as_str)
+        .filter(|origin| {
+            let Some((scheme, rest)) = origin.split_once("://") else {
+                return *origin != "*";
+            };
+            !matches!(scheme, "http" | "https")
+                || rest.is_empty()
+                || rest.contains(['/', '?', '#', ' '])
+                || http::HeaderValue::from_str(origin).is_err()
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "cors_allowed_origins: {bad:?} are not origins; write each as scheme://host[:port] \
+         (https://helpdesk.example.com), without a path, or \"*\" for any origin"
+    )))
 }
 
 /// A misspelt key would otherwise be ignored in silence, leaving its default in force.
@@ -547,6 +576,29 @@ mod tests {
             jail.set_env("DATABASE_URL", "");
             let config = load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
             assert!(config.database_url.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cors_origins_come_from_the_file_or_the_environment_and_a_path_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "IQS_CORS_ALLOWED_ORIGINS",
+                "[https://helpdesk.example.com, http://localhost:5173]",
+            );
+            let config = load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.cors_allowed_origins,
+                vec!["https://helpdesk.example.com", "http://localhost:5173"]
+            );
+            jail.set_env("IQS_CORS_ALLOWED_ORIGINS", "[https://a.example.com/app, *]");
+            let err = load(None, &FlagOverrides::default())
+                .err()
+                .expect("an origin with a path is refused")
+                .to_string();
+            assert!(err.contains("https://a.example.com/app"), "{err}");
+            assert!(!err.contains("\"*\","), "{err}");
             Ok(())
         });
     }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod connect;
 pub mod connection;
 pub mod domain;
 pub mod error;

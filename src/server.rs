@@ -15,6 +15,7 @@ use crate::auth::{
 };
 use crate::cache::{SummaryCache, memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
 use crate::config::{AuthMode, Config, ServiceKind, ServiceSet};
+use crate::connect::ConnectLayer;
 use crate::connection::{ConnectionActivityLayer, ConnectionLimits, Connections};
 use crate::domain::paging::PageTokens;
 use crate::error::Error;
@@ -187,6 +188,7 @@ struct Limits {
     keepalive_timeout: Duration,
     max_message_bytes: usize,
     health_check_interval: Duration,
+    cors_allowed_origins: Vec<String>,
 }
 
 impl From<&Config> for Limits {
@@ -212,6 +214,7 @@ impl From<&Config> for Limits {
             request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
             max_message_bytes: config.max_message_bytes,
             health_check_interval: Duration::from_millis(config.health_check_interval_ms.max(10)),
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
         }
     }
 }
@@ -370,8 +373,13 @@ impl Server {
             }
         };
         let connections = Connections::default();
-        // Outermost first: every call is traced and counted, even one refused for capacity.
+        // Outermost first: browsers' preflights are answered, Connect and gRPC-Web calls
+        // become the gRPC calls they stand for; then every call is traced and counted,
+        // even one refused for capacity.
         let layers = tower::ServiceBuilder::new()
+            .option_layer(cors_layer(&self.limits.cors_allowed_origins))
+            .layer(Around(ConnectLayer::new(self.limits.max_message_bytes)))
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(Around(ConnectionActivityLayer::new(connections.clone())))
             .layer(Around(CallTelemetryLayer::new()))
             .layer(Around(AdmissionLayer::new(
@@ -389,6 +397,8 @@ impl Server {
             )))
             .into_inner();
         let router = tonic::transport::Server::builder()
+            // HTTP/1.1 for Connect and gRPC-Web clients; HTTP/2 (h2c or TLS) as before.
+            .accept_http1(true)
             // One connection cannot hold more calls than the whole server admits: beyond
             // that, the client's HTTP/2 stack holds calls back before they cost this
             // server anything (a flood otherwise queues in the runtime ahead of admission).
@@ -559,6 +569,48 @@ struct Background {
     stop_store_watch: tokio::sync::watch::Sender<bool>,
     projector: Option<tokio::task::JoinHandle<()>>,
     stop_projector: tokio::sync::watch::Sender<bool>,
+}
+
+/// CORS for the configured browser origins, so a page on one of them may call the API
+/// with Connect or gRPC-Web; `None` (no CORS headers at all) when there are none.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use http::{HeaderName, HeaderValue, Method};
+    use tower_http::cors::AllowOrigin;
+    if origins.is_empty() {
+        return None;
+    }
+    // The configuration has checked every origin.
+    let allowed = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    let header = HeaderName::from_static;
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([Method::POST, Method::GET])
+            .allow_headers([
+                http::header::AUTHORIZATION,
+                http::header::CONTENT_TYPE,
+                header("connect-protocol-version"),
+                header("connect-timeout-ms"),
+                header("grpc-timeout"),
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("traceparent"),
+            ])
+            .expose_headers([
+                header("grpc-status"),
+                header("grpc-message"),
+                header("grpc-status-details-bin"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 /// Accepted connections with Nagle's algorithm off: a response larger than one segment

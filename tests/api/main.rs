@@ -12,6 +12,7 @@ mod cache_conformance;
 mod calibration;
 mod cli;
 mod coaching;
+mod connect;
 mod disputes;
 mod embedded;
 mod evaluation;
