@@ -36,6 +36,16 @@ pub enum Lookup {
 pub trait SummaryCache: Send + Sync + 'static {
     async fn get(&self, entity: &CacheEntity, request_key: &str) -> Lookup;
 
+    /// `get` of each (entity, request key), in order; a cache on the network answers
+    /// them in one round trip.
+    async fn get_many(&self, keys: &[(CacheEntity, String)]) -> Vec<Lookup> {
+        let mut lookups = Vec::with_capacity(keys.len());
+        for (entity, request_key) in keys {
+            lookups.push(self.get(entity, request_key).await);
+        }
+        lookups
+    }
+
     /// Stores a value computed after `get` returned `version`; ignored if the entity was
     /// invalidated since.
     async fn put(&self, entity: &CacheEntity, request_key: &str, version: &str, value: Vec<u8>);

@@ -177,6 +177,47 @@ impl SummaryCache for RedisCache {
         lookup
     }
 
+    #[tracing::instrument(name = "cache.get_many", skip_all, fields(cache.system = "redis", cache.entities = lookups.len()))]
+    async fn get_many(&self, lookups: &[(CacheEntity, String)]) -> Vec<Lookup> {
+        if lookups.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<(String, String)> = lookups.iter().map(|(entity, _)| keys(entity)).collect();
+        let invocations: Vec<redis::ScriptInvocation<'_>> = keys
+            .iter()
+            .zip(lookups)
+            .map(|((version_key, hash_key), (_, request_key))| {
+                let mut invocation = self.get.key(version_key);
+                invocation.key(hash_key).arg(request_key);
+                invocation
+            })
+            .collect();
+        // One pipeline: the script is loaded first, so every EVALSHA after it finds it.
+        let mut pipeline = redis::pipe();
+        pipeline.load_script(&self.get).ignore();
+        for invocation in &invocations {
+            pipeline.invoke_script(invocation);
+        }
+        let found: Option<Vec<(String, Option<Vec<u8>>)>> = self
+            .call(|mut connection| async move { pipeline.query_async(&mut connection).await })
+            .await;
+        let entities = lookups.len();
+        let lookups: Vec<Lookup> = match found {
+            Some(found) if found.len() == entities => found
+                .into_iter()
+                .map(|found| match found {
+                    (_, Some(value)) => Lookup::Hit(value),
+                    (version, None) => Lookup::Miss { version },
+                })
+                .collect(),
+            _ => vec![Lookup::Unavailable; entities],
+        };
+        for lookup in &lookups {
+            self.stats.record(lookup);
+        }
+        lookups
+    }
+
     #[tracing::instrument(name = "cache.put", skip_all, fields(cache.system = "redis"))]
     async fn put(&self, entity: &CacheEntity, request_key: &str, version: &str, value: Vec<u8>) {
         let (version_key, hash_key) = keys(entity);

@@ -31,33 +31,74 @@ impl TieredCache {
     }
 }
 
+impl TieredCache {
+    /// The lookup of an entity the near tier did not hold, given the far tier's answer
+    /// (`None`: not asked, as when it was unreachable for a whole batch).
+    async fn combine(
+        &self,
+        entity: &CacheEntity,
+        request_key: &str,
+        near: Lookup,
+        far: Option<Lookup>,
+    ) -> Lookup {
+        let far = far.unwrap_or(Lookup::Unavailable);
+        let Lookup::Miss { version: near } = near else {
+            return far;
+        };
+        match far {
+            Lookup::Hit(value) => {
+                // Dropped if this process invalidated the entity since the near miss;
+                // the far tier is invalidated first, so it cannot have answered with a
+                // value older than that invalidation.
+                self.near
+                    .put(entity, request_key, &near, value.clone())
+                    .await;
+                Lookup::Hit(value)
+            }
+            Lookup::Miss { version: far } => Lookup::Miss {
+                version: format!("{near}{VERSION_SEPARATOR}{far}"),
+            },
+            // The far tier is down: computed values still fill the near tier.
+            Lookup::Unavailable => Lookup::Miss {
+                version: format!("{near}{VERSION_SEPARATOR}"),
+            },
+        }
+    }
+}
+
 #[async_trait]
 impl SummaryCache for TieredCache {
     async fn get(&self, entity: &CacheEntity, request_key: &str) -> Lookup {
         let lookup = match self.near.get(entity, request_key).await {
             Lookup::Hit(value) => Lookup::Hit(value),
-            Lookup::Unavailable => self.far.get(entity, request_key).await,
-            Lookup::Miss { version: near } => match self.far.get(entity, request_key).await {
-                Lookup::Hit(value) => {
-                    // Dropped if this process invalidated the entity since the near
-                    // miss; the far tier is invalidated first, so it cannot have
-                    // answered with a value older than that invalidation.
-                    self.near
-                        .put(entity, request_key, &near, value.clone())
-                        .await;
-                    Lookup::Hit(value)
-                }
-                Lookup::Miss { version: far } => Lookup::Miss {
-                    version: format!("{near}{VERSION_SEPARATOR}{far}"),
-                },
-                // The far tier is down: computed values still fill the near tier.
-                Lookup::Unavailable => Lookup::Miss {
-                    version: format!("{near}{VERSION_SEPARATOR}"),
-                },
-            },
+            near => {
+                let far = self.far.get(entity, request_key).await;
+                self.combine(entity, request_key, near, Some(far)).await
+            }
         };
         self.stats.record(&lookup);
         lookup
+    }
+
+    async fn get_many(&self, keys: &[(CacheEntity, String)]) -> Vec<Lookup> {
+        let near = self.near.get_many(keys).await;
+        let missing: Vec<(CacheEntity, String)> = keys
+            .iter()
+            .zip(&near)
+            .filter(|(_, lookup)| !matches!(lookup, Lookup::Hit(_)))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut far = self.far.get_many(&missing).await.into_iter();
+        let mut lookups = Vec::with_capacity(keys.len());
+        for ((entity, request_key), near) in keys.iter().zip(near) {
+            let lookup = match near {
+                Lookup::Hit(value) => Lookup::Hit(value),
+                near => self.combine(entity, request_key, near, far.next()).await,
+            };
+            self.stats.record(&lookup);
+            lookups.push(lookup);
+        }
+        lookups
     }
 
     async fn put(&self, entity: &CacheEntity, request_key: &str, version: &str, value: Vec<u8>) {

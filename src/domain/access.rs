@@ -194,6 +194,12 @@ pub const MATRIX: &[Rpc] = &[
     ),
     rpc(
         ANALYTICS,
+        "BatchGetAgentScores",
+        Read,
+        &[Admin, QaReviewer, Agent, Integration, Analyst, Service],
+    ),
+    rpc(
+        ANALYTICS,
         "GetTeamScore",
         Read,
         &[Admin, QaReviewer, Integration, Analyst, Service],
@@ -393,7 +399,10 @@ mod tests {
             .filter(|rpc| rpc.roles.contains(&Role::Service))
             .map(|rpc| rpc.method)
             .collect();
-        assert_eq!(allowed, ["GetAgentScore", "GetTeamScore"]);
+        assert_eq!(
+            allowed,
+            ["GetAgentScore", "BatchGetAgentScores", "GetTeamScore"]
+        );
     }
 
     #[test]

@@ -40,6 +40,12 @@ use crate::store::{
 pub const EXPORT_PAGE: u32 = 1_000;
 const DEFAULT_ROOT_CAUSES: usize = 10;
 
+/// The most agents one BatchGetAgentScores call may ask for.
+pub const MAX_BATCH_AGENTS: usize = 1_000;
+/// Summaries of one batch computed at once when the cache lacks them: enough to overlap
+/// database round trips, few enough to leave the pool to other calls.
+const BATCH_COMPUTE_CONCURRENCY: usize = 4;
+
 pub struct AnalyticsApi {
     store: Arc<dyn AnalyticsStore>,
     program: ProgramStores,
@@ -83,7 +89,21 @@ impl AnalyticsApi {
             return self.summary(tenant, filter).await;
         };
         let request_key = filter_fingerprint(&format!("{filter:?}"));
-        let version = match cache.get(&entity, &request_key).await {
+        let lookup = cache.get(&entity, &request_key).await;
+        self.settle(tenant, lookup, (entity, request_key), filter)
+            .await
+    }
+
+    /// The summary a cache lookup found, or else computed (and offered to the cache
+    /// when the lookup gave a version to store it under).
+    async fn settle(
+        &self,
+        tenant: TenantId,
+        lookup: Lookup,
+        (entity, request_key): (CacheEntity, String),
+        filter: ScoreFilter,
+    ) -> Result<pb::ScoreSummary> {
+        let version = match lookup {
             Lookup::Hit(bytes) => match pb::ScoreSummary::decode(bytes.as_slice()) {
                 Ok(summary) => return Ok(summary),
                 Err(_) => None,
@@ -92,11 +112,54 @@ impl AnalyticsApi {
             Lookup::Unavailable => None,
         };
         let summary = self.summary(tenant, filter).await?;
-        if let Some(version) = version {
+        if let (Some(version), Some(cache)) = (version, self.cache.clone()) {
             let value = summary.encode_to_vec();
             tokio::spawn(async move { cache.put(&entity, &request_key, &version, value).await });
         }
         Ok(summary)
+    }
+
+    /// The summaries of several agents, in order: the cache is asked for all of them at
+    /// once, and those it lacks are computed a few at a time.
+    async fn agent_summaries(
+        &self,
+        tenant: TenantId,
+        agent_ids: &[String],
+        filter: &ScoreFilter,
+    ) -> Result<Vec<pb::ScoreSummary>> {
+        use futures_util::StreamExt as _;
+        let filters: Vec<ScoreFilter> = agent_ids
+            .iter()
+            .map(|id| ScoreFilter {
+                agent_ids: vec![id.clone()],
+                ..filter.clone()
+            })
+            .collect();
+        let keys: Vec<(CacheEntity, String)> = agent_ids
+            .iter()
+            .zip(&filters)
+            .map(|(id, filter)| {
+                (
+                    CacheEntity::Agent(tenant, id.clone()),
+                    filter_fingerprint(&format!("{filter:?}")),
+                )
+            })
+            .collect();
+        let lookups = match &self.cache {
+            Some(cache) => cache.get_many(&keys).await,
+            None => vec![Lookup::Unavailable; keys.len()],
+        };
+        let summaries: Vec<Result<pb::ScoreSummary>> = futures_util::stream::iter(
+            lookups
+                .into_iter()
+                .zip(keys)
+                .zip(filters)
+                .map(|((lookup, key), filter)| self.settle(tenant, lookup, key, filter)),
+        )
+        .buffered(BATCH_COMPUTE_CONCURRENCY)
+        .collect()
+        .await;
+        summaries.into_iter().collect()
     }
 
     async fn summary(&self, tenant: TenantId, filter: ScoreFilter) -> Result<pb::ScoreSummary> {
@@ -386,6 +449,55 @@ impl AnalyticsService for AnalyticsApi {
             )
             .await?;
         Ok(Response::new(summary))
+    }
+
+    async fn batch_get_agent_scores(
+        &self,
+        request: Request<pb::BatchGetAgentScoresRequest>,
+    ) -> Result<Response<pb::BatchGetAgentScoresResponse>, Status> {
+        let caller = principal(&request)?.clone();
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        if request.agent_ids.is_empty() || request.agent_ids.len() > MAX_BATCH_AGENTS {
+            violations.add(
+                "agent_ids",
+                format!(
+                    "must hold 1 to {MAX_BATCH_AGENTS} agent ids, got {}",
+                    request.agent_ids.len()
+                ),
+            );
+        }
+        for (index, id) in request.agent_ids.iter().enumerate() {
+            check_external_id(&format!("agent_ids[{index}]"), id, &mut violations);
+        }
+        let filter = score_filter(
+            request.time_range,
+            &request.rubric_id,
+            &request.kinds,
+            &mut violations,
+        );
+        violations.finish(())?;
+        if let Some(own) = caller.own_agent()
+            && request.agent_ids.iter().any(|id| id != own)
+        {
+            return Err(Status::permission_denied(
+                "an agent key reads only its own score",
+            ));
+        }
+        let summaries = self
+            .agent_summaries(caller.tenant, &request.agent_ids, &filter)
+            .await?;
+        Ok(Response::new(pb::BatchGetAgentScoresResponse {
+            summaries: request
+                .agent_ids
+                .into_iter()
+                .zip(summaries)
+                .map(|(agent_id, summary)| pb::AgentScoreSummary {
+                    agent_id,
+                    summary: Some(summary),
+                })
+                .collect(),
+        }))
     }
 
     async fn get_team_score(

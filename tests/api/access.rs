@@ -167,6 +167,13 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             })
             .await
             .map(drop),
+        "BatchGetAgentScores" => analytics
+            .batch_get_agent_scores(an::BatchGetAgentScoresRequest {
+                agent_ids: vec!["agent-1".into()],
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         "GetTeamScore" => analytics
             .get_team_score(an::GetTeamScoreRequest {
                 team_id: "tier1".into(),

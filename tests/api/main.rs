@@ -6,6 +6,7 @@ mod access;
 mod acknowledgement;
 mod analytics;
 mod assignments;
+mod batch_scores;
 mod bench;
 mod cache;
 mod cache_conformance;
