@@ -81,6 +81,17 @@ pub struct AgentScoreArgs {
     /// The agent whose score is read.
     #[arg(long, default_value = "agent-0")]
     agent_id: String,
+    /// How the calls are made: gRPC, or Connect with a JSON or binary body over
+    /// HTTP/1.1 (one connection per call in flight, as HTTP/1.1 clients do).
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Grpc,
+    ConnectJson,
+    ConnectProto,
 }
 
 #[derive(Debug, Args)]
@@ -212,9 +223,92 @@ pub async fn echo(args: LoadArgs) -> Result<(), String> {
 }
 
 pub async fn agent_score(args: AgentScoreArgs) -> Result<(), String> {
-    let call = agent_score_call(bearer(args.load.key.as_deref())?, args.agent_id);
-    let report = run("agent-score", &args.load, call).await?;
+    let (scenario, call) = match args.protocol {
+        Protocol::Grpc => (
+            "agent-score",
+            agent_score_call(bearer(args.load.key.as_deref())?, args.agent_id),
+        ),
+        Protocol::ConnectJson | Protocol::ConnectProto => (
+            if args.protocol == Protocol::ConnectJson {
+                "agent-score-connect-json"
+            } else {
+                "agent-score-connect-proto"
+            },
+            connect_agent_score_call(&args)?,
+        ),
+    };
+    let report = run(scenario, &args.load, call).await?;
     print_report(&report, args.load.json)
+}
+
+/// GetAgentScore as a Connect client sends it: a POST with a JSON (or binary) body over
+/// HTTP/1.1, the answer decoded as such a client would.
+fn connect_agent_score_call(args: &AgentScoreArgs) -> Result<Call, String> {
+    use http_body_util::{BodyExt, Full};
+    use prost::Message;
+    let url = format!(
+        "{}/iqs.analytics.v1.AnalyticsService/GetAgentScore",
+        args.load.target.trim_end_matches('/')
+    );
+    let json = args.protocol == Protocol::ConnectJson;
+    let body = if json {
+        serde_json::to_vec(&serde_json::json!({ "agentId": args.agent_id }))
+            .map_err(|err| err.to_string())?
+    } else {
+        analytics_pb::GetAgentScoreRequest {
+            agent_id: args.agent_id.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let body = bytes::Bytes::from(body);
+    let authorization = args.load.key.as_ref().map(|key| format!("Bearer {key}"));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(args.load.concurrency.max(1))
+        .build_http::<Full<bytes::Bytes>>();
+    Ok(Arc::new(move |_channel| {
+        let mut request = http::Request::post(url.as_str()).header(
+            http::header::CONTENT_TYPE,
+            if json {
+                "application/json"
+            } else {
+                "application/proto"
+            },
+        );
+        if let Some(authorization) = &authorization {
+            request = request.header(http::header::AUTHORIZATION, authorization.as_str());
+        }
+        let request = request.body(Full::new(body.clone()));
+        let client = client.clone();
+        Box::pin(async move {
+            let request = request.map_err(|err| Status::internal(err.to_string()))?;
+            let response = client
+                .request(request)
+                .await
+                .map_err(|err| Status::unavailable(err.to_string()))?;
+            let status = response.status();
+            let answer = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|err| Status::unavailable(err.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(Status::unknown(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&answer)
+                )));
+            }
+            if json {
+                serde_json::from_slice::<serde_json::Value>(&answer)
+                    .map_err(|err| Status::internal(err.to_string()))?;
+            } else {
+                analytics_pb::ScoreSummary::decode(answer)
+                    .map_err(|err| Status::internal(err.to_string()))?;
+            }
+            Ok(())
+        })
+    }))
 }
 
 pub async fn submit(args: SubmitArgs) -> Result<(), String> {

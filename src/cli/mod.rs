@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod access;
 mod bench;
+mod bench_batch;
 mod bench_calibration;
 mod bench_client;
 mod bench_sampling;
