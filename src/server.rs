@@ -24,6 +24,7 @@ use crate::layers::{
     admission::AdmissionLayer,
     call_telemetry::CallTelemetryLayer,
     deadline::{BodyTimeouts, DeadlineLayer},
+    early_answer::EarlyAnswerLayer,
 };
 use crate::projector::Projector;
 use crate::proto::{
@@ -373,10 +374,15 @@ impl Server {
             }
         };
         let connections = Connections::default();
-        // Outermost first: browsers' preflights are answered, Connect and gRPC-Web calls
-        // become the gRPC calls they stand for; then every call is traced and counted,
-        // even one refused for capacity.
+        // Outermost first: an HTTP/1.1 call answered early still has its body read,
+        // browsers' preflights are answered, Connect and gRPC-Web calls become the gRPC
+        // calls they stand for; then every call is traced and counted, even one refused
+        // for capacity.
         let layers = tower::ServiceBuilder::new()
+            .layer(Around(EarlyAnswerLayer::new(
+                self.limits.max_message_bytes,
+                self.limits.body_timeouts.unary,
+            )))
             .option_layer(cors_layer(&self.limits.cors_allowed_origins))
             .layer(Around(ConnectLayer::new(self.limits.max_message_bytes)))
             .layer(tonic_web::GrpcWebLayer::new())

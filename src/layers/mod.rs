@@ -11,6 +11,7 @@ pub mod admission;
 pub mod body_timeout;
 pub mod call_telemetry;
 pub mod deadline;
+pub mod early_answer;
 
 use std::{
     future::Future,

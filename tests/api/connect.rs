@@ -515,3 +515,73 @@ async fn preflight(app: &TestApp, origin: &str) -> Answer {
     )
     .await
 }
+
+/// Reads one HTTP/1.1 answer (headers and a Content-Length body) from `stream`.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("an answer in time")
+            .expect("the connection stays readable");
+        assert!(
+            n > 0,
+            "the server closed the connection: {:?}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&received).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if received.len() >= end + 4 + length {
+                let status = text[9..12].parse().unwrap();
+                return (status, text[end + 4..end + 4 + length].to_owned());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_refused_before_its_body_is_read_still_answers_over_http1_and_keeps_the_connection()
+{
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let body = br#"{"pageSize": 5}"#;
+    let head = |authorization: &str| {
+        format!(
+            "POST /iqs.rubric.v1.RubricService/ListRubrics HTTP/1.1\r\nhost: iqs\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n{authorization}\r\n",
+            body.len()
+        )
+    };
+    // Headers first, the body a moment later, as Connect clients in Node.js and
+    // browsers send them: the refusal must not cut the body short.
+    stream.write_all(head("").as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stream.write_all(body).await.unwrap();
+    let (status, answer) = read_answer(&mut stream).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("unauthenticated"), "{answer}");
+
+    let authorization = format!("authorization: Bearer {}\r\n", app.admin_key);
+    stream
+        .write_all(head(&authorization).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(body).await.unwrap();
+    let (status, answer) = read_answer(&mut stream).await;
+    assert_eq!(
+        status, 200,
+        "the same connection serves the next call: {answer}"
+    );
+}
