@@ -7,6 +7,7 @@ pub mod codec;
 pub mod config;
 pub mod connect;
 pub mod connection;
+pub mod dashboard;
 pub mod domain;
 pub mod error;
 pub mod layers;

@@ -17,6 +17,7 @@ use crate::cache::{SummaryCache, memory::MemoryCache, redis::RedisCache, tiered:
 use crate::config::{AuthMode, Config, ServiceKind, ServiceSet};
 use crate::connect::ConnectLayer;
 use crate::connection::{ConnectionActivityLayer, ConnectionLimits, Connections};
+use crate::dashboard::DashboardLayer;
 use crate::domain::paging::PageTokens;
 use crate::error::Error;
 use crate::layers::{
@@ -375,7 +376,7 @@ impl Server {
         };
         let connections = Connections::default();
         // Outermost first: an HTTP/1.1 call answered early still has its body read,
-        // browsers' preflights are answered, Connect and gRPC-Web calls become the gRPC
+        // GET requests get the dashboard's files, browsers' preflights are answered, Connect and gRPC-Web calls become the gRPC
         // calls they stand for; then every call is traced and counted, even one refused
         // for capacity.
         let layers = tower::ServiceBuilder::new()
@@ -383,6 +384,7 @@ impl Server {
                 self.limits.max_message_bytes,
                 self.limits.body_timeouts.unary,
             )))
+            .layer(Around(DashboardLayer))
             .option_layer(cors_layer(&self.limits.cors_allowed_origins))
             .layer(Around(ConnectLayer::new(self.limits.max_message_bytes)))
             .layer(tonic_web::GrpcWebLayer::new())

@@ -150,8 +150,9 @@ impl Contents {
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|err| invalid("tls.key_file", &files.key, err.to_string()))?;
-        // gRPC is HTTP/2 only; clients that negotiate by ALPN need to see it offered.
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // gRPC needs HTTP/2; Connect and gRPC-Web clients may speak HTTP/1.1. Clients that
+        // negotiate by ALPN must see what they speak offered (h2 first).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // Each configuration gets its own session cache (the builder's default), so a
         // session resumed after a reload was verified against the current client CA.
         Ok(Arc::new(config))

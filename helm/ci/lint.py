@@ -3,12 +3,15 @@
 helm-sdkpy package bundles, once with the default values and once per values file given:
 each values set is merged over values.yaml, checked against values.schema.json, and
 linted; any message of warning severity or worse fails (strict). Also checks that every
-path the Dockerfile copies exists."""
+path the Dockerfile copies exists, and that the chart's list of gRPC services (the
+iqs.grpcServices helper: health probes and Ingress paths) names exactly the services the
+protos under proto/iqs declare, each under the deployment of its package."""
 
 import asyncio
 import copy
 import json
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -65,12 +68,42 @@ def dockerfile_paths_exist():
     return not missing
 
 
+def grpc_services_match_protos():
+    """The helper's names, by deployment, against `package iqs.<name>.v1` + `service X`
+    in the protos (iqs.bench.v1 is the load tester's own, served by no deployment)."""
+    declared = set()
+    for proto in sorted((ROOT / "proto" / "iqs").rglob("*.proto")):
+        text = proto.read_text()
+        package = re.search(r"^package\s+([\w.]+);", text, re.M)
+        services = re.findall(r"^service\s+(\w+)", text, re.M)
+        if package and package.group(1) != "iqs.bench.v1":
+            declared |= {f"{package.group(1)}.{service}" for service in services}
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    block = re.search(r'define "iqs.grpcServices".*?\{\{- end', helpers, re.S)
+    listed, misplaced = set(), []
+    if block:
+        for deployment, names in re.findall(r'"(\w+)" \(list((?:\s+"[\w.]+")+)\s*\)', block.group(0)):
+            for name in re.findall(r'"([\w.]+)"', names):
+                listed.add(name)
+                if not name.startswith(f"iqs.{deployment}.v1."):
+                    misplaced.append(f"{name} under {deployment}")
+    problems = [f"{name}: declared in proto/ but not in iqs.grpcServices" for name in sorted(declared - listed)]
+    problems += [f"{name}: in iqs.grpcServices but declared in no proto" for name in sorted(listed - declared)]
+    problems += [f"{entry}: not that deployment's package" for entry in misplaced]
+    for problem in problems:
+        print(f"gRPC services: {problem}")
+    ok = bool(listed) and not problems
+    print(f"gRPC services: {'ok' if ok else 'FAILED'} ({len(listed)} in the chart, {len(declared)} in proto/)")
+    return ok
+
+
 def main():
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     ok = lint(defaults, "default values")
     for path in sys.argv[1:]:
         ok &= lint(merge(defaults, yaml.safe_load(pathlib.Path(path).read_text())), path)
     ok &= dockerfile_paths_exist()
+    ok &= grpc_services_match_protos()
     sys.exit(0 if ok else 1)
 
 

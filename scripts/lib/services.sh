@@ -161,3 +161,17 @@ provide_fault_tools() {
       die "the fault tests need redis-server and redis-cli. Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis"
   fi
 }
+
+# The dashboard test drives a headless Chromium: IQS_CHROMIUM, else chromium on PATH,
+# else (as root) Debian's package.
+provide_chromium() {
+  if [ -z "${IQS_CHROMIUM:-}" ]; then
+    IQS_CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+  fi
+  if [ -z "$IQS_CHROMIUM" ]; then
+    log "installing Chromium (Debian package chromium) for the dashboard test"
+    apt_install chromium && IQS_CHROMIUM=$(command -v chromium) ||
+      die "the dashboard test needs Chromium. Debian/Ubuntu: sudo apt-get install chromium; macOS: brew install --cask chromium; or set IQS_CHROMIUM=/path/to/chrome"
+  fi
+  export IQS_CHROMIUM
+}

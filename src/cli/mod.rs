@@ -219,13 +219,22 @@ fn print_first_run(key: &str, addr: std::net::SocketAddr, tls: bool) {
     } else {
         ("http", "--http2-prior-knowledge ")
     };
+    // A server on every interface is reached on this machine through loopback.
+    let mut reachable = addr;
+    if reachable.ip().is_unspecified() {
+        reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("{scheme}://{reachable}/iqs.rubric.v1.RubricService/ListRubrics");
     let printed = writeln!(
         io::stdout().lock(),
         "First run on an empty store: created tenant {tenant:?} and this admin key \
          (shown once; `iqs key create` makes more):\n\n    {key}\n\n\
-         Try it (buf from npm, or `.ci/buf` in a clone of IQS):\n\n    \
+         Try it with curl (JSON over HTTP):\n\n    \
+         curl -H 'authorization: Bearer {key}' -H 'content-type: application/json' \
+         -d '{{}}' {url}\n\n\
+         or with a gRPC client (buf from npm, or `.ci/buf` in a clone of IQS):\n\n    \
          buf curl --protocol grpc {prior_knowledge}-H 'authorization: Bearer {key}' \
-         -d '{{}}' {scheme}://{addr}/iqs.rubric.v1.RubricService/ListRubrics\n"
+         -d '{{}}' {url}\n"
     );
     if let Err(err) = printed {
         let key_id = crate::auth::keys::parse(key).map(|parsed| parsed.key_id);

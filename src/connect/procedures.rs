@@ -119,7 +119,10 @@ pub fn to_binary(
                 DynamicMessage::deserialize_with_options(message.clone(), &mut json, &REQUEST_JSON)
                     .and_then(|decoded| json.end().map(|()| decoded))
                     .map_err(|err| {
-                        format!("the body is not a {} in JSON: {err}", message.full_name())
+                        format!(
+                            "the body is not a valid {} in JSON: {err}",
+                            message.full_name()
+                        )
                     })?;
             Ok(decoded.encode_to_vec())
         }

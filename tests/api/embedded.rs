@@ -120,6 +120,17 @@ async fn with_nothing_installed_serve_creates_a_key_on_first_run_and_keeps_the_d
         .printed_key()
         .expect("the first run prints an admin key");
     assert!(first.stdout.contains("buf curl"), "{}", first.stdout);
+    // The printed curl call works as printed.
+    let curl = first
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("curl "))
+        .expect("a curl call is printed");
+    let answered = Command::new("sh").args(["-c", curl]).output().unwrap();
+    let answer = String::from_utf8_lossy(&answered.stdout);
+    assert!(answered.status.success(), "{curl}: {answer}");
+    assert!(answer.contains("\"rubrics\":[]"), "{curl}: {answer}");
     let channel = first.channel().await;
     let mut health = HealthClient::new(channel.clone());
     for service in [

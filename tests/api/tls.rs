@@ -224,6 +224,46 @@ async fn a_tls_port_serves_health_and_authenticated_calls() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_tls_port_answers_json_over_http1_to_a_client_that_offers_only_http1() {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new("IQS test CA");
+    let files = TlsFiles::new();
+    files.write(&ca.server_leaf());
+    let app = TlsApp::start(files.config(false, 5_000), None).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.pem().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("the handshake offers http/1.1");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let body = "{}";
+    let request = format!(
+        "POST /iqs.rubric.v1.RubricService/ListRubrics HTTP/1.1\r\nhost: localhost\r\n\
+         authorization: Bearer {}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        app.admin_key,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""rubrics":[]"#), "{answer}");
+    app.stop().await;
+}
+
 /// Kubernetes' gRPC probes speak neither TLS nor mutual TLS.
 #[tokio::test]
 async fn probes_check_health_in_plaintext_on_the_health_port_and_nothing_else() {

@@ -46,10 +46,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The gRPC services each deployable service serves, as a JSON list (read it with
+fromJsonArray): the one place these names are written. The first is the one its pods
+name in grpc.health.v1 (probes, NOTES); the Ingress routes each of them. */}}
+{{- define "iqs.grpcServices" -}}
+{{- $names := dict
+  "rubric" (list "iqs.rubric.v1.RubricService")
+  "evaluation" (list
+    "iqs.evaluation.v1.EvaluationService"
+    "iqs.evaluation.v1.CalibrationService"
+    "iqs.evaluation.v1.DisputeService"
+    "iqs.evaluation.v1.CoachingService"
+    "iqs.evaluation.v1.AssignmentService")
+  "analytics" (list "iqs.analytics.v1.AnalyticsService") }}
+{{- get $names . | toJson }}
+{{- end }}
+
 {{/* The gRPC service name each deployment reports in grpc.health.v1. */}}
 {{- define "iqs.grpcService" -}}
-{{- $names := dict "rubric" "iqs.rubric.v1.RubricService" "evaluation" "iqs.evaluation.v1.EvaluationService" "analytics" "iqs.analytics.v1.AnalyticsService" }}
-{{- get $names . }}
+{{- include "iqs.grpcServices" . | fromJsonArray | first }}
 {{- end }}
 
 {{- define "iqs.podSecurityContext" -}}
@@ -85,5 +100,9 @@ capabilities:
 {{- with .Values.observability.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
+{{- end }}
+{{- with .Values.cors.allowedOrigins }}
+- name: IQS_CORS_ALLOWED_ORIGINS
+  value: {{ printf "[%s]" (join ", " .) | quote }}
 {{- end }}
 {{- end }}
