@@ -225,6 +225,8 @@ fn print_first_run(key: &str, addr: std::net::SocketAddr, tls: bool) {
         reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let url = format!("{scheme}://{reachable}/iqs.rubric.v1.RubricService/ListRubrics");
+    // The key after `#` stays in the browser: the page keeps it in the tab's storage.
+    let dashboard = format!("{scheme}://{reachable}/#key={key}");
     let printed = writeln!(
         io::stdout().lock(),
         "First run on an empty store: created tenant {tenant:?} and this admin key \
@@ -234,7 +236,8 @@ fn print_first_run(key: &str, addr: std::net::SocketAddr, tls: bool) {
          -d '{{}}' {url}\n\n\
          or with a gRPC client (buf from npm, or `.ci/buf` in a clone of IQS):\n\n    \
          buf curl --protocol grpc {prior_knowledge}-H 'authorization: Bearer {key}' \
-         -d '{{}}' {url}\n"
+         -d '{{}}' {url}\n\n\
+         The dashboard, in a browser on this machine:\n\n    {dashboard}\n"
     );
     if let Err(err) = printed {
         let key_id = crate::auth::keys::parse(key).map(|parsed| parsed.key_id);

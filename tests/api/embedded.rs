@@ -120,6 +120,11 @@ async fn with_nothing_installed_serve_creates_a_key_on_first_run_and_keeps_the_d
         .printed_key()
         .expect("the first run prints an admin key");
     assert!(first.stdout.contains("buf curl"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains(&format!("/#key={key}")),
+        "the dashboard's address with the key: {}",
+        first.stdout
+    );
     // The printed curl call works as printed.
     let curl = first
         .stdout

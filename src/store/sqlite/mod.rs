@@ -72,9 +72,12 @@ impl SqliteStore {
         let unavailable = |err: sqlx::Error| {
             Error::Unavailable(format!("cannot open the SQLite database: {err}"))
         };
+        // One writer: waiting for it is how writes queue, not a sign of trouble, so only
+        // a wait close to the timeout is logged as slow.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(BUSY_TIMEOUT)
+            .acquire_slow_threshold(BUSY_TIMEOUT.mul_f32(0.8))
             .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
