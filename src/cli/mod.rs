@@ -14,6 +14,7 @@ mod bench_batch;
 mod bench_calibration;
 mod bench_client;
 mod bench_sampling;
+mod bi;
 mod demo;
 mod demo_calibration;
 mod demo_program;
@@ -74,6 +75,10 @@ key is listed in the README's Configuration section.")]
     Key(access::KeyCommand),
     /// The audit log of writes, newest first.
     Audit(access::AuditArgs),
+    /// PostgreSQL logins for BI tools (Metabase, Superset, Tableau, Power BI): each reads
+    /// only its tenant's `reporting` views.
+    #[command(subcommand)]
+    Bi(bi::BiCommand),
     /// Demo data.
     #[command(subcommand)]
     Demo(DemoCommand),
@@ -185,6 +190,7 @@ pub fn run() -> ExitCode {
             Command::Key(command) => access::key(&*existing_store(&config).await?, command).await,
             Command::Audit(args) => access::audit(&*existing_store(&config).await?, args).await,
             Command::Demo(DemoCommand::Seed(args)) => demo::seed(&config, args).await,
+            Command::Bi(command) => bi::bi(&config, command).await,
         };
         if logs_its_errors && let Err(err) = &outcome {
             tracing::error!(error = %err, "iqs stopped");

@@ -8,6 +8,7 @@ mod analytics;
 mod assignments;
 mod batch_scores;
 mod bench;
+mod bi;
 mod cache;
 mod cache_conformance;
 mod calibration;

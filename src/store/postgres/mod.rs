@@ -2,6 +2,7 @@
 
 mod analytics;
 mod audit;
+pub mod bi;
 mod errors;
 mod evaluation;
 mod notifier;
