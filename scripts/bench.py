@@ -424,6 +424,22 @@ class Bench:
         self.drop_store("postgres", name)
         return result
 
+    def bi_report(self, url, reps):
+        """A BI tool's report as the tenant's BI login (`iqs bi grant`): IQS by team and
+        month over the quarter from reporting.daily_scores, timed by psql."""
+        env = dict(os.environ, DATABASE_URL=url)
+        grant = subprocess.run([self.iqs, "bi", "grant", "--tenant", "bench"], env=env, check=True,
+                               capture_output=True, text=True).stdout
+        login = grant.strip().splitlines()[-1]
+        sql = ("SELECT team_id, date_trunc('month', day)::date AS month, "
+               "sum(score_sum) / NULLIF(sum(scored_count), 0) AS iqs, sum(evaluation_count) AS evaluations "
+               f"FROM reporting.daily_scores WHERE kind = 'manual' AND day >= '{QUARTER[0][:10]}' "
+               f"AND day < '{QUARTER[1][:10]}' GROUP BY 1, 2 ORDER BY 1, 2")
+        times = [self.timed_sql(login, sql) for _ in range(max(reps, 3) * 3)]
+        subprocess.run([self.iqs, "bi", "revoke", "--tenant", "bench"], env=env, check=True, capture_output=True)
+        print(f"BI report over the quarter as the tenant's login: {', '.join(f'{t:.0f} ms' for t in times)}", flush=True)
+        return times
+
     def timed_sql(self, url, sql):
         """Runs one statement with psql and returns its server-side time in ms."""
         out = subprocess.run([self.args.psql, url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c", sql],
@@ -541,6 +557,7 @@ class Bench:
             f"WHERE tenant_id = '{tenant}' AND kind = 'manual' AND state = 'active' "
             f"AND first_create_time >= '{QUARTER[0]}' AND first_create_time < '{QUARTER[1]}' GROUP BY 1, 2")
         result = self.query_reps(url, key, reps, lambda: self.timed_sql(url, baseline_sql))
+        result["bi_report_ms"] = self.bi_report(url, reps)
         result["export"] = self.export(url, key, min(evaluations, 1_000_000))
         result.update(evaluations=evaluations, generated_seconds=generated)
         self.drop_database(name)
@@ -893,7 +910,12 @@ def write_report(path, results, args, elapsed):
                      f"{b['export']['rows_per_second']:,.0f} rows/s, server peak RSS {b['export']['rss']:.0f} MB"))
         if backend == "postgres":
             scale = f"{b['evaluations'] / 1e6:g}M evaluations"
+            rows.append(("BI report (IQS by team and month over the quarter) from reporting.daily_scores as the "
+                         "tenant's BI login, by psql", spread(b["bi_report_ms"], "ms", 0)))
+            bi = median(b["bi_report_ms"])
             r.target(f"QueryScores team × week over a quarter of {scale}, p95 < 50 ms", f"{p95:.1f} ms", p95 < 50)
+            r.target(f"BI report over reporting.daily_scores for a quarter of {scale} < 1 s (median)",
+                     f"{bi:.0f} ms", bi < 1000)
             r.target("QueryScores p95 ÷ plain GROUP BY ≤ 0.05", f"{ratio:.4f}", ratio <= 0.05)
     r.table(("figure", "min / median / max"), rows)
 
