@@ -335,6 +335,15 @@ class Bench:
         self.drop_database(name)
         return {"interactions": interactions, "runs": runs, "baselines": baselines}
 
+    def autoqa_scenario(self, reps):
+        """The AutoQA engine on one core: transcripts of 20 messages parsed from JSON and
+        rated by six rules, beside only parsing them (`iqs bench autoqa`)."""
+        runs = [run_json([self.iqs, "bench", "autoqa", "--json"]) for _ in range(reps)]
+        for rep, run in enumerate(runs):
+            print(f"autoqa rep {rep + 1}/{reps}: {run['rated_per_second']:,.0f} rated/s, "
+                  f"{run['parsed_per_second']:,.0f} parsed/s", flush=True)
+        return runs
+
     def cached_read_scenario(self, backend, reps, concurrency=16):
         """GetAgentScore of one agent (served from the cache after the first call) under
         closed-loop load, beside the echo baseline (same client, concurrency, answer size
@@ -810,6 +819,21 @@ def write_report(path, results, args, elapsed):
     r.table(("figure", "throughput", "p99", "errors", "server peak RSS"), rows)
     write_client_reach(r, cached)
 
+    runs = results["autoqa"]
+    r.add("## AutoQA engine", "",
+          f"{runs[0]['interactions']:,} generated chat transcripts of {runs[0]['messages']} messages each, parsed from "
+          "JSON and rated by the six rules of a typical chat scorecard (a greeting and a closing phrase, a "
+          "forbidden phrase, response time, the customer's VADER sentiment shift, a card number typed by the "
+          "agent) on one core, one after another (`iqs bench autoqa`), beside only parsing the same JSON.", "")
+    rated = median([x["rated_per_second"] for x in runs])
+    parsed = median([x["parsed_per_second"] for x in runs])
+    r.table(("figure", "min / median / max"), [
+        ("transcripts rated per second, one core", spread([x["rated_per_second"] for x in runs], "/s")),
+        ("transcripts only parsed per second, one core", spread([x["parsed_per_second"] for x in runs], "/s")),
+        ("rating's time ÷ the parse's time", f"{parsed / rated:.1f}"),
+    ])
+    r.target("AutoQA engine ≥ 5,000 transcripts of 20 messages per second per core", f"{rated:,.0f}/s", rated >= 5000)
+
     cal = results["calibration"]
     r.add("## Calibration report", "",
           f"`GetCalibrationReport` of one session of {cal['postgres']['interactions']} interactions × "
@@ -973,6 +997,7 @@ def main():
         results["cached_read"][backend] = bench.cached_read_scenario(backend, args.reps)
         results["calibration"][backend] = bench.calibration_scenario(backend, args.reps)
     results["overload"] = bench.overload_scenario(1 if args.quick else args.reps)
+    results["autoqa"] = bench.autoqa_scenario(args.reps)
     results["sampling"] = bench.sampling_scenario(100_000 if args.quick else 1_000_000, args.reps)
     results["query"]["embedded"] = bench.embedded_query_scenario(2_000 if args.quick else 20_000, args.reps)
     results["query"]["postgres"] = bench.postgres_query_scenario(

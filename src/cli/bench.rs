@@ -32,6 +32,8 @@ pub enum BenchCommand {
     Submit(super::load::SubmitArgs),
     /// Times GetCalibrationReport on a large session beside reading the session.
     Calibration(super::bench_calibration::CalibrationArgs),
+    /// Rates generated transcripts with the AutoQA engine on one core, beside parsing them.
+    Autoqa(super::bench_autoqa::AutoqaArgs),
     /// Times BatchGetAgentScores of many cached agents beside one GetAgentScore per agent.
     BatchScores(super::bench_batch::BatchScoresArgs),
     /// Times RunSampling over a month of interactions, then NextAssignment beside reading
@@ -170,6 +172,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Calibration(args) => super::bench_calibration::calibration(args).await,
         BenchCommand::Sampling(args) => super::bench_sampling::sampling(args).await,
         BenchCommand::BatchScores(args) => super::bench_batch::batch_scores(args).await,
+        BenchCommand::Autoqa(args) => super::bench_autoqa::autoqa(args),
     }
 }
 

@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod access;
 mod bench;
+mod bench_autoqa;
 mod bench_batch;
 mod bench_calibration;
 mod bench_client;
@@ -82,6 +83,16 @@ key is listed in the README's Configuration section.")]
     /// Demo data.
     #[command(subcommand)]
     Demo(DemoCommand),
+    /// The AutoQA engine's pieces, for checking how it reads a text.
+    #[command(subcommand)]
+    Autoqa(AutoqaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AutoqaCommand {
+    /// Prints the VADER compound sentiment score (from -1 to 1) of each line of stdin,
+    /// as the sentiment_shift rule computes it.
+    Sentiment,
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +202,7 @@ pub fn run() -> ExitCode {
             Command::Audit(args) => access::audit(&*existing_store(&config).await?, args).await,
             Command::Demo(DemoCommand::Seed(args)) => demo::seed(&config, args).await,
             Command::Bi(command) => bi::bi(&config, command).await,
+            Command::Autoqa(AutoqaCommand::Sentiment) => sentiment_of_lines(),
         };
         if logs_its_errors && let Err(err) = &outcome {
             tracing::error!(error = %err, "iqs stopped");
@@ -254,6 +266,15 @@ fn print_first_run(key: &str, addr: std::net::SocketAddr, tls: bool) {
              `iqs key create --tenant default --role admin`"
         );
     }
+}
+
+/// One compound score per line of stdin, full precision.
+fn sentiment_of_lines() -> Result<(), String> {
+    for line in io::stdin().lines() {
+        let line = line.map_err(|err| format!("stdin: {err}"))?;
+        say!("{}", crate::domain::autoqa::compound(&line));
+    }
+    Ok(())
 }
 
 async fn migrate(config: &Config) -> Result<(), server::StartError> {

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod agreement;
 pub mod analytics;
+pub mod autoqa;
 pub mod calibration;
 pub mod coaching;
 pub mod dispute;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::autoqa::AutoRule;
 use super::validation::{Violations, is_slug};
 
 pub const DEFAULT_PASS_THRESHOLD: f64 = 80.0;
@@ -45,6 +46,10 @@ pub struct Criterion {
     pub critical: CriticalScope,
     pub level_labels: Vec<String>,
     pub root_causes: Vec<String>,
+    /// Rated by AutoQA; absent from the JSON of criteria without a rule, so what was
+    /// stored (and fingerprinted) before rules existed reads and compares as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoRule>,
 }
 
 /// The editable content of a rubric; a published version freezes one.
@@ -259,6 +264,13 @@ pub fn validate_criteria(criteria: &[Criterion], path: &str, violations: &mut Vi
                 violations.add(field, format!("duplicate root cause {cause:?}"));
             }
         }
+        if let Some(rule) = &criterion.auto {
+            rule.validate(
+                criterion.allow_not_applicable,
+                &format!("{at}.auto"),
+                violations,
+            );
+        }
     }
 }
 
@@ -307,6 +319,7 @@ pub(crate) mod tests {
             critical: CriticalScope::None,
             level_labels: Vec::new(),
             root_causes: Vec::new(),
+            auto: None,
         }
     }
 

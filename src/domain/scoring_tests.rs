@@ -21,6 +21,7 @@ fn criterion(key: &str, weight: u32, scale_min: i32, scale_max: i32) -> Criterio
         critical: CriticalScope::None,
         level_labels: Vec::new(),
         root_causes: Vec::new(),
+        auto: None,
     }
 }
 

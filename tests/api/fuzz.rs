@@ -250,13 +250,14 @@ fn criterion() -> BoxedStrategy<rb::Criterion> {
         (
             proptest::collection::vec(text(), 0..3),
             proptest::collection::vec(often("[a-z][a-z0-9_]{0,10}", hostile_text()), 0..3),
+            proptest::option::of(auto_rule()),
         ),
     )
         .prop_map(
             |(
                 (key, display_name, description, section),
                 (weight, scale_min, scale_max, allow_not_applicable, critical),
-                (level_labels, root_causes),
+                (level_labels, root_causes, auto),
             )| {
                 rb::Criterion {
                     key,
@@ -270,10 +271,48 @@ fn criterion() -> BoxedStrategy<rb::Criterion> {
                     critical,
                     level_labels,
                     root_causes,
+                    auto,
                 }
             },
         )
         .boxed()
+}
+
+/// AutoQA rules, hostile ones included: no rule set, unknown enums, reversed limits,
+/// phrases of spaces, addresses that are not addresses.
+fn auto_rule() -> BoxedStrategy<rb::AutoRule> {
+    use rb::auto_rule::Rule;
+    let phrase = (
+        proptest::collection::vec(often("[a-z ]{1,12}", hostile_text()), 0..4),
+        -1i32..6,
+        0u32..200,
+        -1i32..4,
+    )
+        .prop_map(|(phrases, scope, message_count, expect)| {
+            Rule::Phrase(rb::PhraseRule {
+                phrases,
+                scope,
+                message_count,
+                expect,
+            })
+        });
+    let response_time = (0u32..1000, 0u32..1000).prop_map(|(target_seconds, limit_seconds)| {
+        Rule::ResponseTime(rb::ResponseTimeRule {
+            target_seconds,
+            limit_seconds,
+        })
+    });
+    let external = often("https://scorer\\.example\\.com/[a-z]{0,8}", hostile_text())
+        .prop_map(|endpoint| Rule::External(rb::ExternalRule { endpoint }));
+    proptest::option::of(prop_oneof![
+        phrase,
+        response_time,
+        Just(Rule::SentimentShift(rb::SentimentShiftRule {})),
+        Just(Rule::CardNumber(rb::CardNumberRule {})),
+        external,
+    ])
+    .prop_map(|rule| rb::AutoRule { rule })
+    .boxed()
 }
 
 fn new_rubric() -> BoxedStrategy<rb::CreateRubricRequest> {

@@ -649,6 +649,7 @@ async fn a_tenant_never_sees_another_tenants_rubrics(backend: Backend) {
 }
 
 crate::on_every_store! {
+    auto_rules_are_published_with_the_version_and_every_bad_one_is_named,
     create_update_publish_and_read_a_rubric,
     version_1_reads_back_byte_identical_after_version_2_is_published,
     published_versions_cannot_be_changed_even_in_the_database,
@@ -667,4 +668,122 @@ crate::on_every_store! {
     a_page_token_is_refused_with_other_filters_or_when_forged,
     versions_are_listed_newest_first_across_pages,
     a_tenant_never_sees_another_tenants_rubrics,
+}
+
+fn with_rule(mut criterion: pb::Criterion, rule: pb::auto_rule::Rule) -> pb::Criterion {
+    criterion.allow_not_applicable = true;
+    criterion.auto = Some(pb::AutoRule { rule: Some(rule) });
+    criterion
+}
+
+async fn auto_rules_are_published_with_the_version_and_every_bad_one_is_named(backend: Backend) {
+    use pb::auto_rule::Rule;
+    let app = spawn_app_on(backend).await;
+    let mut client = app.rubrics();
+    let greeting = Rule::Phrase(pb::PhraseRule {
+        phrases: vec!["Thank you for contacting".into(), "hello".into()],
+        scope: pb::AutoScope::FirstAgentMessages as i32,
+        message_count: 1,
+        expect: pb::AutoExpect::Present as i32,
+    });
+    let criteria = vec![
+        with_rule(criterion("greeting", 1, 0, 1), greeting),
+        with_rule(
+            criterion("response", 2, 1, 5),
+            Rule::ResponseTime(pb::ResponseTimeRule {
+                target_seconds: 60,
+                limit_seconds: 300,
+            }),
+        ),
+        with_rule(
+            criterion("mood", 1, 1, 5),
+            Rule::SentimentShift(pb::SentimentShiftRule {}),
+        ),
+        with_rule(
+            criterion("pci", 0, 0, 1),
+            Rule::CardNumber(pb::CardNumberRule {}),
+        ),
+        criterion("empathy", 2, 1, 4),
+    ];
+    let created = client
+        .create_rubric(new_rubric("AutoQA chat", draft(criteria.clone())))
+        .await
+        .expect("a rubric with rules")
+        .into_inner();
+    let version = client
+        .publish_rubric(pb::PublishRubricRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut expected = criteria;
+    for criterion in &mut expected {
+        criterion.critical = pb::CriticalScope::None as i32; // the server names the default
+    }
+    assert_eq!(
+        version.criteria, expected,
+        "rules round-trip through publishing"
+    );
+
+    // Each fault named: a rule on a criterion without N/A, no phrase, a phrase of spaces,
+    // limit not above target, no rule in the message, an address that is not one.
+    let mut no_na = with_rule(
+        criterion("a", 1, 0, 1),
+        Rule::CardNumber(pb::CardNumberRule {}),
+    );
+    no_na.allow_not_applicable = false;
+    let bad = vec![
+        no_na,
+        with_rule(
+            criterion("b", 1, 0, 1),
+            Rule::Phrase(pb::PhraseRule {
+                phrases: vec![],
+                ..Default::default()
+            }),
+        ),
+        with_rule(
+            criterion("c", 1, 0, 1),
+            Rule::Phrase(pb::PhraseRule {
+                phrases: vec!["ok".into(), "   ".into()],
+                ..Default::default()
+            }),
+        ),
+        with_rule(
+            criterion("d", 1, 1, 5),
+            Rule::ResponseTime(pb::ResponseTimeRule {
+                target_seconds: 300,
+                limit_seconds: 300,
+            }),
+        ),
+        {
+            let mut empty = criterion("e", 1, 0, 1);
+            empty.allow_not_applicable = true;
+            empty.auto = Some(pb::AutoRule { rule: None });
+            empty
+        },
+        with_rule(
+            criterion("f", 1, 0, 1),
+            Rule::External(pb::ExternalRule {
+                endpoint: "ftp://scorer".into(),
+            }),
+        ),
+    ];
+    let err = client
+        .create_rubric(new_rubric("Bad rules", draft(bad)))
+        .await
+        .unwrap_err();
+    let mut fields = violated_fields(&err);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "rubric.draft.criteria[0].auto",
+            "rubric.draft.criteria[1].auto.phrase.phrases",
+            "rubric.draft.criteria[2].auto.phrase.phrases[1]",
+            "rubric.draft.criteria[3].auto.response_time.limit_seconds",
+            "rubric.draft.criteria[4].auto",
+            "rubric.draft.criteria[5].auto.external.endpoint",
+        ]
+    );
 }

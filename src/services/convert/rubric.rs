@@ -2,6 +2,7 @@
 
 use super::timestamp;
 use crate::domain::{
+    autoqa::{AutoRule, Expect, Scope},
     rubric::{
         Criterion, CriticalScope, DEFAULT_PASS_THRESHOLD, Rubric, RubricDraft, RubricState,
         RubricVersion,
@@ -27,6 +28,9 @@ pub fn criterion_from_proto(
             CriticalScope::None
         }
     };
+    let auto = criterion
+        .auto
+        .map(|rule| auto_rule_from_proto(rule, &format!("{path}.auto"), violations));
     Criterion {
         key: criterion.key,
         display_name: criterion.display_name,
@@ -39,7 +43,105 @@ pub fn criterion_from_proto(
         critical,
         level_labels: criterion.level_labels,
         root_causes: criterion.root_causes,
+        auto: auto.flatten(),
     }
+}
+
+/// An AutoQA rule; `None` (with a violation) when it names no rule or an unknown enum.
+fn auto_rule_from_proto(
+    rule: pb::AutoRule,
+    path: &str,
+    violations: &mut Violations,
+) -> Option<AutoRule> {
+    use pb::auto_rule::Rule;
+    Some(match rule.rule {
+        None => {
+            violations.add(
+                path,
+                "set one rule: phrase, response_time, sentiment_shift, card_number or external",
+            );
+            return None;
+        }
+        Some(Rule::Phrase(phrase)) => {
+            let scope = match pb::AutoScope::try_from(phrase.scope) {
+                Ok(pb::AutoScope::Unspecified | pb::AutoScope::FirstAgentMessages) => {
+                    Scope::FirstAgentMessages
+                }
+                Ok(pb::AutoScope::LastAgentMessages) => Scope::LastAgentMessages,
+                Ok(pb::AutoScope::AllAgentMessages) => Scope::AllAgentMessages,
+                Ok(pb::AutoScope::AllCustomerMessages) => Scope::AllCustomerMessages,
+                Err(_) => {
+                    violations.add(
+                        format!("{path}.phrase.scope"),
+                        format!("unknown scope {}", phrase.scope),
+                    );
+                    return None;
+                }
+            };
+            let expect = match pb::AutoExpect::try_from(phrase.expect) {
+                Ok(pb::AutoExpect::Unspecified | pb::AutoExpect::Present) => Expect::Present,
+                Ok(pb::AutoExpect::Absent) => Expect::Absent,
+                Err(_) => {
+                    violations.add(
+                        format!("{path}.phrase.expect"),
+                        format!("unknown expectation {}", phrase.expect),
+                    );
+                    return None;
+                }
+            };
+            AutoRule::Phrase {
+                phrases: phrase.phrases,
+                scope,
+                message_count: phrase.message_count.max(1),
+                expect,
+            }
+        }
+        Some(Rule::ResponseTime(rule)) => AutoRule::ResponseTime {
+            target_seconds: rule.target_seconds,
+            limit_seconds: rule.limit_seconds,
+        },
+        Some(Rule::SentimentShift(_)) => AutoRule::SentimentShift,
+        Some(Rule::CardNumber(_)) => AutoRule::CardNumber,
+        Some(Rule::External(rule)) => AutoRule::External {
+            endpoint: rule.endpoint,
+        },
+    })
+}
+
+fn auto_rule_to_proto(rule: AutoRule) -> pb::AutoRule {
+    use pb::auto_rule::Rule;
+    let rule = match rule {
+        AutoRule::Phrase {
+            phrases,
+            scope,
+            message_count,
+            expect,
+        } => Rule::Phrase(pb::PhraseRule {
+            phrases,
+            scope: match scope {
+                Scope::FirstAgentMessages => pb::AutoScope::FirstAgentMessages,
+                Scope::LastAgentMessages => pb::AutoScope::LastAgentMessages,
+                Scope::AllAgentMessages => pb::AutoScope::AllAgentMessages,
+                Scope::AllCustomerMessages => pb::AutoScope::AllCustomerMessages,
+            } as i32,
+            message_count,
+            expect: match expect {
+                Expect::Present => pb::AutoExpect::Present,
+                Expect::Absent => pb::AutoExpect::Absent,
+            } as i32,
+        }),
+        AutoRule::ResponseTime {
+            target_seconds,
+            limit_seconds,
+        } => Rule::ResponseTime(pb::ResponseTimeRule {
+            target_seconds,
+            limit_seconds,
+        }),
+        AutoRule::SentimentShift => Rule::SentimentShift(pb::SentimentShiftRule {}),
+        AutoRule::CardNumber => Rule::CardNumber(pb::CardNumberRule {}),
+        AutoRule::External { endpoint } => Rule::External(pb::ExternalRule { endpoint }),
+    };
+    pb::AutoRule { rule: Some(rule) }
 }
 
 pub fn criteria_from_proto(
@@ -85,6 +187,7 @@ pub fn criterion_to_proto(criterion: Criterion) -> pb::Criterion {
         critical: critical as i32,
         level_labels: criterion.level_labels,
         root_causes: criterion.root_causes,
+        auto: criterion.auto.map(auto_rule_to_proto),
     }
 }
 
