@@ -187,6 +187,12 @@ pub const MATRIX: &[Rpc] = &[
     ),
     rpc(EVALUATION, "AcknowledgeEvaluation", Write, &[Admin, Agent]),
     rpc(
+        EVALUATION,
+        "AutoScoreInteraction",
+        Write,
+        &[Admin, QaReviewer, Integration, Service],
+    ),
+    rpc(
         ANALYTICS,
         "GetAgentScore",
         Read,
@@ -393,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn the_service_role_reads_agent_and_team_scores_only() {
+    fn the_service_role_reads_agent_and_team_scores_and_may_auto_score_only() {
         let allowed: Vec<&str> = MATRIX
             .iter()
             .filter(|rpc| rpc.roles.contains(&Role::Service))
@@ -401,7 +407,12 @@ mod tests {
             .collect();
         assert_eq!(
             allowed,
-            ["GetAgentScore", "BatchGetAgentScores", "GetTeamScore"]
+            [
+                "AutoScoreInteraction",
+                "GetAgentScore",
+                "BatchGetAgentScores",
+                "GetTeamScore"
+            ]
         );
     }
 

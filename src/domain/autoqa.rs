@@ -167,6 +167,52 @@ impl AutoRating {
     }
 }
 
+/// The reviewer id of every evaluation AutoQA makes.
+pub const AUTOQA_REVIEWER: &str = "autoqa";
+
+/// The ratings of every criterion of `version` for `messages`: a criterion with a rule
+/// is rated by it, one without is N/A. Errs with the keys of the criteria that have no
+/// rule and do not allow N/A, which AutoQA cannot rate.
+pub fn rate_version(
+    version: &super::rubric::RubricVersion,
+    messages: &[Message],
+) -> Result<Vec<super::scoring::Rating>, Vec<String>> {
+    let unratable: Vec<String> = version
+        .criteria
+        .iter()
+        .filter(|criterion| criterion.auto.is_none() && !criterion.allow_not_applicable)
+        .map(|criterion| criterion.key.clone())
+        .collect();
+    if !unratable.is_empty() {
+        return Err(unratable);
+    }
+    Ok(version
+        .criteria
+        .iter()
+        .map(|criterion| {
+            let rated = match &criterion.auto {
+                Some(rule) => rate(
+                    rule,
+                    Scale {
+                        min: criterion.scale_min,
+                        max: criterion.scale_max,
+                    },
+                    messages,
+                ),
+                None => AutoRating::not_applicable("no AutoQA rule for this criterion".into()),
+            };
+            super::scoring::Rating {
+                criterion_key: criterion.key.clone(),
+                value: rated.value,
+                not_applicable: rated.value.is_none(),
+                comment: String::new(),
+                root_causes: Vec::new(),
+                explanation: rated.explanation,
+            }
+        })
+        .collect())
+}
+
 /// A message as the rules read it: its place in the request (from 1), its role, its
 /// normalised text and its time.
 #[derive(Debug, Clone)]

@@ -317,6 +317,7 @@ mod tests {
             not_applicable: value.is_none(),
             comment: String::new(),
             root_causes: Vec::new(),
+            explanation: String::new(),
         }
     }
 

@@ -21,6 +21,11 @@ pub struct Rating {
     pub not_applicable: bool,
     pub comment: String,
     pub root_causes: Vec<String>,
+    /// What decided an automated rating (AutoQA's rule and evidence); empty otherwise.
+    /// Left out of the JSON when empty, so fingerprints of requests made before it
+    /// existed stay as they were.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub explanation: String,
 }
 
 /// Ratings checked against a rubric version: one entry per criterion of the version, in
@@ -149,6 +154,12 @@ fn check_each(
         violations.check_length(
             &format!("{at}.comment"),
             &rating.comment,
+            0,
+            MAX_COMMENT_CHARS,
+        );
+        violations.check_length(
+            &format!("{at}.explanation"),
+            &rating.explanation,
             0,
             MAX_COMMENT_CHARS,
         );

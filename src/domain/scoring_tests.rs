@@ -42,6 +42,7 @@ fn rated(key: &str, value: i32) -> Rating {
         not_applicable: false,
         comment: String::new(),
         root_causes: Vec::new(),
+        explanation: String::new(),
     }
 }
 
@@ -300,6 +301,7 @@ fn every_shared_scoring_case_scores_as_expected() {
                 not_applicable: r["not_applicable"].as_bool().unwrap_or(false),
                 comment: String::new(),
                 root_causes: Vec::new(),
+                explanation: String::new(),
             })
             .collect();
         let outcome = score_of(&v, &ratings);

@@ -11,11 +11,12 @@ use super::calibration::{Blindfold, changes_own_review, submit_as};
 use super::convert::{
     ListingRequest, criterion_scores_to_proto, evaluation_to_proto, from_timestamp,
     interaction_from_proto, interaction_to_proto, kind_from_proto, listing_from_proto,
-    rating_from_proto, section_scores_to_proto,
+    rating_from_proto, rating_to_proto, section_scores_to_proto,
 };
 use super::rubric_client::RubricClient;
-use crate::auth::{Credential, credential, principal};
+use crate::auth::{Credential, Principal, credential, principal};
 use crate::domain::{
+    autoqa,
     calibration::SessionState,
     evaluation::{
         EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
@@ -49,6 +50,54 @@ pub struct EvaluationApi {
     calibrations: Arc<dyn CalibrationStore>,
     rubrics: Arc<dyn RubricClient>,
     tokens: Arc<PageTokens>,
+}
+
+/// A call made by this service to itself, as `principal`, with the caller's metadata
+/// (its credential reaches a remote rubric service the same way).
+fn in_process<T>(
+    metadata: &tonic::metadata::MetadataMap,
+    principal: &Principal,
+    message: T,
+) -> Request<T> {
+    let mut request = Request::from_parts(metadata.clone(), tonic::Extensions::new(), message);
+    request.extensions_mut().insert(principal.clone());
+    request
+}
+
+/// Whether two lists of ratings say the same: AutoQA's answer for a transcript it rated
+/// before.
+fn same_ratings(stored: &[pb::Rating], rated: &[pb::Rating]) -> bool {
+    let said = |rating: &pb::Rating| {
+        (
+            rating.criterion_key.clone(),
+            rating.value,
+            rating.not_applicable,
+            rating.explanation.clone(),
+        )
+    };
+    stored.len() == rated.len() && stored.iter().map(said).eq(rated.iter().map(said))
+}
+
+/// What AutoQA's ratings say, for the request id of the revision that records them.
+fn ratings_content(ratings: &[pb::Rating]) -> Vec<(String, Option<i32>, String)> {
+    ratings
+        .iter()
+        .map(|rating| {
+            (
+                rating.criterion_key.clone(),
+                rating.value,
+                rating.explanation.clone(),
+            )
+        })
+        .collect()
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(12)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The content of a submission that a retry must repeat exactly (AIP-155).
@@ -746,6 +795,112 @@ impl EvaluationService for EvaluationApi {
         }
         let deleted = self.store.delete(tenant, id, request.reason).await?;
         Ok(Response::new(evaluation_to_proto(deleted)))
+    }
+
+    async fn auto_score_interaction(
+        &self,
+        request: Request<pb::AutoScoreInteractionRequest>,
+    ) -> Result<Response<pb::Evaluation>, Status> {
+        let caller = principal(&request)?.clone();
+        let tenant = caller.tenant;
+        let credential = credential(&request);
+        let metadata = request.metadata().clone();
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let interaction_id = violations.require_uuid("interaction_id", &request.interaction_id);
+        let rubric_id = violations.require_uuid("rubric_id", &request.rubric_id);
+        let (Some(interaction_id), Some(rubric_id)) = (interaction_id, rubric_id) else {
+            return Err(violations.into());
+        };
+        let interaction = self.store.get_interaction(tenant, interaction_id).await?;
+        let requested = Some(request.rubric_version).filter(|v| *v > 0);
+        let version = self
+            .rubrics
+            .version(tenant, credential.as_ref(), rubric_id, requested)
+            .await?;
+        let ratings: Vec<pb::Rating> = autoqa::rate_version(&version, &interaction.input.messages)
+            .map_err(|unratable| {
+                Error::FailedPrecondition(format!(
+                    "criteria {unratable:?} of rubric version {} have no AutoQA rule and do \
+                         not allow N/A: AutoQA cannot rate them",
+                    version.version
+                ))
+            })?
+            .into_iter()
+            .map(rating_to_proto)
+            .collect();
+        // The evaluation is AutoQA's, whichever reviewer the caller's key is bound to; it
+        // goes through SubmitEvaluation and ReviseEvaluation like any other.
+        let as_autoqa = Principal {
+            reviewer_id: None,
+            agent_id: None,
+            ..caller
+        };
+        let listed = self
+            .list_evaluations(in_process(
+                &metadata,
+                &as_autoqa,
+                pb::ListEvaluationsRequest {
+                    interaction_id: interaction_id.to_string(),
+                    rubric_id: rubric_id.to_string(),
+                    reviewer_id: autoqa::AUTOQA_REVIEWER.to_owned(),
+                    kinds: vec![pb::EvaluationKind::Automated as i32],
+                    page_size: 100,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        let existing = listed
+            .evaluations
+            .into_iter()
+            .find(|evaluation| evaluation.rubric_version == version.version);
+        match existing {
+            Some(evaluation) if same_ratings(&evaluation.ratings, &ratings) => {
+                Ok(Response::new(evaluation))
+            }
+            Some(evaluation) => {
+                let request_id = format!(
+                    "autoqa-{}-{}",
+                    evaluation.id,
+                    hex_prefix(&fingerprint_of(&ratings_content(&ratings)))
+                );
+                self.revise_evaluation(in_process(
+                    &metadata,
+                    &as_autoqa,
+                    pb::ReviseEvaluationRequest {
+                        id: evaluation.id,
+                        request_id,
+                        ratings,
+                        comment: String::new(),
+                        reason: "AutoQA: the transcript changed".to_owned(),
+                    },
+                ))
+                .await
+            }
+            None => {
+                self.submit_evaluation(in_process(
+                    &metadata,
+                    &as_autoqa,
+                    pb::SubmitEvaluationRequest {
+                        request_id: format!(
+                            "autoqa-{interaction_id}-{rubric_id}-{}",
+                            version.version
+                        ),
+                        interaction_ref: Some(PbInteractionRef::InteractionId(
+                            interaction_id.to_string(),
+                        )),
+                        rubric_id: rubric_id.to_string(),
+                        rubric_version: version.version,
+                        reviewer_id: autoqa::AUTOQA_REVIEWER.to_owned(),
+                        kind: pb::EvaluationKind::Automated as i32,
+                        ratings,
+                        ..Default::default()
+                    },
+                ))
+                .await
+            }
+        }
     }
 
     async fn acknowledge_evaluation(

@@ -156,6 +156,14 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             })
             .await
             .map(drop),
+        "AutoScoreInteraction" => evaluations
+            .auto_score_interaction(ev::AutoScoreInteractionRequest {
+                interaction_id: uuid::Uuid::now_v7().to_string(),
+                rubric_id: uuid::Uuid::now_v7().to_string(),
+                rubric_version: 0,
+            })
+            .await
+            .map(drop),
         "ImportEvaluations" => evaluations
             .import_evaluations(tokio_stream::iter(vec![own_submission()]))
             .await

@@ -617,6 +617,7 @@ async fn the_store_itself_refuses_a_review_in_a_closed_session_and_a_second_revi
             not_applicable: false,
             comment: String::new(),
             root_causes: Vec::new(),
+            explanation: String::new(),
         }],
         comment: String::new(),
         outcome: ScoreOutcome {

@@ -157,18 +157,22 @@ fn ratings() -> BoxedStrategy<Vec<ev::Rating>> {
             often(Just(false), any::<bool>()),
             text(),
             proptest::collection::vec(hostile_text(), 0..2),
+            often(Just(String::new()), hostile_text()),
         )
             .prop_map(
-                |(criterion_key, value, not_applicable, comment, root_causes)| ev::Rating {
-                    criterion_key,
-                    value: value.or(Some(1)),
-                    not_applicable,
-                    comment,
-                    root_causes: if root_causes.len() > 1 {
-                        root_causes
-                    } else {
-                        Vec::new()
-                    },
+                |(criterion_key, value, not_applicable, comment, root_causes, explanation)| {
+                    ev::Rating {
+                        criterion_key,
+                        value: value.or(Some(1)),
+                        not_applicable,
+                        comment,
+                        explanation,
+                        root_causes: if root_causes.len() > 1 {
+                            root_causes
+                        } else {
+                            Vec::new()
+                        },
+                    }
                 },
             )
     };

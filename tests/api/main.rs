@@ -6,6 +6,7 @@ mod access;
 mod acknowledgement;
 mod analytics;
 mod assignments;
+mod autoqa;
 mod batch_scores;
 mod bench;
 mod bi;

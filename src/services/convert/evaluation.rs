@@ -174,6 +174,7 @@ pub fn rating_from_proto(rating: pb::Rating) -> Rating {
         not_applicable: rating.not_applicable,
         comment: rating.comment,
         root_causes: rating.root_causes,
+        explanation: rating.explanation,
     }
 }
 
@@ -184,6 +185,7 @@ pub fn rating_to_proto(rating: Rating) -> pb::Rating {
         not_applicable: rating.not_applicable,
         comment: rating.comment,
         root_causes: rating.root_causes,
+        explanation: rating.explanation,
     }
 }
 

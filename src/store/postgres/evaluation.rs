@@ -266,11 +266,12 @@ impl EvaluationColumns {
              ), rated AS (
              INSERT INTO evaluation.ratings
                  (tenant_id, evaluation_id, revision, position, criterion_key, value,
-                  not_applicable, comment, root_causes)
-             SELECT $1, u.id, u.revision, u.position, u.key, u.value, u.na, u.comment, u.causes::jsonb
+                  not_applicable, comment, root_causes, explanation)
+             SELECT $1, u.id, u.revision, u.position, u.key, u.value, u.na, u.comment, u.causes::jsonb,
+                    u.explanation
              FROM UNNEST($25::uuid[], $26::integer[], $27::smallint[], $28::text[], $29::integer[],
-                         $30::boolean[], $31::text[], $32::text[])
-                  AS u(id, revision, position, key, value, na, comment, causes)
+                         $30::boolean[], $31::text[], $32::text[], $38::text[])
+                  AS u(id, revision, position, key, value, na, comment, causes, explanation)
              JOIN e USING (id, revision)
              ), announced AS (
              INSERT INTO evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
@@ -319,6 +320,7 @@ impl EvaluationColumns {
         .bind(&dependents.event_revisions)
         .bind(&dependents.payloads)
         .bind(&self.calibration_session_ids)
+        .bind(&dependents.explanations)
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)
@@ -336,6 +338,7 @@ struct DependentColumns {
     not_applicable: Vec<bool>,
     comments: Vec<String>,
     root_causes: Vec<String>,
+    explanations: Vec<String>,
     event_types: Vec<&'static str>,
     event_ids: Vec<Uuid>,
     event_revisions: Vec<i32>,
@@ -355,6 +358,7 @@ impl DependentColumns {
             self.not_applicable.push(rating.not_applicable);
             self.comments.push(rating.comment.clone());
             self.root_causes.push(to_json(&rating.root_causes)?);
+            self.explanations.push(rating.explanation.clone());
         }
         Ok(())
     }

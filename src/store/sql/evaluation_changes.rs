@@ -177,8 +177,8 @@ async fn insert_ratings(
         link.execute(
             sql("INSERT INTO ratings
                      (tenant_id, evaluation_id, revision, position, criterion_key, value,
-                      not_applicable, comment, root_causes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                      not_applicable, comment, root_causes, explanation)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(tenant)
             .bind(evaluation.id)
             .bind(signed(evaluation.revision)?)
@@ -187,7 +187,8 @@ async fn insert_ratings(
             .bind(rating.value)
             .bind(rating.not_applicable)
             .bind(rating.comment.as_str())
-            .bind(Value::json(&rating.root_causes)?),
+            .bind(Value::json(&rating.root_causes)?)
+            .bind(rating.explanation.as_str()),
         )
         .await?;
     }

@@ -81,6 +81,7 @@ struct RatingRow {
     not_applicable: bool,
     comment: String,
     root_causes: Json<Vec<String>>,
+    explanation: String,
 }
 
 /// Loads the ratings of the given revisions and assembles the evaluations, in order.
@@ -92,7 +93,8 @@ pub(crate) async fn with_ratings(
     let mut ratings: HashMap<(Uuid, i32), Vec<Rating>> = HashMap::new();
     for chunk in rows.chunks(REVISIONS_PER_STATEMENT) {
         let mut statement = sql(
-            "SELECT evaluation_id, revision, criterion_key, value, not_applicable, comment, root_causes
+            "SELECT evaluation_id, revision, criterion_key, value, not_applicable, comment, root_causes,
+                    explanation
              FROM ratings WHERE tenant_id = $1 AND (evaluation_id, revision) IN (VALUES ",
         )
         .bind(tenant);
@@ -117,6 +119,7 @@ pub(crate) async fn with_ratings(
                     not_applicable: row.not_applicable,
                     comment: row.comment,
                     root_causes: row.root_causes.0,
+                    explanation: row.explanation,
                 });
         }
     }

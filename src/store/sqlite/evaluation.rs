@@ -141,8 +141,8 @@ async fn insert_ratings(
         sqlx::query(
             "INSERT INTO ratings
                  (tenant_id, evaluation_id, revision, position, criterion_key, value,
-                  not_applicable, comment, root_causes)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  not_applicable, comment, root_causes, explanation)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(tenant.as_uuid())
         .bind(evaluation.id)
@@ -153,6 +153,7 @@ async fn insert_ratings(
         .bind(rating.not_applicable)
         .bind(&rating.comment)
         .bind(to_json(&rating.root_causes)?)
+        .bind(&rating.explanation)
         .execute(&mut *conn)
         .await
         .map_err(classify)?;

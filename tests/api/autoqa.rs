@@ -1,0 +1,274 @@
+//! AutoScoreInteraction: the AutoQA rules of a rubric version rate an interaction's
+//! transcript into an AUTOMATED evaluation with an explanation per rating.
+
+use iqs::domain::access::Role;
+use iqs::proto::analytics as an;
+use iqs::proto::evaluation::{self as pb, evaluation_service_client::EvaluationServiceClient};
+use iqs::proto::rubric::{self as rb, auto_rule::Rule};
+use prost_types::Timestamp;
+use tonic::Code;
+
+use crate::helpers::{
+    Authed, Backend, TestApp, criterion, draft, new_rubric, spawn_app_on, violated_fields,
+    wait_for_projection,
+};
+use crate::on_every_store;
+
+on_every_store!(
+    an_interaction_is_auto_scored_with_an_explanation_per_rating_once_per_transcript,
+    auto_scoring_refuses_what_it_cannot_rate_and_names_bad_ids,
+);
+
+fn ruled(mut criterion: rb::Criterion, rule: Rule) -> rb::Criterion {
+    criterion.allow_not_applicable = true;
+    criterion.auto = Some(rb::AutoRule { rule: Some(rule) });
+    criterion
+}
+
+/// A chat scorecard with a rule per criterion but `empathy`, which people rate.
+async fn autoqa_rubric(app: &TestApp) -> rb::Rubric {
+    let mut empathy = criterion("empathy", 2, 1, 4);
+    empathy.allow_not_applicable = true;
+    let criteria = vec![
+        ruled(
+            criterion("greeting", 1, 0, 1),
+            Rule::Phrase(rb::PhraseRule {
+                phrases: vec!["thank you for contacting".into()],
+                ..Default::default()
+            }),
+        ),
+        ruled(
+            criterion("response", 1, 1, 5),
+            Rule::ResponseTime(rb::ResponseTimeRule {
+                target_seconds: 60,
+                limit_seconds: 300,
+            }),
+        ),
+        ruled(
+            criterion("mood", 1, 1, 5),
+            Rule::SentimentShift(rb::SentimentShiftRule {}),
+        ),
+        ruled(
+            criterion("pci", 1, 0, 1),
+            Rule::CardNumber(rb::CardNumberRule {}),
+        ),
+        empathy,
+    ];
+    let mut rubrics = app.rubrics();
+    let rubric = rubrics
+        .create_rubric(new_rubric("AutoQA chat", draft(criteria)))
+        .await
+        .unwrap()
+        .into_inner();
+    rubrics
+        .publish_rubric(rb::PublishRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .unwrap();
+    rubric
+}
+
+fn message(role: pb::MessageRole, text: &str, second: i64) -> pb::Message {
+    pb::Message {
+        role: role as i32,
+        author_id: String::new(),
+        text: text.into(),
+        send_time: Some(Timestamp {
+            seconds: 1_764_000_000 + second,
+            nanos: 0,
+        }),
+    }
+}
+
+async fn upsert(
+    evaluations: &mut EvaluationServiceClient<Authed>,
+    messages: Vec<pb::Message>,
+) -> String {
+    evaluations
+        .upsert_interaction(pb::UpsertInteractionRequest {
+            interaction: Some(pb::Interaction {
+                source: "Zendesk".into(),
+                external_id: "#1042".into(),
+                channel: "chat".into(),
+                agent_id: "jane+qa@acme.com".into(),
+                team_id: "tier1".into(),
+                region: "emea".into(),
+                messages,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+async fn an_interaction_is_auto_scored_with_an_explanation_per_rating_once_per_transcript(
+    backend: Backend,
+) {
+    use pb::MessageRole::{Agent, Customer};
+    let app = spawn_app_on(backend).await;
+    let rubric = autoqa_rubric(&app).await;
+    let mut integration =
+        EvaluationServiceClient::new(app.channel_as(Role::Integration, None).await);
+    let transcript = vec![
+        message(
+            Customer,
+            "This is terrible, my order is late and I am furious!",
+            0,
+        ),
+        message(
+            Agent,
+            "Hello, thank you for contacting Acme. Let me check.",
+            180,
+        ),
+        message(Agent, "I refunded 4111 1111 1111 1111 for you.", 240),
+        message(Customer, "Thank you so much, that is great!", 300),
+    ];
+    let interaction_id = upsert(&mut integration, transcript.clone()).await;
+    let request = pb::AutoScoreInteractionRequest {
+        interaction_id: interaction_id.clone(),
+        rubric_id: rubric.id.clone(),
+        rubric_version: 0,
+    };
+    let scored = integration
+        .auto_score_interaction(request.clone())
+        .await
+        .expect("an integration key auto-scores")
+        .into_inner();
+    assert_eq!(scored.kind, pb::EvaluationKind::Automated as i32);
+    assert_eq!(scored.reviewer_id, "autoqa");
+    assert_eq!(scored.agent_id, "jane+qa@acme.com");
+    let by_key = |key: &str| {
+        scored
+            .ratings
+            .iter()
+            .find(|rating| rating.criterion_key == key)
+            .unwrap_or_else(|| panic!("{key}"))
+            .clone()
+    };
+    assert_eq!(by_key("greeting").value, Some(1));
+    assert!(by_key("greeting").explanation.contains("message 2"));
+    // 180 s against a target of 60 and a limit of 300: 5 − 120/240·4 = 3.
+    assert_eq!(by_key("response").value, Some(3));
+    assert!(by_key("response").explanation.contains("after 180 s"));
+    assert!(by_key("mood").value.unwrap() >= 4, "{:?}", by_key("mood"));
+    assert_eq!(by_key("pci").value, Some(0));
+    assert!(by_key("pci").explanation.contains("1111"));
+    assert!(!by_key("pci").explanation.contains("4111"));
+    assert!(by_key("empathy").not_applicable);
+    assert!(by_key("empathy").explanation.contains("no AutoQA rule"));
+
+    // Again with the same transcript: the same evaluation, nothing new.
+    let again = integration
+        .auto_score_interaction(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.id.as_str(), again.revision), (scored.id.as_str(), 1));
+
+    // The transcript changes (the agent greets late, no card number): a new revision.
+    let mut changed = transcript;
+    changed[1].text = "Let me check.".into();
+    changed[2].text = "Refunded, hello and thank you for contacting us.".into();
+    upsert(&mut integration, changed).await;
+    let revised = integration
+        .auto_score_interaction(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (revised.id.as_str(), revised.revision),
+        (scored.id.as_str(), 2)
+    );
+    let greeting = revised
+        .ratings
+        .iter()
+        .find(|rating| rating.criterion_key == "greeting")
+        .unwrap();
+    assert_eq!(
+        greeting.value,
+        Some(0),
+        "only the first agent message counts"
+    );
+    let pci = revised
+        .ratings
+        .iter()
+        .find(|rating| rating.criterion_key == "pci")
+        .unwrap();
+    assert_eq!(pci.value, Some(1));
+
+    // AUTOMATED evaluations stay out of the IQS unless asked for.
+    wait_for_projection(&app).await;
+    let score = |kinds: Vec<i32>| {
+        let mut analytics = app.analytics();
+        async move {
+            analytics
+                .get_agent_score(an::GetAgentScoreRequest {
+                    agent_id: "jane+qa@acme.com".into(),
+                    kinds,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .evaluation_count
+        }
+    };
+    assert_eq!(score(vec![]).await, 0);
+    assert_eq!(score(vec![pb::EvaluationKind::Automated as i32]).await, 1);
+}
+
+async fn auto_scoring_refuses_what_it_cannot_rate_and_names_bad_ids(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let mut evaluations = app.evaluations();
+    let err = evaluations
+        .auto_score_interaction(pb::AutoScoreInteractionRequest {
+            interaction_id: "nope".into(),
+            rubric_id: String::new(),
+            rubric_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["interaction_id", "rubric_id"]);
+
+    let rubric = autoqa_rubric(&app).await;
+    let err = evaluations
+        .auto_score_interaction(pb::AutoScoreInteractionRequest {
+            interaction_id: uuid::Uuid::now_v7().to_string(),
+            rubric_id: rubric.id.clone(),
+            rubric_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    // A criterion without a rule that does not allow N/A cannot be rated by AutoQA.
+    let mut rubrics = app.rubrics();
+    let strict = rubrics
+        .create_rubric(new_rubric(
+            "People only",
+            draft(vec![criterion("empathy", 1, 1, 4)]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    rubrics
+        .publish_rubric(rb::PublishRubricRequest {
+            id: strict.id.clone(),
+        })
+        .await
+        .unwrap();
+    let interaction_id = upsert(&mut evaluations, Vec::new()).await;
+    let err = evaluations
+        .auto_score_interaction(pb::AutoScoreInteractionRequest {
+            interaction_id,
+            rubric_id: strict.id,
+            rubric_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("empathy"), "{err:?}");
+}
