@@ -4,8 +4,6 @@
 //! AUTOQA.md (phrase, response_time, sentiment_shift, card_number); `external` rules are
 //! asked of a scorer elsewhere and are not rated here.
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
@@ -413,16 +411,10 @@ fn response_time(said: &[Said], target: u32, limit: u32, scale: Scale) -> AutoRa
     )
 }
 
-static VADER: LazyLock<vader_sentiment::SentimentIntensityAnalyzer<'static>> =
-    LazyLock::new(vader_sentiment::SentimentIntensityAnalyzer::new);
-
-/// VADER's compound score of `text` (from −1, most negative, to 1).
+/// VADER's compound score of `text` (from −1, most negative, to 1), as the published
+/// vaderSentiment 3.3.2 computes it (`domain/vader.rs`).
 pub fn compound(text: &str) -> f64 {
-    VADER
-        .polarity_scores(text)
-        .get("compound")
-        .copied()
-        .unwrap_or(0.0)
+    super::vader::compound(text)
 }
 
 fn sentiment_shift(said: &[Said], scale: Scale) -> AutoRating {

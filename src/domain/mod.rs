@@ -17,4 +17,5 @@ pub mod sampling;
 pub mod scoring;
 pub mod statistics;
 pub mod tenant;
+pub mod vader;
 pub mod validation;

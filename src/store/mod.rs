@@ -658,6 +658,30 @@ pub trait AssignmentStore: Send + Sync + 'static {
 }
 
 /// Every store port on one backend: what the server and the CLI open.
+/// One active MANUAL or AUTOMATED evaluation's criterion scores, for comparing people
+/// with AutoQA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindScores {
+    pub interaction_id: Uuid,
+    pub automated: bool,
+    pub criterion_scores: Vec<crate::domain::scoring::CriterionScore>,
+}
+
+/// What AutoQA's agreement with people is computed from (`store/sql/autoqa.rs`).
+#[async_trait]
+pub trait AutoQaReads: Send + Sync + 'static {
+    /// The active MANUAL and AUTOMATED evaluations under `rubric_id` (created in
+    /// `[start, end)` when given) of interactions that have an active AUTOMATED one,
+    /// ordered by interaction.
+    async fn manual_and_automated(
+        &self,
+        tenant: TenantId,
+        rubric_id: Uuid,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<Vec<KindScores>>;
+}
+
 pub trait Store:
     RubricStore
     + EvaluationStore
@@ -667,6 +691,7 @@ pub trait Store:
     + DisputeStore
     + CoachingStore
     + AssignmentStore
+    + AutoQaReads
     + StoreHealth
 {
 }
@@ -680,6 +705,7 @@ impl<
         + DisputeStore
         + CoachingStore
         + AssignmentStore
+        + AutoQaReads
         + StoreHealth,
 > Store for T
 {

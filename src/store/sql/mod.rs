@@ -17,6 +17,7 @@
 mod access;
 mod analytics_reads;
 mod assignments;
+mod autoqa;
 mod calibration;
 mod coaching;
 mod disputes;
