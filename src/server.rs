@@ -516,6 +516,7 @@ impl Server {
                     disputes: self.store.clone(),
                     coaching: self.store.clone(),
                     assignments: self.store.clone(),
+                    autoqa: self.store.clone(),
                 },
                 self.cache.clone(),
                 self.page_tokens.clone(),

@@ -236,6 +236,12 @@ pub const MATRIX: &[Rpc] = &[
     ),
     rpc(
         ANALYTICS,
+        "GetAutoQaAgreement",
+        Read,
+        &[Admin, QaReviewer, Analyst],
+    ),
+    rpc(
+        ANALYTICS,
         "GetCalibrationReport",
         Read,
         &[Admin, QaReviewer, Analyst],

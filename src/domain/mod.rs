@@ -5,6 +5,7 @@ pub mod access;
 pub mod agreement;
 pub mod analytics;
 pub mod autoqa;
+pub mod autoqa_agreement;
 pub mod calibration;
 pub mod coaching;
 pub mod dispute;

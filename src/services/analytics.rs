@@ -33,7 +33,7 @@ use crate::proto::{
     common,
 };
 use crate::store::{
-    AnalyticsStore, AssignmentStore, CalibrationStore, CoachingStore, DisputeStore,
+    AnalyticsStore, AssignmentStore, AutoQaReads, CalibrationStore, CoachingStore, DisputeStore,
 };
 
 /// Rows read per page while exporting.
@@ -60,6 +60,7 @@ pub struct ProgramStores {
     pub disputes: Arc<dyn DisputeStore>,
     pub coaching: Arc<dyn CoachingStore>,
     pub assignments: Arc<dyn AssignmentStore>,
+    pub autoqa: Arc<dyn AutoQaReads>,
 }
 
 impl AnalyticsApi {
@@ -413,6 +414,13 @@ impl AnalyticsService for AnalyticsApi {
         request: Request<pb::GetCoachingImpactRequest>,
     ) -> Result<Response<pb::CoachingImpact>, Status> {
         coaching_impact(self.program.coaching.as_ref(), request).await
+    }
+
+    async fn get_auto_qa_agreement(
+        &self,
+        request: Request<pb::GetAutoQaAgreementRequest>,
+    ) -> Result<Response<pb::GetAutoQaAgreementResponse>, Status> {
+        super::autoqa::autoqa_agreement(self.program.autoqa.as_ref(), request).await
     }
 
     async fn get_assignment_coverage(

@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod assignment;
+mod autoqa;
 pub mod calibration;
 pub mod coaching;
 mod convert;

@@ -217,6 +217,13 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             })
             .await
             .map(drop),
+        "GetAutoQaAgreement" => analytics
+            .get_auto_qa_agreement(an::GetAutoQaAgreementRequest {
+                rubric_id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         "GetCalibrationReport" => analytics
             .get_calibration_report(an::GetCalibrationReportRequest {
                 session_id: uuid::Uuid::now_v7().to_string(),

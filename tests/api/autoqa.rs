@@ -15,6 +15,7 @@ use crate::helpers::{
 use crate::on_every_store;
 
 on_every_store!(
+    autoqa_agreement_compares_each_persons_scores_with_the_machines_per_criterion,
     an_interaction_is_auto_scored_with_an_explanation_per_rating_once_per_transcript,
     auto_scoring_refuses_what_it_cannot_rate_and_names_bad_ids,
 );
@@ -271,4 +272,166 @@ async fn auto_scoring_refuses_what_it_cannot_rate_and_names_bad_ids(backend: Bac
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("empathy"), "{err:?}");
+}
+
+async fn upsert_chat(
+    evaluations: &mut EvaluationServiceClient<Authed>,
+    external_id: &str,
+    agent_text: &str,
+) -> String {
+    use pb::MessageRole::{Agent, Customer};
+    evaluations
+        .upsert_interaction(pb::UpsertInteractionRequest {
+            interaction: Some(pb::Interaction {
+                source: "Zendesk".into(),
+                external_id: external_id.into(),
+                channel: "chat".into(),
+                agent_id: "ana".into(),
+                team_id: "tier1".into(),
+                region: "emea".into(),
+                messages: vec![
+                    message(Customer, "my card was charged twice", 0),
+                    message(Agent, agent_text, 30),
+                ],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+async fn autoqa_agreement_compares_each_persons_scores_with_the_machines_per_criterion(
+    backend: Backend,
+) {
+    let app = spawn_app_on(backend).await;
+    let mut empathy = criterion("empathy", 1, 1, 4);
+    empathy.allow_not_applicable = true;
+    let mut rubrics = app.rubrics();
+    let rubric = rubrics
+        .create_rubric(new_rubric(
+            "Agreement",
+            draft(vec![
+                ruled(
+                    criterion("greeting", 1, 0, 1),
+                    Rule::Phrase(rb::PhraseRule {
+                        phrases: vec!["hello".into()],
+                        ..Default::default()
+                    }),
+                ),
+                ruled(
+                    criterion("pci", 1, 0, 1),
+                    Rule::CardNumber(rb::CardNumberRule {}),
+                ),
+                empathy,
+            ]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    rubrics
+        .publish_rubric(rb::PublishRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut evaluations = app.evaluations();
+    // The machine: A greets (1) without a card (1); B neither greets (0) nor keeps the
+    // card out (0); C like A. The person: A 1/1, B 1/0, C 1/0.
+    let chats = [
+        ("A", "hello, let me look", (1, 1)),
+        ("B", "refunding 4111 1111 1111 1111", (1, 0)),
+        ("C", "hello there, checking", (1, 0)),
+    ];
+    for (external_id, agent_text, (greeting, pci)) in chats {
+        let interaction_id = upsert_chat(&mut evaluations, external_id, agent_text).await;
+        evaluations
+            .auto_score_interaction(pb::AutoScoreInteractionRequest {
+                interaction_id: interaction_id.clone(),
+                rubric_id: rubric.id.clone(),
+                rubric_version: 0,
+            })
+            .await
+            .unwrap();
+        let rate = |key: &str, value: i32| pb::Rating {
+            criterion_key: key.into(),
+            value: Some(value),
+            ..Default::default()
+        };
+        evaluations
+            .submit_evaluation(pb::SubmitEvaluationRequest {
+                request_id: uuid::Uuid::now_v7().to_string(),
+                interaction_ref: Some(
+                    pb::submit_evaluation_request::InteractionRef::InteractionId(interaction_id),
+                ),
+                rubric_id: rubric.id.clone(),
+                reviewer_id: "qa-1".into(),
+                kind: pb::EvaluationKind::Manual as i32,
+                ratings: vec![
+                    rate("greeting", greeting),
+                    rate("pci", pci),
+                    rate("empathy", 3),
+                ],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let report = app
+        .analytics()
+        .get_auto_qa_agreement(an::GetAutoQaAgreementRequest {
+            rubric_id: rubric.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let keys: Vec<&str> = report
+        .criteria
+        .iter()
+        .map(|c| c.criterion_key.as_str())
+        .collect();
+    assert_eq!(keys, ["greeting", "pci"], "empathy has no machine score");
+    let close = |got: Option<f64>, want: f64| {
+        assert!((got.unwrap() - want).abs() < 1e-9, "{got:?} != {want}");
+    };
+    for criterion in &report.criteria {
+        assert_eq!(criterion.pairs, 3);
+        close(criterion.exact_agreement, 2.0 / 3.0);
+        close(criterion.mean_absolute_difference, 100.0 / 3.0);
+    }
+    // greeting: the person always 100, the machine 100, 0, 100: p_o = p_e = 2/3.
+    close(report.criteria[0].cohen_kappa, 0.0);
+    // pci: person 100, 0, 0; machine 100, 0, 100: p_o 2/3, p_e 4/9, kappa 0.4.
+    close(report.criteria[1].cohen_kappa, 0.4);
+    assert!(report.criteria[1].alpha_interval.is_some());
+
+    // A period before any of them: nothing to compare.
+    let before = app
+        .analytics()
+        .get_auto_qa_agreement(an::GetAutoQaAgreementRequest {
+            rubric_id: rubric.id.clone(),
+            time_range: Some(iqs::proto::common::TimeRange {
+                start_time: Some(Timestamp {
+                    seconds: 1_600_000_000,
+                    nanos: 0,
+                }),
+                end_time: Some(Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(before.criteria.is_empty());
+
+    let err = app
+        .analytics()
+        .get_auto_qa_agreement(an::GetAutoQaAgreementRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["rubric_id"]);
 }

@@ -27,29 +27,31 @@ impl<B: SqlBackend> AutoQaReads for B {
         start: Option<DateTime<Utc>>,
         end: Option<DateTime<Utc>>,
     ) -> Result<Vec<KindScores>> {
-        // Unbounded ends as the widest times both databases store.
-        let start = start.unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let end = end.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut statement = sql(
+            "SELECT interaction_id, kind, criterion_scores FROM evaluations
+             WHERE tenant_id = $1 AND rubric_id = $2 AND state = 'active'
+               AND kind IN ('manual', 'automated')
+               AND interaction_id IN (
+                   SELECT interaction_id FROM evaluations
+                   WHERE tenant_id = $1 AND rubric_id = $2 AND state = 'active'
+                     AND kind = 'automated')",
+        )
+        .bind(tenant)
+        .bind(rubric_id);
+        if let Some(start) = start {
+            statement = statement
+                .push(" AND first_create_time >= ")
+                .push_bind(Stamp(start));
+        }
+        if let Some(end) = end {
+            statement = statement
+                .push(" AND first_create_time < ")
+                .push_bind(Stamp(end));
+        }
         let rows: Vec<KindScoresRow> = self
             .read()
             .await?
-            .fetch_all(
-                sql(
-                    "SELECT interaction_id, kind, criterion_scores FROM evaluations
-                     WHERE tenant_id = $1 AND rubric_id = $2 AND state = 'active'
-                       AND kind IN ('manual', 'automated')
-                       AND first_create_time >= $3 AND first_create_time < $4
-                       AND interaction_id IN (
-                           SELECT interaction_id FROM evaluations
-                           WHERE tenant_id = $1 AND rubric_id = $2 AND state = 'active'
-                             AND kind = 'automated')
-                     ORDER BY interaction_id, first_create_time, id",
-                )
-                .bind(tenant)
-                .bind(rubric_id)
-                .bind(Stamp(start))
-                .bind(Stamp(end)),
-            )
+            .fetch_all(statement.push(" ORDER BY interaction_id, first_create_time, id"))
             .await?;
         Ok(rows
             .into_iter()
