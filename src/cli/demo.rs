@@ -580,6 +580,7 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
     )
     .await?;
     let assignments = seed_assignments(channel.clone(), args.seed, now, chat_rubric).await?;
+    let autoqa = super::demo_autoqa::seed_autoqa(channel.clone(), args.seed, now).await?;
     let summary = summarize(channel, now).await?;
     let _ = stop.send(());
     let _ = serving.await;
@@ -597,6 +598,7 @@ pub async fn seed(config: &Config, args: SeedArgs) -> Result<(), String> {
     say!("{disputes}");
     say!("{coaching}");
     say!("{assignments}");
+    say!("{autoqa}");
     Ok(())
 }
 

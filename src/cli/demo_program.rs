@@ -28,7 +28,7 @@ const DISPUTED_DAYS: i64 = 12;
 const COACHING_DAYS_AGO: i64 = 91;
 const IMPACT_WINDOW_DAYS: u32 = 56;
 
-fn failed(what: &'static str) -> impl Fn(tonic::Status) -> String {
+pub(super) fn failed(what: &'static str) -> impl Fn(tonic::Status) -> String {
     move |status| format!("cannot {what}: {}", status.message())
 }
 

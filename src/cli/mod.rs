@@ -17,6 +17,7 @@ mod bench_client;
 mod bench_sampling;
 mod bi;
 mod demo;
+mod demo_autoqa;
 mod demo_calibration;
 mod demo_program;
 mod load;

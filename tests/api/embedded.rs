@@ -226,10 +226,27 @@ async fn demo_seed_fills_the_embedded_store_with_agents_that_differ_and_csat_tha
     };
     let first = seed("3000");
     assert!(first.contains("3000 evaluations added"), "{first}");
+    let autoqa = |output: &str| {
+        output
+            .lines()
+            .find(|line| line.trim_start().starts_with("autoqa:"))
+            .map(str::to_owned)
+    };
+    let auto_scored = autoqa(&first).expect("an AutoQA line");
+    assert!(
+        auto_scored.contains("40 chats auto-scored"),
+        "{auto_scored}"
+    );
+    assert!(auto_scored.contains("greeting κ"), "{auto_scored}");
     let again = seed("3000");
     assert!(
         again.contains("0 evaluations added, 3000 already there"),
         "{again}"
+    );
+    assert_eq!(
+        autoqa(&again),
+        Some(auto_scored),
+        "seeding again scores nothing anew"
     );
 
     // The first serve on the seeded store prints a key of the seeded tenant.
