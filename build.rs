@@ -10,7 +10,12 @@ const PROTO_FILES: &[&str] = &[
     "iqs/rubric/v1/rubric.proto",
     "iqs/evaluation/v1/evaluation.proto",
     "iqs/analytics/v1/analytics.proto",
+    "iqs/autoqa/v1/scorer.proto",
 ];
+
+/// Implemented by scorers elsewhere, called by IQS: generated, but not in the reflection
+/// set of what IQS serves.
+const CALLED_NOT_SERVED: &[&str] = &["iqs/autoqa/v1/scorer.proto"];
 
 /// Served only by `iqs bench echo-server`: generated, but kept out of the reflection set.
 const BENCH_PROTO_FILES: &[&str] = &["iqs/bench/v1/echo.proto"];
@@ -25,10 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(protox::compile(BENCH_PROTO_FILES, ["proto"])?)?;
     let descriptors = protox::compile(PROTO_FILES, ["proto"])?;
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
-    fs::write(
-        out_dir.join("iqs_descriptor.bin"),
-        descriptors.encode_to_vec(),
-    )?;
+    let mut served = descriptors.clone();
+    served
+        .file
+        .retain(|file| !CALLED_NOT_SERVED.contains(&file.name()));
+    fs::write(out_dir.join("iqs_descriptor.bin"), served.encode_to_vec())?;
     // Every message knows its protobuf name (`prost::Name`), so the codec can bound a
     // request by its schema before decoding it.
     let mut types = prost_build::Config::new();

@@ -216,6 +216,9 @@ pub struct Config {
     /// Browser origins (`https://helpdesk.example.com`) allowed to call the API from a
     /// page (CORS, for Connect and gRPC-Web); none by default.
     pub cors_allowed_origins: Vec<String>,
+    /// How long AutoQA waits for an external scorer (`external` rules) before rating its
+    /// criteria N/A.
+    pub autoqa_scorer_timeout_ms: u64,
 }
 
 /// TLS on the gRPC port. Without `cert_file` and `key_file` the port is plaintext; with
@@ -312,6 +315,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             health_listen_addr: None,
             cors_allowed_origins: Vec::new(),
+            autoqa_scorer_timeout_ms: 5_000,
         }
     }
 }

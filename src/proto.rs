@@ -22,6 +22,11 @@ pub mod iqs {
             tonic::include_proto!("iqs.analytics.v1");
         }
     }
+    pub mod autoqa {
+        pub mod v1 {
+            tonic::include_proto!("iqs.autoqa.v1");
+        }
+    }
     pub mod bench {
         pub mod v1 {
             tonic::include_proto!("iqs.bench.v1");
@@ -30,7 +35,7 @@ pub mod iqs {
 }
 
 pub use iqs::{
-    analytics::v1 as analytics, bench::v1 as bench, common::v1 as common,
+    analytics::v1 as analytics, autoqa::v1 as autoqa, bench::v1 as bench, common::v1 as common,
     evaluation::v1 as evaluation, rubric::v1 as rubric,
 };
 

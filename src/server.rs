@@ -44,6 +44,7 @@ use crate::services::grpc_service_names;
 use crate::services::rubric_client::{
     CachedRubricClient, InProcessRubricClient, RemoteRubricClient, RubricClient,
 };
+use crate::services::scorers::ExternalScorers;
 use crate::services::{
     analytics::{AnalyticsApi, ProgramStores},
     assignment::AssignmentApi,
@@ -191,6 +192,7 @@ struct Limits {
     max_message_bytes: usize,
     health_check_interval: Duration,
     cors_allowed_origins: Vec<String>,
+    scorer_timeout: Duration,
 }
 
 impl From<&Config> for Limits {
@@ -217,6 +219,7 @@ impl From<&Config> for Limits {
             max_message_bytes: config.max_message_bytes,
             health_check_interval: Duration::from_millis(config.health_check_interval_ms.max(10)),
             cors_allowed_origins: config.cors_allowed_origins.clone(),
+            scorer_timeout: Duration::from_millis(config.autoqa_scorer_timeout_ms.max(1)),
         }
     }
 }
@@ -468,6 +471,7 @@ impl Server {
                 self.store.clone(),
                 self.rubric_client.clone(),
                 self.page_tokens.clone(),
+                Arc::new(ExternalScorers::new(self.limits.scorer_timeout)),
             ))
             .max_decoding_message_size(bytes)
             .max_encoding_message_size(bytes)

@@ -150,14 +150,14 @@ pub struct AutoRating {
 }
 
 impl AutoRating {
-    fn rated(value: i32, explanation: String) -> Self {
+    pub fn rated(value: i32, explanation: String) -> Self {
         Self {
             value: Some(value),
             explanation,
         }
     }
 
-    fn not_applicable(explanation: String) -> Self {
+    pub fn not_applicable(explanation: String) -> Self {
         Self {
             value: None,
             explanation,
@@ -169,11 +169,13 @@ impl AutoRating {
 pub const AUTOQA_REVIEWER: &str = "autoqa";
 
 /// The ratings of every criterion of `version` for `messages`: a criterion with a rule
-/// is rated by it, one without is N/A. Errs with the keys of the criteria that have no
-/// rule and do not allow N/A, which AutoQA cannot rate.
+/// is rated by it (an external one as `external` says, by criterion key, from a scorer
+/// asked beforehand), one without is N/A. Errs with the keys of the criteria that have
+/// no rule and do not allow N/A, which AutoQA cannot rate.
 pub fn rate_version(
     version: &super::rubric::RubricVersion,
     messages: &[Message],
+    external: &std::collections::HashMap<String, AutoRating>,
 ) -> Result<Vec<super::scoring::Rating>, Vec<String>> {
     let unratable: Vec<String> = version
         .criteria
@@ -189,6 +191,9 @@ pub fn rate_version(
         .iter()
         .map(|criterion| {
             let rated = match &criterion.auto {
+                Some(AutoRule::External { .. }) if external.contains_key(&criterion.key) => {
+                    external[&criterion.key].clone()
+                }
                 Some(rule) => rate(
                     rule,
                     Scale {

@@ -8,12 +8,14 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::calibration::{Blindfold, changes_own_review, submit_as};
+use super::convert::version_to_proto;
 use super::convert::{
     ListingRequest, criterion_scores_to_proto, evaluation_to_proto, from_timestamp,
     interaction_from_proto, interaction_to_proto, kind_from_proto, listing_from_proto,
     rating_from_proto, rating_to_proto, section_scores_to_proto,
 };
 use super::rubric_client::RubricClient;
+use super::scorers::ExternalScorers;
 use crate::auth::{Credential, Principal, credential, principal};
 use crate::domain::{
     autoqa,
@@ -50,6 +52,7 @@ pub struct EvaluationApi {
     calibrations: Arc<dyn CalibrationStore>,
     rubrics: Arc<dyn RubricClient>,
     tokens: Arc<PageTokens>,
+    scorers: Arc<ExternalScorers>,
 }
 
 /// A call made by this service to itself, as `principal`, with the caller's metadata
@@ -270,12 +273,14 @@ impl EvaluationApi {
         calibrations: Arc<dyn CalibrationStore>,
         rubrics: Arc<dyn RubricClient>,
         tokens: Arc<PageTokens>,
+        scorers: Arc<ExternalScorers>,
     ) -> Self {
         Self {
             store,
             calibrations,
             rubrics,
             tokens,
+            scorers,
         }
     }
 
@@ -818,17 +823,33 @@ impl EvaluationService for EvaluationApi {
             .rubrics
             .version(tenant, credential.as_ref(), rubric_id, requested)
             .await?;
-        let ratings: Vec<pb::Rating> = autoqa::rate_version(&version, &interaction.input.messages)
-            .map_err(|unratable| {
-                Error::FailedPrecondition(format!(
-                    "criteria {unratable:?} of rubric version {} have no AutoQA rule and do \
+        let asks_a_scorer = version
+            .criteria
+            .iter()
+            .any(|criterion| matches!(criterion.auto, Some(autoqa::AutoRule::External { .. })));
+        let external = if asks_a_scorer {
+            self.scorers
+                .rate(
+                    &interaction_to_proto(interaction.clone()),
+                    &version,
+                    &version_to_proto(version.as_ref().clone()),
+                )
+                .await
+        } else {
+            HashMap::new()
+        };
+        let ratings: Vec<pb::Rating> =
+            autoqa::rate_version(&version, &interaction.input.messages, &external)
+                .map_err(|unratable| {
+                    Error::FailedPrecondition(format!(
+                        "criteria {unratable:?} of rubric version {} have no AutoQA rule and do \
                          not allow N/A: AutoQA cannot rate them",
-                    version.version
-                ))
-            })?
-            .into_iter()
-            .map(rating_to_proto)
-            .collect();
+                        version.version
+                    ))
+                })?
+                .into_iter()
+                .map(rating_to_proto)
+                .collect();
         // The evaluation is AutoQA's, whichever reviewer the caller's key is bound to; it
         // goes through SubmitEvaluation and ReviseEvaluation like any other.
         let as_autoqa = Principal {

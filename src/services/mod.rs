@@ -12,6 +12,7 @@ pub mod error_status;
 pub mod evaluation;
 pub mod rubric;
 pub mod rubric_client;
+pub mod scorers;
 
 use tonic::server::NamedService;
 

@@ -435,3 +435,141 @@ async fn autoqa_agreement_compares_each_persons_scores_with_the_machines_per_cri
         .unwrap_err();
     assert_eq!(violated_fields(&err), ["rubric_id"]);
 }
+
+/// A scorer that is slow, failing or correct, as the test says, counting its calls.
+#[derive(Clone, Default)]
+struct Scorer {
+    mode: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const SLOW: usize = 0;
+const FAILING: usize = 1;
+const CORRECT: usize = 2;
+
+#[tonic::async_trait]
+impl iqs::proto::autoqa::scorer_service_server::ScorerService for Scorer {
+    async fn score_interaction(
+        &self,
+        request: tonic::Request<iqs::proto::autoqa::ScoreInteractionRequest>,
+    ) -> Result<tonic::Response<iqs::proto::autoqa::ScoreInteractionResponse>, tonic::Status> {
+        use std::sync::atomic::Ordering;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let request = request.into_inner();
+        assert_eq!(request.criterion_keys, ["tone"]);
+        assert!(!request.interaction.unwrap().messages.is_empty());
+        match self.mode.load(Ordering::SeqCst) {
+            SLOW => {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                Err(tonic::Status::internal("too late anyway"))
+            }
+            FAILING => Err(tonic::Status::internal("model server overloaded")),
+            _ => Ok(tonic::Response::new(
+                iqs::proto::autoqa::ScoreInteractionResponse {
+                    ratings: vec![pb::Rating {
+                        criterion_key: "tone".into(),
+                        value: Some(4),
+                        explanation: "LLM: polite and warm".into(),
+                        ..Default::default()
+                    }],
+                },
+            )),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_external_scorer_is_asked_with_a_deadline_and_left_alone_after_failing_in_a_row() {
+    use std::sync::atomic::Ordering;
+    let scorer = Scorer::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = scorer.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(
+                iqs::proto::autoqa::scorer_service_server::ScorerServiceServer::new(served),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions {
+        tune: |config| config.autoqa_scorer_timeout_ms = 300,
+        ..Default::default()
+    })
+    .await;
+    let mut rubrics = app.rubrics();
+    let rubric = rubrics
+        .create_rubric(new_rubric(
+            "External",
+            draft(vec![ruled(
+                criterion("tone", 1, 1, 5),
+                Rule::External(rb::ExternalRule {
+                    endpoint: format!("http://{address}"),
+                }),
+            )]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    rubrics
+        .publish_rubric(rb::PublishRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut evaluations = app.evaluations();
+    let interaction_id = upsert_chat(&mut evaluations, "ext-1", "hello").await;
+    let tone = || {
+        let mut evaluations = evaluations.clone();
+        let request = pb::AutoScoreInteractionRequest {
+            interaction_id: interaction_id.clone(),
+            rubric_id: rubric.id.clone(),
+            rubric_version: 0,
+        };
+        async move {
+            let evaluation = evaluations
+                .auto_score_interaction(request)
+                .await
+                .expect("a scorer's failure is N/A, not an error")
+                .into_inner();
+            evaluation.ratings[0].clone()
+        }
+    };
+
+    scorer.mode.store(SLOW, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let rating = tone().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the deadline held"
+    );
+    assert!(rating.not_applicable, "{rating:?}");
+    assert!(
+        rating.explanation.contains("did not answer within 300 ms"),
+        "{rating:?}"
+    );
+
+    scorer.mode.store(FAILING, Ordering::SeqCst);
+    let rating = tone().await;
+    assert!(
+        rating.explanation.contains("model server overloaded"),
+        "{rating:?}"
+    );
+
+    scorer.mode.store(CORRECT, Ordering::SeqCst);
+    let rating = tone().await;
+    assert_eq!(rating.value, Some(4));
+    assert_eq!(rating.explanation, "external: LLM: polite and warm");
+
+    // Failing five times in a row: the sixth call does not reach the scorer.
+    scorer.mode.store(FAILING, Ordering::SeqCst);
+    for _ in 0..iqs::services::scorers::FAILURES_TO_OPEN {
+        tone().await;
+    }
+    let calls = scorer.calls.load(Ordering::SeqCst);
+    let rating = tone().await;
+    assert_eq!(scorer.calls.load(Ordering::SeqCst), calls, "left alone");
+    assert!(rating.not_applicable);
+    assert!(rating.explanation.contains("not asked again"), "{rating:?}");
+}
