@@ -31,7 +31,17 @@ fn asset(path: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// Answers GET and HEAD (no RPC uses them): the dashboard's files, or 404.
+/// Whether a path names an RPC (`/<package>.<Service>/<Method>`): the protocols' own
+/// layers answer any request for one, GET included.
+fn is_procedure(path: &str) -> bool {
+    let mut parts = path.trim_start_matches('/').split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(service), Some(method), None) if service.contains('.') && !method.is_empty()
+    )
+}
+
+/// Answers GET and HEAD of anything but an RPC: the dashboard's files, or 404.
 #[derive(Clone, Default)]
 pub struct DashboardLayer;
 
@@ -43,7 +53,7 @@ impl AroundCall for DashboardLayer {
         S::Error: Send + 'static,
     {
         let method = request.method().clone();
-        if method != Method::GET && method != Method::HEAD {
+        if (method != Method::GET && method != Method::HEAD) || is_procedure(request.uri().path()) {
             return Box::pin(inner.call(request));
         }
         let response = page(request.uri().path(), method == Method::HEAD);
@@ -113,10 +123,9 @@ mod tests {
             );
         }
         assert_eq!(page("/.env", false).status(), StatusCode::NOT_FOUND);
-        assert_eq!(
-            page("/iqs.rubric.v1.RubricService/ListRubrics", false).status(),
-            StatusCode::NOT_FOUND
-        );
+        assert!(is_procedure("/iqs.rubric.v1.RubricService/ListRubrics"));
+        assert!(!is_procedure("/dashboard/dashboard.js"));
+        assert!(!is_procedure("/"));
     }
 
     #[test]
