@@ -86,13 +86,23 @@ async fn upsert(
     evaluations: &mut EvaluationServiceClient<Authed>,
     messages: Vec<pb::Message>,
 ) -> String {
+    upsert_as(evaluations, "#1042", "jane+qa@acme.com", messages).await
+}
+
+/// Upserts a Zendesk chat of `agent_id` with `messages`; its id.
+async fn upsert_as(
+    evaluations: &mut EvaluationServiceClient<Authed>,
+    external_id: &str,
+    agent_id: &str,
+    messages: Vec<pb::Message>,
+) -> String {
     evaluations
         .upsert_interaction(pb::UpsertInteractionRequest {
             interaction: Some(pb::Interaction {
                 source: "Zendesk".into(),
-                external_id: "#1042".into(),
+                external_id: external_id.into(),
                 channel: "chat".into(),
-                agent_id: "jane+qa@acme.com".into(),
+                agent_id: agent_id.into(),
                 team_id: "tier1".into(),
                 region: "emea".into(),
                 messages,
@@ -280,26 +290,11 @@ async fn upsert_chat(
     agent_text: &str,
 ) -> String {
     use pb::MessageRole::{Agent, Customer};
-    evaluations
-        .upsert_interaction(pb::UpsertInteractionRequest {
-            interaction: Some(pb::Interaction {
-                source: "Zendesk".into(),
-                external_id: external_id.into(),
-                channel: "chat".into(),
-                agent_id: "ana".into(),
-                team_id: "tier1".into(),
-                region: "emea".into(),
-                messages: vec![
-                    message(Customer, "my card was charged twice", 0),
-                    message(Agent, agent_text, 30),
-                ],
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id
+    let messages = vec![
+        message(Customer, "my card was charged twice", 0),
+        message(Agent, agent_text, 30),
+    ];
+    upsert_as(evaluations, external_id, "ana", messages).await
 }
 
 async fn autoqa_agreement_compares_each_persons_scores_with_the_machines_per_criterion(
