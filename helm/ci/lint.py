@@ -68,15 +68,19 @@ def dockerfile_paths_exist():
     return not missing
 
 
+NOT_SERVED = {"iqs.bench.v1", "iqs.autoqa.v1"}
+
+
 def grpc_services_match_protos():
     """The helper's names, by deployment, against `package iqs.<name>.v1` + `service X`
-    in the protos (iqs.bench.v1 is the load tester's own, served by no deployment)."""
+    in the protos. Served by no deployment: iqs.bench.v1 (the load tester's own) and
+    iqs.autoqa.v1 (external scorers, which IQS calls)."""
     declared = set()
     for proto in sorted((ROOT / "proto" / "iqs").rglob("*.proto")):
         text = proto.read_text()
         package = re.search(r"^package\s+([\w.]+);", text, re.M)
         services = re.findall(r"^service\s+(\w+)", text, re.M)
-        if package and package.group(1) != "iqs.bench.v1":
+        if package and package.group(1) not in NOT_SERVED:
             declared |= {f"{package.group(1)}.{service}" for service in services}
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     block = re.search(r'define "iqs.grpcServices".*?\{\{- end', helpers, re.S)
