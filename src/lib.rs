@@ -1,6 +1,7 @@
 //! IQS: the Internal Quality Score of customer-service work, served over gRPC.
 
 pub mod auth;
+pub mod autoqa_worker;
 pub mod cache;
 pub mod cli;
 pub mod codec;

@@ -13,6 +13,7 @@ use crate::auth::{
     layer::{AuthLayer, Authentication},
     limits::RateLimiter,
 };
+use crate::autoqa_worker::AutoQaWorker;
 use crate::cache::{SummaryCache, memory::MemoryCache, redis::RedisCache, tiered::TieredCache};
 use crate::config::{AuthMode, Config, ServiceKind, ServiceSet};
 use crate::connect::ConnectLayer;
@@ -449,6 +450,9 @@ impl Server {
         if let Some(projector) = background.projector {
             let _ = projector.await;
         }
+        if let Some(autoqa) = background.autoqa {
+            let _ = autoqa.await;
+        }
         // Aborted rather than drained: a health Watch would hold a drain open forever.
         if let Some(health_port) = health_port {
             health_port.abort();
@@ -553,16 +557,38 @@ impl Server {
             }
             .run(store_watch_stopped),
         );
+        // One signal stops both workers.
         let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
+        let autoqa_stopped = projector_stopped.clone();
         let projector = self.services.contains(ServiceKind::Analytics).then(|| {
             let projector = Projector::new(self.store.clone(), self.cache.clone());
             tokio::spawn(projector.run(projector_stopped))
+        });
+        // AutoQA's automatic mode, where evaluations are written. It reads rubric
+        // versions from the store itself: it acts for no caller whose key a remote
+        // rubric service could check.
+        let autoqa = self.services.contains(ServiceKind::Evaluation).then(|| {
+            let api = EvaluationApi::new(
+                self.store.clone(),
+                self.store.clone(),
+                Arc::new(CachedRubricClient::new(InProcessRubricClient::new(
+                    self.store.clone(),
+                ))),
+                self.page_tokens.clone(),
+                Arc::new(ExternalScorers::new(self.limits.scorer_timeout)),
+            );
+            let worker = AutoQaWorker {
+                store: self.store.clone(),
+                api: Arc::new(api),
+            };
+            tokio::spawn(worker.run(autoqa_stopped))
         });
         Background {
             store_watch,
             stop_store_watch,
             projector,
             stop_projector,
+            autoqa,
         }
     }
 }
@@ -582,6 +608,7 @@ struct Background {
     stop_store_watch: tokio::sync::watch::Sender<bool>,
     projector: Option<tokio::task::JoinHandle<()>>,
     stop_projector: tokio::sync::watch::Sender<bool>,
+    autoqa: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// CORS for the configured browser origins, so a page on one of them may call the API

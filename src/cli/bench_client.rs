@@ -82,6 +82,7 @@ pub(super) async fn bench_rubric(channel: Authed) -> Result<String, String> {
                         criterion("closing", "Soft skills", 1, 0, 1),
                     ],
                     pass_threshold: None,
+                    auto_score: false,
                 }),
                 ..Default::default()
             }),

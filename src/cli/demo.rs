@@ -218,6 +218,7 @@ fn rubrics() -> Vec<(&'static str, rpb::RubricDraft)> {
                     .0,
                 ],
                 pass_threshold: Some(80.0),
+                auto_score: false,
             },
         ),
         (
@@ -262,6 +263,7 @@ fn rubrics() -> Vec<(&'static str, rpb::RubricDraft)> {
                     .0,
                 ],
                 pass_threshold: Some(75.0),
+                auto_score: false,
             },
         ),
         (
@@ -313,6 +315,7 @@ fn rubrics() -> Vec<(&'static str, rpb::RubricDraft)> {
                     Item::new("wrap_up", "Summary and wrap-up", "Outcome", 20, (1, 5)).0,
                 ],
                 pass_threshold: Some(80.0),
+                auto_score: false,
             },
         ),
     ]

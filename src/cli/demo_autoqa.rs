@@ -104,6 +104,7 @@ fn rubric() -> rpb::RubricDraft {
             criterion("empathy", "Shows empathy", 2, (1, 4), None),
         ],
         pass_threshold: Some(70.0),
+        auto_score: false,
     }
 }
 

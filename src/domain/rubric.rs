@@ -57,6 +57,10 @@ pub struct Criterion {
 pub struct RubricDraft {
     pub criteria: Vec<Criterion>,
     pub pass_threshold: f64,
+    /// Left out of the JSON when false, so drafts (and fingerprints) from before it
+    /// existed read and compare as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_score: bool,
 }
 
 impl Default for RubricDraft {
@@ -64,6 +68,7 @@ impl Default for RubricDraft {
         Self {
             criteria: Vec::new(),
             pass_threshold: DEFAULT_PASS_THRESHOLD,
+            auto_score: false,
         }
     }
 }
@@ -73,6 +78,7 @@ impl Default for RubricDraft {
 pub struct DraftPatch {
     pub criteria: Option<Vec<Criterion>>,
     pub pass_threshold: Option<f64>,
+    pub auto_score: Option<bool>,
 }
 
 impl DraftPatch {
@@ -82,6 +88,9 @@ impl DraftPatch {
         }
         if let Some(pass_threshold) = self.pass_threshold {
             draft.pass_threshold = pass_threshold;
+        }
+        if let Some(auto_score) = self.auto_score {
+            draft.auto_score = auto_score;
         }
     }
 }
@@ -114,12 +123,17 @@ pub struct RubricVersion {
     pub criteria: Vec<Criterion>,
     pub pass_threshold: f64,
     pub publish_time: DateTime<Utc>,
+    /// Interactions upserted with messages are auto-scored against it while it is the
+    /// rubric's latest version.
+    pub auto_score: bool,
 }
 
 impl RubricVersion {
     /// Whether this version froze exactly `draft`.
     pub fn froze(&self, draft: &RubricDraft) -> bool {
-        self.criteria == draft.criteria && self.pass_threshold == draft.pass_threshold
+        self.criteria == draft.criteria
+            && self.pass_threshold == draft.pass_threshold
+            && self.auto_score == draft.auto_score
     }
 }
 
@@ -438,10 +452,12 @@ pub(crate) mod tests {
         let mut draft = RubricDraft {
             criteria: vec![criterion("a")],
             pass_threshold: 75.0,
+            auto_score: false,
         };
         DraftPatch {
             criteria: None,
             pass_threshold: Some(90.0),
+            auto_score: None,
         }
         .apply_to(&mut draft);
         assert_eq!(draft.criteria.len(), 1);

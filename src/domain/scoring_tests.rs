@@ -32,6 +32,7 @@ fn version(criteria: Vec<Criterion>) -> RubricVersion {
         criteria,
         pass_threshold: DEFAULT_PASS_THRESHOLD,
         publish_time: Utc::now(),
+        auto_score: false,
     }
 }
 

@@ -38,17 +38,20 @@ fn draft_patch(request: pb::UpdateRubricDraftRequest, violations: &mut Violation
         .unwrap_or_default();
     let mut replace_criteria = paths.is_empty();
     let mut replace_threshold = paths.is_empty();
+    let mut replace_auto_score = paths.is_empty();
     for (index, path) in paths.iter().enumerate() {
         match path.strip_prefix("draft.").unwrap_or(path) {
             "criteria" => replace_criteria = true,
             "pass_threshold" => replace_threshold = true,
+            "auto_score" => replace_auto_score = true,
             "*" => {
                 replace_criteria = true;
                 replace_threshold = true;
+                replace_auto_score = true;
             }
             _ => violations.add(
                 format!("update_mask.paths[{index}]"),
-                format!("unknown path {path:?}; expected criteria or pass_threshold"),
+                format!("unknown path {path:?}; expected criteria, pass_threshold or auto_score"),
             ),
         }
     }
@@ -61,6 +64,9 @@ fn draft_patch(request: pb::UpdateRubricDraftRequest, violations: &mut Violation
     if replace_threshold {
         validate_pass_threshold(draft.pass_threshold, "draft.pass_threshold", violations);
         patch.pass_threshold = Some(draft.pass_threshold);
+    }
+    if replace_auto_score {
+        patch.auto_score = Some(draft.auto_score);
     }
     patch
 }
@@ -277,6 +283,7 @@ mod tests {
                 draft: Some(pb::RubricDraft {
                     criteria: Vec::new(),
                     pass_threshold: Some(70.0),
+                    auto_score: false,
                 }),
                 update_mask: mask(&["draft.pass_threshold"]),
                 ..Default::default()

@@ -138,6 +138,7 @@ impl RubricClient for RemoteRubricClient {
             criteria,
             pass_threshold: response.pass_threshold,
             publish_time,
+            auto_score: response.auto_score,
         }))
     }
 }
@@ -212,6 +213,7 @@ mod tests {
                 criteria: Vec::new(),
                 pass_threshold: 80.0,
                 publish_time: chrono::Utc::now(),
+                auto_score: false,
             }))
         }
     }

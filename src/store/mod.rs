@@ -667,9 +667,35 @@ pub struct KindScores {
     pub criterion_scores: Vec<crate::domain::scoring::CriterionScore>,
 }
 
-/// What AutoQA's agreement with people is computed from (`store/sql/autoqa.rs`).
+/// Where AutoQA's automatic mode is in the interactions, in update order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoQaCursor {
+    pub time: DateTime<Utc>,
+    pub tenant: TenantId,
+    pub interaction_id: Uuid,
+}
+
+/// What AutoQA reads: the agreement with people, and for its automatic mode the rubrics
+/// that ask for it and the interactions upserted since its cursor (`store/sql/autoqa.rs`).
 #[async_trait]
 pub trait AutoQaReads: Send + Sync + 'static {
+    /// (tenant, rubric, version) of every active rubric whose latest published version
+    /// has `auto_score`.
+    async fn auto_scored_rubrics(&self) -> Result<Vec<(TenantId, Uuid, u32)>>;
+
+    /// Interactions with messages upserted after `after` and before `before`, in update
+    /// order (then tenant and id), at most `limit`.
+    async fn interactions_changed(
+        &self,
+        after: AutoQaCursor,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<AutoQaCursor>>;
+
+    async fn autoqa_cursor(&self) -> Result<AutoQaCursor>;
+
+    async fn save_autoqa_cursor(&self, cursor: AutoQaCursor) -> Result<()>;
+
     /// The active MANUAL and AUTOMATED evaluations under `rubric_id` (created in
     /// `[start, end)` when given) of interactions that have an active AUTOMATED one,
     /// ordered by interaction.

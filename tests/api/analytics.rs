@@ -137,6 +137,7 @@ async fn two_rubrics(app: &TestApp) -> Vec<String> {
                 rubric_pb::RubricDraft {
                     criteria,
                     pass_threshold: Some(70.0),
+                    auto_score: false,
                 },
             ))
             .await

@@ -15,6 +15,7 @@ use crate::helpers::{
 use crate::on_every_store;
 
 on_every_store!(
+    with_auto_score_every_interaction_upserted_with_messages_is_scored_once_per_transcript,
     autoqa_agreement_compares_each_persons_scores_with_the_machines_per_criterion,
     an_interaction_is_auto_scored_with_an_explanation_per_rating_once_per_transcript,
     auto_scoring_refuses_what_it_cannot_rate_and_names_bad_ids,
@@ -567,4 +568,145 @@ async fn an_external_scorer_is_asked_with_a_deadline_and_left_alone_after_failin
     assert_eq!(scorer.calls.load(Ordering::SeqCst), calls, "left alone");
     assert!(rating.not_applicable);
     assert!(rating.explanation.contains("not asked again"), "{rating:?}");
+}
+
+/// The AUTOMATED evaluations of an interaction, once there are `count` revisions of the
+/// newest; fails after `limit`.
+async fn automated(
+    evaluations: &mut EvaluationServiceClient<Authed>,
+    interaction_id: &str,
+    revision: u32,
+    limit: std::time::Duration,
+) -> Option<pb::Evaluation> {
+    let started = std::time::Instant::now();
+    loop {
+        let listed = evaluations
+            .list_evaluations(pb::ListEvaluationsRequest {
+                interaction_id: interaction_id.into(),
+                kinds: vec![pb::EvaluationKind::Automated as i32],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .evaluations;
+        if let Some(found) = listed.into_iter().find(|e| e.revision >= revision) {
+            return Some(found);
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn with_auto_score_every_interaction_upserted_with_messages_is_scored_once_per_transcript(
+    backend: Backend,
+) {
+    use pb::MessageRole::{Agent, Customer};
+    use std::time::Duration;
+    let app = spawn_app_on(backend).await;
+    let mut rubrics = app.rubrics();
+    let mut scorecard = draft(vec![ruled(
+        criterion("greeting", 1, 0, 1),
+        Rule::Phrase(rb::PhraseRule {
+            phrases: vec!["hello".into()],
+            ..Default::default()
+        }),
+    )]);
+    scorecard.auto_score = true;
+    let rubric = rubrics
+        .create_rubric(new_rubric("Automatic", scorecard.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let version = rubrics
+        .publish_rubric(rb::PublishRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(version.auto_score);
+    // A rubric without it is left alone.
+    scorecard.auto_score = false;
+    let manual_only = rubrics
+        .create_rubric(new_rubric("People only", scorecard))
+        .await
+        .unwrap()
+        .into_inner();
+    rubrics
+        .publish_rubric(rb::PublishRubricRequest {
+            id: manual_only.id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let mut evaluations = app.evaluations();
+    let greeted = vec![
+        message(Customer, "hi, my parcel is lost", 0),
+        message(Agent, "hello! let me check", 20),
+    ];
+    let interaction_id = upsert_as(&mut evaluations, "auto-1", "ana", greeted).await;
+    let first = automated(&mut evaluations, &interaction_id, 1, Duration::from_secs(5))
+        .await
+        .expect("auto-scored after the upsert");
+    assert_eq!(first.rubric_id, rubric.id);
+    assert_eq!(first.ratings[0].value, Some(1));
+
+    // A changed transcript: a new revision, not a second evaluation.
+    let silent = vec![
+        message(Customer, "hi, my parcel is lost", 0),
+        message(Agent, "let me check", 20),
+    ];
+    upsert_as(&mut evaluations, "auto-1", "ana", silent).await;
+    let second = automated(&mut evaluations, &interaction_id, 2, Duration::from_secs(5))
+        .await
+        .expect("re-scored after the change");
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.ratings[0].value, Some(0));
+
+    // Upserted by a submission too; an interaction without messages is not scored.
+    let mut submitted = crate::helpers::submission(&manual_only.id, "auto-2", 1, 1);
+    submitted.ratings = vec![crate::helpers::rating("greeting", 1)];
+    if let Some(pb::submit_evaluation_request::InteractionRef::Interaction(inline)) =
+        submitted.interaction_ref.as_mut()
+    {
+        inline.messages = vec![message(Agent, "hello there", 0)];
+    }
+    let manual = evaluations
+        .submit_evaluation(submitted)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        automated(
+            &mut evaluations,
+            &manual.interaction_id,
+            1,
+            Duration::from_secs(5)
+        )
+        .await
+        .is_some(),
+        "an interaction upserted inline by SubmitEvaluation"
+    );
+    let empty = upsert_as(&mut evaluations, "auto-3", "ana", Vec::new()).await;
+    assert!(
+        automated(&mut evaluations, &empty, 1, Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "no transcript, nothing to score"
+    );
+    // Only the rubric that asks for it scored anything.
+    let all = evaluations
+        .list_evaluations(pb::ListEvaluationsRequest {
+            kinds: vec![pb::EvaluationKind::Automated as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .evaluations;
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|e| e.rubric_id == rubric.id));
 }

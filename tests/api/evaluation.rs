@@ -56,6 +56,7 @@ async fn every_shared_scoring_case_scores_as_expected_through_submit_and_score(b
                         .map(case_criterion)
                         .collect(),
                     pass_threshold: rubric["pass_threshold"].as_f64(),
+                    auto_score: false,
                 },
             ))
             .await

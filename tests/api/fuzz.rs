@@ -337,6 +337,7 @@ fn new_rubric() -> BoxedStrategy<rb::CreateRubricRequest> {
                         draft: Some(rb::RubricDraft {
                             criteria,
                             pass_threshold,
+                            auto_score: false,
                         }),
                         ..Default::default()
                     }),

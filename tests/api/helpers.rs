@@ -484,6 +484,7 @@ pub fn draft(criteria: Vec<pb::Criterion>) -> pb::RubricDraft {
     pb::RubricDraft {
         criteria,
         pass_threshold: None,
+        auto_score: false,
     }
 }
 

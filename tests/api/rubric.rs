@@ -32,6 +32,7 @@ async fn create_update_publish_and_read_a_rubric(backend: Backend) {
             draft: Some(pb::RubricDraft {
                 criteria: vec![criterion("accuracy", 3, 0, 4), criterion("tone", 1, 1, 5)],
                 pass_threshold: Some(75.0),
+                auto_score: false,
             }),
             update_mask: None,
         })
@@ -140,6 +141,7 @@ async fn a_draft_with_five_faults_is_refused_naming_all_five(backend: Backend) {
                     criterion("empty_scale", 1, 3, 3),
                 ],
                 pass_threshold: Some(120.0),
+                auto_score: false,
             }),
             ..Default::default()
         }),
@@ -215,6 +217,7 @@ async fn update_mask_replaces_only_the_named_part_of_the_draft(backend: Backend)
             draft: Some(pb::RubricDraft {
                 criteria: vec![],
                 pass_threshold: Some(90.0),
+                auto_score: false,
             }),
             update_mask: Some(prost_types::FieldMask {
                 paths: vec!["pass_threshold".into()],

@@ -166,6 +166,7 @@ pub fn draft_from_proto(
     RubricDraft {
         criteria: criteria_from_proto(draft.criteria, &format!("{path}.criteria"), violations),
         pass_threshold: draft.pass_threshold.unwrap_or(DEFAULT_PASS_THRESHOLD),
+        auto_score: draft.auto_score,
     }
 }
 
@@ -210,6 +211,7 @@ pub fn rubric_to_proto(rubric: Rubric) -> pb::Rubric {
                 .map(criterion_to_proto)
                 .collect(),
             pass_threshold: Some(rubric.draft.pass_threshold),
+            auto_score: rubric.draft.auto_score,
         }),
         create_time: Some(timestamp(rubric.create_time)),
         update_time: Some(timestamp(rubric.update_time)),
@@ -227,6 +229,7 @@ pub fn version_to_proto(version: RubricVersion) -> pb::RubricVersion {
             .collect(),
         pass_threshold: version.pass_threshold,
         publish_time: Some(timestamp(version.publish_time)),
+        auto_score: version.auto_score,
     }
 }
 

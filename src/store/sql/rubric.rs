@@ -19,7 +19,8 @@ use crate::store::{RubricListing, RubricStore, VersionListing};
 const RUBRIC_COLUMNS: &str =
     "id, display_name, description, state, latest_version, draft, create_time, update_time";
 
-const VERSION_COLUMNS: &str = "rubric_id, version, criteria, pass_threshold, publish_time";
+const VERSION_COLUMNS: &str =
+    "rubric_id, version, criteria, pass_threshold, publish_time, auto_score";
 
 #[derive(sqlx::FromRow)]
 struct RubricRow {
@@ -62,6 +63,7 @@ struct VersionRow {
     criteria: Json<Vec<Criterion>>,
     pass_threshold: f64,
     publish_time: Stamp,
+    auto_score: bool,
 }
 
 impl TryFrom<VersionRow> for RubricVersion {
@@ -74,6 +76,7 @@ impl TryFrom<VersionRow> for RubricVersion {
             criteria: row.criteria.0,
             pass_threshold: row.pass_threshold,
             publish_time: row.publish_time.into(),
+            auto_score: row.auto_score,
         })
     }
 }
@@ -238,8 +241,9 @@ impl<B: SqlBackend> RubricStore for B {
             .fetch_one(
                 sql(format!(
                     "INSERT INTO rubric_versions
-                         (tenant_id, rubric_id, version, criteria, pass_threshold, publish_time)
-                     VALUES ($1, $2, $3, $4, $5, $6)
+                         (tenant_id, rubric_id, version, criteria, pass_threshold, publish_time,
+                          auto_score)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
                      RETURNING {VERSION_COLUMNS}"
                 ))
                 .bind(tenant)
@@ -247,7 +251,8 @@ impl<B: SqlBackend> RubricStore for B {
                 .bind(next)
                 .bind(Value::json(&rubric.draft.criteria)?)
                 .bind(rubric.draft.pass_threshold)
-                .bind(now),
+                .bind(now)
+                .bind(rubric.draft.auto_score),
             )
             .await?;
         tx.execute(
