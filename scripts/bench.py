@@ -344,6 +344,25 @@ class Bench:
                   f"{run['parsed_per_second']:,.0f} parsed/s", flush=True)
         return runs
 
+    def autoqa_live_scenario(self, reps, rate=500):
+        """AutoQA's automatic mode on PostgreSQL: interactions upserted at `rate` under a
+        rubric with auto_score, each timed from its upsert to its automated evaluation
+        (`iqs bench autoqa-live`)."""
+        name = "iqs_bench_autoqa_live"
+        url = self.fresh_store("postgres", name)
+        key = self.admin_key(url)
+        proc, target = self.start_server(url, self.args.redis_url)
+        runs = []
+        for rep in range(reps):
+            runs.append(run_json([self.iqs, "bench", "autoqa-live", "--target", target, "--key", key,
+                                  "--rate", str(rate), "--seconds", str(self.seconds * 2), "--json"]))
+            r = runs[-1]
+            print(f"autoqa live rep {rep + 1}/{reps}: {r['upserts']} upserts at {r['upserts_per_second']:,.0f}/s, "
+                  f"{r['scored']} scored, p99 {r['p99_ms']:.0f} ms", flush=True)
+        self.stop_server(proc)
+        self.drop_store("postgres", name)
+        return {"rate": rate, "runs": runs}
+
     def cached_read_scenario(self, backend, reps, concurrency=16):
         """GetAgentScore of one agent (served from the cache after the first call) under
         closed-loop load, beside the echo baseline (same client, concurrency, answer size
@@ -833,6 +852,22 @@ def write_report(path, results, args, elapsed):
         ("rating's time ÷ the parse's time", f"{parsed / rated:.1f}"),
     ])
     r.target("AutoQA engine ≥ 5,000 transcripts of 20 messages per second per core", f"{rated:,.0f}/s", rated >= 5000)
+    live = results["autoqa_live"]
+    r.add(f"Automatic mode on PostgreSQL + Redis: interactions of 6 messages upserted at {live['rate']}/s (open loop) "
+          "under a rubric with `auto_score` and three rules, each timed from its upsert to its automated evaluation "
+          "by the server's clock (`iqs bench autoqa-live`).", "")
+    runs = live["runs"]
+    r.table(("figure", "min / median / max"), [
+        ("upserts per second reached", spread([x["upserts_per_second"] for x in runs], "/s")),
+        ("auto-scored ÷ upserted", spread([x["scored"] / max(x["upserts"], 1) for x in runs], "", 3)),
+        ("upsert → automated evaluation, p50", spread([x["p50_ms"] for x in runs], "ms", 0)),
+        ("upsert → automated evaluation, p99", spread([x["p99_ms"] for x in runs], "ms", 0)),
+    ])
+    p99 = median([x["p99_ms"] for x in runs])
+    kept = all(x["scored"] == x["upserts"] for x in runs) and median([x["upserts_per_second"] for x in runs]) >= 0.95 * live["rate"]
+    r.target(f"AutoQA automatic mode keeps up with {live['rate']} upserts/s on PostgreSQL", 
+             f"{median([x['upserts_per_second'] for x in runs]):,.0f}/s, all scored" if kept else "no", kept)
+    r.target("upsert → automated evaluation visible, p99 < 1 s", f"{p99:.0f} ms", p99 < 1000)
 
     cal = results["calibration"]
     r.add("## Calibration report", "",
@@ -998,6 +1033,7 @@ def main():
         results["calibration"][backend] = bench.calibration_scenario(backend, args.reps)
     results["overload"] = bench.overload_scenario(1 if args.quick else args.reps)
     results["autoqa"] = bench.autoqa_scenario(args.reps)
+    results["autoqa_live"] = bench.autoqa_live_scenario(args.reps)
     results["sampling"] = bench.sampling_scenario(100_000 if args.quick else 1_000_000, args.reps)
     results["query"]["embedded"] = bench.embedded_query_scenario(2_000 if args.quick else 20_000, args.reps)
     results["query"]["postgres"] = bench.postgres_query_scenario(

@@ -34,6 +34,9 @@ pub enum BenchCommand {
     Calibration(super::bench_calibration::CalibrationArgs),
     /// Rates generated transcripts with the AutoQA engine on one core, beside parsing them.
     Autoqa(super::bench_autoqa::AutoqaArgs),
+    /// Upserts interactions at a rate under a rubric with automatic AutoQA and reports
+    /// how long each took to be auto-scored.
+    AutoqaLive(super::bench_autoqa::AutoqaLiveArgs),
     /// Times BatchGetAgentScores of many cached agents beside one GetAgentScore per agent.
     BatchScores(super::bench_batch::BatchScoresArgs),
     /// Times RunSampling over a month of interactions, then NextAssignment beside reading
@@ -173,6 +176,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Sampling(args) => super::bench_sampling::sampling(args).await,
         BenchCommand::BatchScores(args) => super::bench_batch::batch_scores(args).await,
         BenchCommand::Autoqa(args) => super::bench_autoqa::autoqa(args),
+        BenchCommand::AutoqaLive(args) => super::bench_autoqa::autoqa_live(args).await,
     }
 }
 

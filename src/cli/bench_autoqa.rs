@@ -1,7 +1,10 @@
 //! `iqs bench autoqa`: how fast the AutoQA engine rates transcripts on one core, beside
 //! the bare JSON parse of the same transcripts (the least any scorer of them pays).
 
-use std::time::Instant;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use chrono::{TimeZone, Utc};
 use clap::Args;
@@ -180,6 +183,231 @@ pub fn autoqa(args: AutoqaArgs) -> Result<(), String> {
             report.parsed_per_second,
             report.parsed_per_second / report.rated_per_second,
             report.not_applicable
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct AutoqaLiveArgs {
+    /// Address of the IQS server.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// API key (admin: the scenario makes its own rubric).
+    #[arg(long, env = "IQS_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Upserts per second, open loop.
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// How long to upsert.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Print one JSON object instead of a line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct AutoqaLiveReport {
+    scenario: &'static str,
+    upserts: usize,
+    upserts_per_second: f64,
+    scored: usize,
+    /// From an upsert's update time to its automated evaluation's creation (both the
+    /// server's clock).
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Upserts chat interactions at `rate` under a rubric with `auto_score`, then reads the
+/// automated evaluations back and reports how long each took to exist.
+pub async fn autoqa_live(args: AutoqaLiveArgs) -> Result<(), String> {
+    use super::bench_client::{authed, bearer, open_channel};
+    use crate::proto::evaluation::{
+        self as epb, evaluation_service_client::EvaluationServiceClient,
+    };
+    use crate::proto::rubric::{self as rpb, rubric_service_client::RubricServiceClient};
+    let channel = authed(
+        open_channel(&args.target).await?,
+        bearer(args.key.as_deref())?,
+    );
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let mut rubrics = RubricServiceClient::new(channel.clone());
+    let rule = |phrases: &[&str]| {
+        Some(rpb::AutoRule {
+            rule: Some(rpb::auto_rule::Rule::Phrase(rpb::PhraseRule {
+                phrases: phrases.iter().map(|p| (*p).to_owned()).collect(),
+                ..Default::default()
+            })),
+        })
+    };
+    let criterion = |key: &str, auto| rpb::Criterion {
+        key: key.into(),
+        display_name: key.into(),
+        weight: 1,
+        scale_min: 0,
+        scale_max: 1,
+        allow_not_applicable: true,
+        auto,
+        ..Default::default()
+    };
+    let rubric = rubrics
+        .create_rubric(rpb::CreateRubricRequest {
+            request_id: format!("bench-autoqa-live-{run}"),
+            rubric: Some(rpb::Rubric {
+                display_name: format!("AutoQA live {run}"),
+                draft: Some(rpb::RubricDraft {
+                    criteria: vec![
+                        criterion("greeting", rule(&["hello", "thank you for contacting"])),
+                        criterion("closing", rule(&["anything else"])),
+                        criterion(
+                            "pci",
+                            Some(rpb::AutoRule {
+                                rule: Some(rpb::auto_rule::Rule::CardNumber(
+                                    rpb::CardNumberRule {},
+                                )),
+                            }),
+                        ),
+                    ],
+                    pass_threshold: None,
+                    auto_score: true,
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(|status| format!("CreateRubric: {status}"))?
+        .into_inner();
+    rubrics
+        .publish_rubric(rpb::PublishRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .map_err(|status| format!("PublishRubric: {status}"))?;
+
+    let total = (args.rate * args.seconds as f64).round() as usize;
+    let every = Duration::from_secs_f64(1.0 / args.rate.max(1.0));
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(total);
+    for index in 0..total {
+        tokio::time::sleep_until((started + every.mul_f64(index as f64)).into()).await;
+        let mut evaluations = EvaluationServiceClient::new(channel.clone());
+        let transcript = transcripts(1, 6).remove(0);
+        let messages: Vec<Message> =
+            serde_json::from_str(&transcript).map_err(|err| err.to_string())?;
+        let messages = messages
+            .into_iter()
+            .map(|message| epb::Message {
+                role: match message.role {
+                    MessageRole::Agent => epb::MessageRole::Agent,
+                    MessageRole::Customer => epb::MessageRole::Customer,
+                    MessageRole::System => epb::MessageRole::System,
+                } as i32,
+                author_id: String::new(),
+                text: message.text,
+                send_time: message.send_time.map(|time| prost_types::Timestamp {
+                    seconds: time.timestamp(),
+                    nanos: 0,
+                }),
+            })
+            .collect();
+        let request = epb::UpsertInteractionRequest {
+            interaction: Some(epb::Interaction {
+                source: "bench".into(),
+                external_id: format!("{run}-{index}"),
+                channel: "chat".into(),
+                agent_id: format!("agent-{}", index % 50),
+                team_id: "bench".into(),
+                region: "bench".into(),
+                messages,
+                ..Default::default()
+            }),
+        };
+        pending.push(tokio::spawn(async move {
+            evaluations
+                .upsert_interaction(request)
+                .await
+                .map(|answer| answer.into_inner())
+        }));
+    }
+    let mut upserted = HashMap::new();
+    for task in pending {
+        let interaction = task
+            .await
+            .map_err(|err| err.to_string())?
+            .map_err(|status| format!("UpsertInteraction: {status}"))?;
+        let update = interaction.update_time.unwrap_or_default();
+        upserted.insert(
+            interaction.id,
+            update.seconds as f64 * 1e3 + f64::from(update.nanos) / 1e6,
+        );
+    }
+    let upsert_seconds = started.elapsed().as_secs_f64();
+
+    // Read the automated evaluations back, waiting until every interaction has one.
+    let mut evaluations = EvaluationServiceClient::new(channel.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut latencies: Vec<Duration> = loop {
+        let mut seen = HashMap::new();
+        let mut token = String::new();
+        loop {
+            let page = evaluations
+                .list_evaluations(epb::ListEvaluationsRequest {
+                    rubric_id: rubric.id.clone(),
+                    kinds: vec![epb::EvaluationKind::Automated as i32],
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|status| format!("ListEvaluations: {status}"))?
+                .into_inner();
+            for evaluation in page.evaluations {
+                let created = evaluation.create_time.unwrap_or_default();
+                seen.insert(
+                    evaluation.interaction_id,
+                    created.seconds as f64 * 1e3 + f64::from(created.nanos) / 1e6,
+                );
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        if seen.len() >= upserted.len() || Instant::now() > deadline {
+            break upserted
+                .iter()
+                .filter_map(|(id, at)| seen.get(id).map(|created| created - at))
+                .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let scored = latencies.len();
+    let report = AutoqaLiveReport {
+        scenario: "autoqa-live",
+        upserts: upserted.len(),
+        upserts_per_second: upserted.len() as f64 / upsert_seconds,
+        scored,
+        p50_ms: super::bench_client::quantile_ms(&mut latencies, 0.5),
+        p99_ms: super::bench_client::quantile_ms(&mut latencies, 0.99),
+        max_ms: super::bench_client::quantile_ms(&mut latencies, 1.0),
+    };
+    if args.json {
+        say!(
+            "{}",
+            serde_json::to_string(&report).map_err(|err| err.to_string())?
+        );
+    } else {
+        say!(
+            "AutoQA automatic mode: {} upserts at {:.0}/s, {} auto-scored; upsert → automated evaluation p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            report.upserts,
+            report.upserts_per_second,
+            report.scored,
+            report.p50_ms,
+            report.p99_ms,
+            report.max_ms
         );
     }
     Ok(())
