@@ -28,8 +28,11 @@ use crate::store::{AutoQaCursor, AutoQaReads};
 pub const SETTLE: Duration = Duration::from_millis(250);
 /// How often the worker looks for upserts when the last look found none.
 const POLL: Duration = Duration::from_millis(100);
-/// Interactions scored per pass.
-const BATCH: u32 = 200;
+/// Interactions read per pass.
+const BATCH: u32 = 500;
+/// Interactions scored at once: each is a few round trips to the database, so one at a
+/// time falls behind a helpdesk's upserts.
+const IN_FLIGHT: usize = 8;
 /// How long the store may fail the worker before it warns.
 const WARN_AFTER: Duration = Duration::from_secs(30);
 
@@ -79,7 +82,7 @@ impl AutoQaWorker {
     async fn pass(&self) -> Result<usize> {
         let settled = Utc::now() - SETTLE;
         let rubrics = self.store.auto_scored_rubrics().await?;
-        let mut cursor = self.store.autoqa_cursor().await?;
+        let cursor = self.store.autoqa_cursor().await?;
         if rubrics.is_empty() {
             // Nothing asks for scoring: what is upserted until something does is not
             // scored later.
@@ -98,18 +101,25 @@ impl AutoQaWorker {
             .store
             .interactions_changed(cursor, settled, BATCH)
             .await?;
-        for interaction in &changed {
-            for (tenant, rubric_id, version) in rubrics
-                .iter()
-                .filter(|(tenant, ..)| *tenant == interaction.tenant)
-            {
-                self.score(*tenant, interaction.interaction_id, *rubric_id, *version)
-                    .await;
-            }
-            cursor = *interaction;
-        }
-        if !changed.is_empty() {
-            self.store.save_autoqa_cursor(cursor).await?;
+        use futures_util::StreamExt as _;
+        let work: Vec<_> = changed
+            .iter()
+            .flat_map(|interaction| {
+                rubrics
+                    .iter()
+                    .filter(|(tenant, ..)| *tenant == interaction.tenant)
+                    .map(|(tenant, rubric_id, version)| {
+                        self.score(*tenant, interaction.interaction_id, *rubric_id, *version)
+                    })
+            })
+            .collect();
+        futures_util::stream::iter(work)
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<()>>()
+            .await;
+        // The cursor moves only past a batch scored whole.
+        if let Some(last) = changed.last() {
+            self.store.save_autoqa_cursor(*last).await?;
         }
         Ok(changed.len())
     }
