@@ -384,6 +384,14 @@ pub async fn autoqa_live(args: AutoqaLiveArgs) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // Archived, the rubric stops asking for automatic scoring: a next run measures its
+    // own rubric alone.
+    rubrics
+        .archive_rubric(rpb::ArchiveRubricRequest {
+            id: rubric.id.clone(),
+        })
+        .await
+        .map_err(|status| format!("ArchiveRubric: {status}"))?;
     let scored = latencies.len();
     let report = AutoqaLiveReport {
         scenario: "autoqa-live",
