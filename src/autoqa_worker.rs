@@ -18,6 +18,7 @@ use tonic::Request;
 use crate::auth::Principal;
 use crate::domain::access::Role;
 use crate::error::Result;
+use crate::projector::Failures;
 use crate::proto::evaluation::{
     AutoScoreInteractionRequest, evaluation_service_server::EvaluationService,
 };
@@ -33,8 +34,6 @@ const BATCH: u32 = 500;
 /// Interactions scored at once: each is a few round trips to the database, so one at a
 /// time falls behind a helpdesk's upserts.
 const IN_FLIGHT: usize = 8;
-/// How long the store may fail the worker before it warns.
-const WARN_AFTER: Duration = Duration::from_secs(30);
 
 pub struct AutoQaWorker {
     pub store: Arc<dyn AutoQaReads>,
@@ -43,28 +42,20 @@ pub struct AutoQaWorker {
 
 impl AutoQaWorker {
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
-        // A store that is down is reported by health and the projector; this worker says
-        // so only once it has failed for a while.
-        let mut failing_since: Option<std::time::Instant> = None;
-        let mut warned = false;
+        // A store that is busy or down for a moment is said at debug level, as the
+        // projector says it.
+        let mut failures = Failures::default();
         loop {
             if *stopped.borrow() {
                 return;
             }
             let scored = match self.pass().await {
                 Ok(scored) => {
-                    failing_since = None;
-                    warned = false;
+                    failures.ended("autoqa reads upserted interactions again");
                     scored
                 }
                 Err(err) => {
-                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                    if !warned && since.elapsed() >= WARN_AFTER {
-                        warned = true;
-                        tracing::warn!(%err, "autoqa cannot read upserted interactions; retrying");
-                    } else {
-                        tracing::debug!(%err, "autoqa cannot read upserted interactions; retrying");
-                    }
+                    failures.failed(&err, "autoqa cannot read upserted interactions; retrying");
                     0
                 }
             };

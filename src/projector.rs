@@ -95,7 +95,7 @@ impl Projector {
             }
             let (wait, woken_by_notifications) = match self.store.apply_pending(BATCH_SIZE).await {
                 Ok(applied) if applied.events > 0 => {
-                    failures.ended();
+                    failures.ended("projector applies events again");
                     tracing::debug!(events = applied.events, "applied outbox events");
                     self.mark_stale(&applied);
                     self.invalidate().await;
@@ -109,11 +109,11 @@ impl Projector {
                 }
                 Ok(_) => match self.store.has_pending().await {
                     Ok(true) => {
-                        failures.ended();
+                        failures.ended("projector applies events again");
                         (PENDING_RETRY, false)
                     }
                     Ok(false) => {
-                        failures.ended();
+                        failures.ended("projector applies events again");
                         (POLL_INTERVAL, true)
                     }
                     Err(err) => {
@@ -151,13 +151,13 @@ impl Projector {
 /// moment is expected and logged at debug level; one still failing after `WARN_AFTER`
 /// is warned about once, and its recovery said. Any other error is warned about at once.
 #[derive(Debug, Default)]
-struct Failures {
+pub(crate) struct Failures {
     since: Option<std::time::Instant>,
     warned: bool,
 }
 
 impl Failures {
-    fn failed(&mut self, err: &crate::error::Error, what: &str) {
+    pub(crate) fn failed(&mut self, err: &crate::error::Error, what: &str) {
         let now = std::time::Instant::now();
         let since = *self.since.get_or_insert(now);
         if self.should_warn(err, now.duration_since(since)) {
@@ -175,9 +175,10 @@ impl Failures {
         }
     }
 
-    fn ended(&mut self) {
+    /// The failing ended; `recovered` says what works again, when a warning was given.
+    pub(crate) fn ended(&mut self, recovered: &str) {
         if self.warned {
-            tracing::info!("projector applies events again");
+            tracing::info!("{recovered}");
         }
         *self = Self::default();
     }

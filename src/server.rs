@@ -193,7 +193,6 @@ struct Limits {
     max_message_bytes: usize,
     health_check_interval: Duration,
     cors_allowed_origins: Vec<String>,
-    scorer_timeout: Duration,
 }
 
 impl From<&Config> for Limits {
@@ -220,7 +219,6 @@ impl From<&Config> for Limits {
             max_message_bytes: config.max_message_bytes,
             health_check_interval: Duration::from_millis(config.health_check_interval_ms.max(10)),
             cors_allowed_origins: config.cors_allowed_origins.clone(),
-            scorer_timeout: Duration::from_millis(config.autoqa_scorer_timeout_ms.max(1)),
         }
     }
 }
@@ -240,6 +238,9 @@ pub struct Server {
     cache: Option<Arc<dyn SummaryCache>>,
     page_tokens: Arc<PageTokens>,
     embedded: bool,
+    /// External AutoQA scorers, one set per process: the API and the automatic mode
+    /// share each scorer's circuit breaker.
+    scorers: Arc<ExternalScorers>,
 }
 
 impl Server {
@@ -287,6 +288,9 @@ impl Server {
             page_tokens: Arc::new(page_tokens(store.as_ref()).await?),
             rubric_client,
             embedded: is_embedded(config),
+            scorers: Arc::new(ExternalScorers::new(Duration::from_millis(
+                config.autoqa_scorer_timeout_ms.max(1),
+            ))),
         })
     }
 
@@ -475,7 +479,7 @@ impl Server {
                 self.store.clone(),
                 self.rubric_client.clone(),
                 self.page_tokens.clone(),
-                Arc::new(ExternalScorers::new(self.limits.scorer_timeout)),
+                self.scorers.clone(),
             ))
             .max_decoding_message_size(bytes)
             .max_encoding_message_size(bytes)
@@ -575,7 +579,7 @@ impl Server {
                     self.store.clone(),
                 ))),
                 self.page_tokens.clone(),
-                Arc::new(ExternalScorers::new(self.limits.scorer_timeout)),
+                self.scorers.clone(),
             );
             let worker = AutoQaWorker {
                 store: self.store.clone(),

@@ -7,6 +7,7 @@ use tonic::transport::Channel;
 
 use super::bench_client::{Authed, authed};
 use super::demo::Random;
+use super::demo_program::failed;
 use crate::proto::analytics::{self as apb, analytics_service_client::AnalyticsServiceClient};
 use crate::proto::evaluation::{
     self as epb, calibration_service_client::CalibrationServiceClient,
@@ -29,10 +30,6 @@ const SPREAD_SHARE: f64 = 0.08;
 /// How often a pass/fail item is failed, by any reviewer.
 const BINARY_FAILURE: f64 = 0.05;
 const INTERACTIONS_PER_SESSION: usize = 10;
-
-fn failed(what: &'static str) -> impl Fn(tonic::Status) -> String {
-    move |status| format!("cannot {what}: {}", status.message())
-}
 
 /// A reviewer of a generated session: who, and how far from the truth they rate (a bias,
 /// positive = lenient, and how much their noise spreads, in units of `BIAS_SHARE` and

@@ -16,15 +16,6 @@ pub enum Encoding {
     Proto,
 }
 
-impl Encoding {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Proto => "proto",
-        }
-    }
-}
-
 /// One RPC as Connect sees it.
 #[derive(Debug, Clone)]
 pub struct Procedure {

@@ -158,8 +158,8 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             .map(drop),
         "AutoScoreInteraction" => evaluations
             .auto_score_interaction(ev::AutoScoreInteractionRequest {
-                interaction_id: uuid::Uuid::now_v7().to_string(),
-                rubric_id: uuid::Uuid::now_v7().to_string(),
+                interaction_id: ids.interaction.clone(),
+                rubric_id: ids.rubric.clone(),
                 rubric_version: 0,
             })
             .await
@@ -219,7 +219,7 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             .map(drop),
         "GetAutoQaAgreement" => analytics
             .get_auto_qa_agreement(an::GetAutoQaAgreementRequest {
-                rubric_id: uuid::Uuid::now_v7().to_string(),
+                rubric_id: ids.rubric.clone(),
                 ..Default::default()
             })
             .await
@@ -628,9 +628,18 @@ async fn ids_of_another_tenant_answer_not_found_on_every_rpc(backend: Backend) {
         let method = rpc.method;
         let outcome = call(method, second.channel.clone(), &ids).await;
         match method {
-            "GetRubric" | "UpdateRubricDraft" | "PublishRubric" | "GetRubricVersion"
-            | "ListRubricVersions" | "GetInteraction" | "GetEvaluation" | "ReviseEvaluation"
-            | "ScoreEvaluation" | "SubmitEvaluation" | "OpenDispute" => {
+            "GetRubric"
+            | "UpdateRubricDraft"
+            | "PublishRubric"
+            | "GetRubricVersion"
+            | "ListRubricVersions"
+            | "GetInteraction"
+            | "GetEvaluation"
+            | "ReviseEvaluation"
+            | "ScoreEvaluation"
+            | "SubmitEvaluation"
+            | "OpenDispute"
+            | "AutoScoreInteraction" => {
                 assert_eq!(outcome.unwrap_err().code(), Code::NotFound, "{method}");
             }
             "ImportEvaluations" => {

@@ -5,12 +5,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::PostgresStore;
 use super::errors::classify;
 use crate::error::{Error, Result};
+use crate::store::AccessStore;
 
 /// Calls one login may have open at once.
 const CONNECTION_LIMIT: u32 = 10;
@@ -42,12 +42,9 @@ fn new_password() -> Result<String> {
 
 impl PostgresStore {
     async fn tenant_id_named(&self, tenant: &str) -> Result<Uuid> {
-        let row = sqlx::query("SELECT tenant_id FROM access.tenants WHERE name = $1")
-            .bind(tenant)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        row.map(|row| row.get::<Uuid, _>(0))
+        let found = self.find_tenant(tenant).await?;
+        found
+            .map(|tenant| tenant.id.0)
             .ok_or_else(|| Error::not_found("tenant", format!("{tenant:?}")))
     }
 
