@@ -857,25 +857,18 @@ impl EvaluationService for EvaluationApi {
             agent_id: None,
             ..caller
         };
-        let listed = self
-            .list_evaluations(in_process(
-                &metadata,
-                &as_autoqa,
-                pb::ListEvaluationsRequest {
-                    interaction_id: interaction_id.to_string(),
-                    rubric_id: rubric_id.to_string(),
-                    reviewer_id: autoqa::AUTOQA_REVIEWER.to_owned(),
-                    kinds: vec![pb::EvaluationKind::Automated as i32],
-                    page_size: 100,
-                    ..Default::default()
-                },
-            ))
+        // AutoQA's own: a person's AUTOMATED evaluation (reviewer other than "autoqa")
+        // is left alone.
+        let existing = self
+            .store
+            .automated_evaluations(tenant, interaction_id, rubric_id)
             .await?
-            .into_inner();
-        let existing = listed
-            .evaluations
             .into_iter()
-            .find(|evaluation| evaluation.rubric_version == version.version);
+            .find(|evaluation| {
+                evaluation.rubric_version == version.version
+                    && evaluation.reviewer_id == autoqa::AUTOQA_REVIEWER
+            })
+            .map(evaluation_to_proto);
         match existing {
             Some(evaluation) if same_ratings(&evaluation.ratings, &ratings) => {
                 Ok(Response::new(evaluation))

@@ -163,6 +163,15 @@ pub trait EvaluationReads: Send + Sync + 'static {
         tenant: TenantId,
         listing: EvaluationListing,
     ) -> Result<Vec<Evaluation>>;
+
+    /// The active AUTOMATED evaluations of an interaction under a rubric (one per
+    /// version it was scored against).
+    async fn automated_evaluations(
+        &self,
+        tenant: TenantId,
+        interaction_id: Uuid,
+        rubric_id: Uuid,
+    ) -> Result<Vec<Evaluation>>;
 }
 
 /// Upserting interactions, revising and deleting evaluations: one implementation for
@@ -732,7 +741,7 @@ impl<
         + CoachingStore
         + AssignmentStore
         + AutoQaReads
-        + StoreHealth,
+            + StoreHealth,
 > Store for T
 {
 }

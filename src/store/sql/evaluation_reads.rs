@@ -220,6 +220,30 @@ impl<B: SqlBackend> EvaluationReads for B {
         Ok(with_ratings(&mut link, tenant, vec![row]).await?.remove(0))
     }
 
+    #[tracing::instrument(name = "db.automated_evaluations", skip_all, fields(db.system = B::SYSTEM))]
+    async fn automated_evaluations(
+        &self,
+        tenant: TenantId,
+        interaction_id: Uuid,
+        rubric_id: Uuid,
+    ) -> Result<Vec<Evaluation>> {
+        let mut conn = self.read().await?;
+        let mut link = conn.link();
+        let rows: Vec<EvaluationRow> = link
+            .fetch_all(
+                sql(format!(
+                    "SELECT {EVALUATION_COLUMNS} FROM evaluations
+                     WHERE tenant_id = $1 AND interaction_id = $2 AND rubric_id = $3
+                       AND kind = 'automated' AND state = 'active'"
+                ))
+                .bind(tenant)
+                .bind(interaction_id)
+                .bind(rubric_id),
+            )
+            .await?;
+        with_ratings(&mut link, tenant, rows).await
+    }
+
     #[tracing::instrument(name = "db.list_evaluations", skip_all, fields(db.system = B::SYSTEM))]
     async fn list_evaluations(
         &self,
