@@ -11,6 +11,7 @@ const PROTO_FILES: &[&str] = &[
     "iqs/evaluation/v1/evaluation.proto",
     "iqs/analytics/v1/analytics.proto",
     "iqs/autoqa/v1/scorer.proto",
+    "iqs/integration/v1/webhook.proto",
 ];
 
 /// Implemented by scorers elsewhere, called by IQS: generated, but not in the reflection

@@ -219,6 +219,24 @@ pub struct Config {
     /// How long AutoQA waits for an external scorer (`external` rules) before rating its
     /// criteria N/A.
     pub autoqa_scorer_timeout_ms: u64,
+    /// Lets webhook URLs use plain http and reach loopback or private addresses (tests,
+    /// private networks). Off: https only, and never a private, loopback, link-local or
+    /// metadata address.
+    pub webhook_allow_private_targets: bool,
+    /// How long one delivery attempt may take.
+    pub webhook_attempt_timeout_ms: u64,
+    /// The wait before a failed delivery's second attempt, doubled for each one after.
+    pub webhook_retry_first_ms: u64,
+    /// The longest wait between two attempts.
+    pub webhook_retry_longest_ms: u64,
+    /// How long after its event a delivery keeps being retried.
+    pub webhook_give_up_after_s: u64,
+    /// Consecutive failed attempts after which a subscription is disabled.
+    pub webhook_disable_after_failures: u32,
+    /// Delivery attempts in flight per process.
+    pub webhook_max_in_flight: usize,
+    /// Delivery attempts in flight to one subscription per process.
+    pub webhook_max_in_flight_per_webhook: usize,
 }
 
 /// TLS on the gRPC port. Without `cert_file` and `key_file` the port is plaintext; with
@@ -316,6 +334,14 @@ impl Default for Config {
             health_listen_addr: None,
             cors_allowed_origins: Vec::new(),
             autoqa_scorer_timeout_ms: 5_000,
+            webhook_allow_private_targets: false,
+            webhook_attempt_timeout_ms: 10_000,
+            webhook_retry_first_ms: 5_000,
+            webhook_retry_longest_ms: 3_600_000,
+            webhook_give_up_after_s: 3 * 86_400,
+            webhook_disable_after_failures: 100,
+            webhook_max_in_flight: 64,
+            webhook_max_in_flight_per_webhook: 8,
         }
     }
 }

@@ -20,3 +20,4 @@ pub mod store;
 pub mod store_watch;
 pub mod telemetry;
 pub mod tls;
+pub mod webhook_worker;

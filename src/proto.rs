@@ -22,6 +22,11 @@ pub mod iqs {
             tonic::include_proto!("iqs.analytics.v1");
         }
     }
+    pub mod integration {
+        pub mod v1 {
+            tonic::include_proto!("iqs.integration.v1");
+        }
+    }
     pub mod autoqa {
         pub mod v1 {
             tonic::include_proto!("iqs.autoqa.v1");
@@ -36,7 +41,7 @@ pub mod iqs {
 
 pub use iqs::{
     analytics::v1 as analytics, autoqa::v1 as autoqa, bench::v1 as bench, common::v1 as common,
-    evaluation::v1 as evaluation, rubric::v1 as rubric,
+    evaluation::v1 as evaluation, integration::v1 as integration, rubric::v1 as rubric,
 };
 
 /// Encoded `FileDescriptorSet` of every IQS proto file, for gRPC reflection.

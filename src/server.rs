@@ -20,6 +20,7 @@ use crate::connect::ConnectLayer;
 use crate::connection::{ConnectionActivityLayer, ConnectionLimits, Connections};
 use crate::dashboard::DashboardLayer;
 use crate::domain::paging::PageTokens;
+use crate::domain::webhook::RetrySchedule;
 use crate::error::Error;
 use crate::layers::{
     Around,
@@ -29,6 +30,7 @@ use crate::layers::{
     early_answer::EarlyAnswerLayer,
 };
 use crate::projector::Projector;
+use crate::proto::integration::webhook_service_server::WebhookServiceServer;
 use crate::proto::{
     self,
     analytics::analytics_service_server::AnalyticsServiceServer,
@@ -46,6 +48,7 @@ use crate::services::rubric_client::{
     CachedRubricClient, InProcessRubricClient, RemoteRubricClient, RubricClient,
 };
 use crate::services::scorers::ExternalScorers;
+use crate::services::webhook::{ProtoJsonRenderer, WebhookApi};
 use crate::services::{
     analytics::{AnalyticsApi, ProgramStores},
     assignment::AssignmentApi,
@@ -61,6 +64,7 @@ use crate::store::{
     sqlite::SqliteStore,
 };
 use crate::store_watch::StoreWatch;
+use crate::webhook_worker::{WebhookSettings, WebhookWorker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -241,6 +245,7 @@ pub struct Server {
     /// External AutoQA scorers, one set per process: the API and the automatic mode
     /// share each scorer's circuit breaker.
     scorers: Arc<ExternalScorers>,
+    webhooks: WebhookSettings,
 }
 
 impl Server {
@@ -291,6 +296,7 @@ impl Server {
             scorers: Arc::new(ExternalScorers::new(Duration::from_millis(
                 config.autoqa_scorer_timeout_ms.max(1),
             ))),
+            webhooks: webhook_settings(config),
         })
     }
 
@@ -342,6 +348,7 @@ impl Server {
             dispute,
             coaching,
             assignment,
+            webhook,
             analytics,
         } = self.api_services();
         let background = self.start_background(health.clone());
@@ -431,6 +438,7 @@ impl Server {
             .add_optional_service(dispute)
             .add_optional_service(coaching)
             .add_optional_service(assignment)
+            .add_optional_service(webhook)
             .add_optional_service(analytics);
         let limits = self.limits.connections;
         let serving: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match self.tls {
@@ -456,6 +464,9 @@ impl Server {
         }
         if let Some(autoqa) = background.autoqa {
             let _ = autoqa.await;
+        }
+        if let Some(webhooks) = background.webhooks {
+            let _ = webhooks.await;
         }
         // Aborted rather than drained: a health Watch would hold a drain open forever.
         if let Some(health_port) = health_port {
@@ -520,6 +531,15 @@ impl Server {
             .max_decoding_message_size(bytes)
             .max_encoding_message_size(bytes)
         });
+        let webhook = self.services.contains(ServiceKind::Evaluation).then(|| {
+            WebhookServiceServer::new(WebhookApi::new(
+                self.store.clone(),
+                self.page_tokens.clone(),
+                self.webhooks.allow_private_targets,
+            ))
+            .max_decoding_message_size(bytes)
+            .max_encoding_message_size(bytes)
+        });
         let analytics = self.services.contains(ServiceKind::Analytics).then(|| {
             AnalyticsServiceServer::new(AnalyticsApi::new(
                 self.store.clone(),
@@ -543,6 +563,7 @@ impl Server {
             dispute,
             coaching,
             assignment,
+            webhook,
             analytics,
         }
     }
@@ -564,6 +585,7 @@ impl Server {
         // One signal stops both workers.
         let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
         let autoqa_stopped = projector_stopped.clone();
+        let webhooks_stopped = projector_stopped.clone();
         let projector = self.services.contains(ServiceKind::Analytics).then(|| {
             let projector = Projector::new(self.store.clone(), self.cache.clone());
             tokio::spawn(projector.run(projector_stopped))
@@ -587,12 +609,22 @@ impl Server {
             };
             tokio::spawn(worker.run(autoqa_stopped))
         });
+        // Webhooks are delivered where evaluations are written.
+        let webhooks = self.services.contains(ServiceKind::Evaluation).then(|| {
+            let worker = WebhookWorker {
+                store: self.store.clone(),
+                renderer: Arc::new(ProtoJsonRenderer::default()),
+                settings: self.webhooks.clone(),
+            };
+            tokio::spawn(worker.run(webhooks_stopped))
+        });
         Background {
             store_watch,
             stop_store_watch,
             projector,
             stop_projector,
             autoqa,
+            webhooks,
         }
     }
 }
@@ -604,6 +636,7 @@ struct ApiServices {
     dispute: Option<DisputeServiceServer<DisputeApi>>,
     coaching: Option<CoachingServiceServer<CoachingApi>>,
     assignment: Option<AssignmentServiceServer<AssignmentApi>>,
+    webhook: Option<WebhookServiceServer<WebhookApi>>,
     analytics: Option<AnalyticsServiceServer<AnalyticsApi>>,
 }
 
@@ -613,6 +646,26 @@ struct Background {
     projector: Option<tokio::task::JoinHandle<()>>,
     stop_projector: tokio::sync::watch::Sender<bool>,
     autoqa: Option<tokio::task::JoinHandle<()>>,
+    webhooks: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn webhook_settings(config: &Config) -> WebhookSettings {
+    WebhookSettings {
+        allow_private_targets: config.webhook_allow_private_targets,
+        attempt_timeout: Duration::from_millis(config.webhook_attempt_timeout_ms.max(1)),
+        schedule: RetrySchedule {
+            first: Duration::from_millis(config.webhook_retry_first_ms.max(1)),
+            longest: Duration::from_millis(
+                config
+                    .webhook_retry_longest_ms
+                    .max(config.webhook_retry_first_ms.max(1)),
+            ),
+            give_up_after: Duration::from_secs(config.webhook_give_up_after_s),
+        },
+        disable_after_failures: config.webhook_disable_after_failures.max(1),
+        max_in_flight: config.webhook_max_in_flight.max(1),
+        max_in_flight_per_webhook: config.webhook_max_in_flight_per_webhook.max(1),
+    }
 }
 
 /// CORS for the configured browser origins, so a page on one of them may call the API

@@ -64,6 +64,7 @@ const CALIBRATION: &str = "/iqs.evaluation.v1.CalibrationService/";
 const DISPUTE: &str = "/iqs.evaluation.v1.DisputeService/";
 const COACHING: &str = "/iqs.evaluation.v1.CoachingService/";
 const ASSIGNMENT: &str = "/iqs.evaluation.v1.AssignmentService/";
+const WEBHOOK: &str = "/iqs.integration.v1.WebhookService/";
 
 /// What a call does, for the audit log and the limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +114,16 @@ use Kind::{BulkWrite, Read, Write};
 /// checks that every method of the served protobuf services has exactly one row here and
 /// one in docs/SECURITY.md.
 pub const MATRIX: &[Rpc] = &[
+    // A helpdesk subscribes itself; the secret is shown once, to whoever creates it.
+    rpc(WEBHOOK, "CreateWebhook", Write, &[Admin, Integration]),
+    rpc(WEBHOOK, "ListWebhooks", Read, &[Admin, Integration]),
+    rpc(WEBHOOK, "DeleteWebhook", Write, &[Admin, Integration]),
+    rpc(
+        WEBHOOK,
+        "ListWebhookDeliveries",
+        Read,
+        &[Admin, Integration],
+    ),
     rpc(RUBRIC, "CreateRubric", Write, &[Admin]),
     rpc(
         RUBRIC,

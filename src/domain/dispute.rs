@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::evaluation::{Evaluation, EvaluationState};
@@ -18,7 +18,7 @@ pub const MAX_WINDOW_DAYS: u32 = 365;
 /// score cannot be contested without end.
 pub const MAX_DISPUTES_PER_EVALUATION: usize = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DisputeState {
     Open,
     Resolved,
@@ -41,7 +41,7 @@ impl DisputeState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DisputeOutcome {
     Accepted,
     PartiallyAccepted,
@@ -69,7 +69,8 @@ impl DisputeOutcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized as it was when a webhook event was written about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dispute {
     pub id: Uuid,
     pub evaluation_id: Uuid,

@@ -20,3 +20,4 @@ pub mod statistics;
 pub mod tenant;
 pub mod vader;
 pub mod validation;
+pub mod webhook;

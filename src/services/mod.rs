@@ -13,6 +13,7 @@ pub mod evaluation;
 pub mod rubric;
 pub mod rubric_client;
 pub mod scorers;
+pub mod webhook;
 
 use tonic::server::NamedService;
 
@@ -26,6 +27,7 @@ use crate::proto::{
         dispute_service_server::DisputeServiceServer,
         evaluation_service_server::EvaluationServiceServer,
     },
+    integration::webhook_service_server::WebhookServiceServer,
     rubric::rubric_service_server::RubricServiceServer,
 };
 
@@ -40,6 +42,7 @@ pub fn grpc_service_names(kind: ServiceKind) -> &'static [&'static str] {
             <DisputeServiceServer<dispute::DisputeApi> as NamedService>::NAME,
             <CoachingServiceServer<coaching::CoachingApi> as NamedService>::NAME,
             <AssignmentServiceServer<assignment::AssignmentApi> as NamedService>::NAME,
+            <WebhookServiceServer<webhook::WebhookApi> as NamedService>::NAME,
         ],
         ServiceKind::Analytics => {
             &[<AnalyticsServiceServer<analytics::AnalyticsApi> as NamedService>::NAME]

@@ -16,6 +16,7 @@ use crate::domain::calibration::{CalibrationReview, NewSession, Session, Session
 use crate::domain::coaching::{self, ScoredEvaluation};
 use crate::domain::dispute::{Dispute, DisputeState, NewDispute, Resolution};
 use crate::domain::sampling::{self, Assignment, AssignmentState, CoverageCount};
+use crate::domain::webhook;
 use crate::domain::{
     access::Role,
     analytics::{Dimension, Interval, ScoreFilter, Totals},
@@ -717,6 +718,139 @@ pub trait AutoQaReads: Send + Sync + 'static {
     ) -> Result<Vec<KindScores>>;
 }
 
+/// A subscription to store, with its new signing secret.
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub request_id: Option<String>,
+    pub fingerprint: Vec<u8>,
+    pub input: webhook::WebhookInput,
+    pub secret: String,
+}
+
+/// What a webhook event is about, as stored when the event is dispatched (an evaluation
+/// revision) or when it happened (a dispute).
+#[derive(Debug, Clone)]
+pub enum WebhookSubject {
+    Evaluation(Evaluation),
+    Dispute(Dispute),
+}
+
+/// Renders the `data` of an event body: the resource in proto3 JSON. Supplied by the
+/// services, which own the mapping to protobuf.
+pub trait WebhookRenderer: Send + Sync {
+    fn data(&self, subject: &WebhookSubject) -> Result<Box<serde_json::value::RawValue>>;
+}
+
+/// What one dispatch pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Events read (from the outbox and from disputes).
+    pub events: usize,
+    /// Deliveries enqueued for them.
+    pub deliveries: usize,
+}
+
+/// A delivery claimed for an attempt.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub tenant: TenantId,
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub url: String,
+    pub secret: String,
+    pub event_id: String,
+    pub body: String,
+    /// Attempts before this one.
+    pub attempts: u32,
+    pub create_time: DateTime<Utc>,
+}
+
+/// How an attempt ended and what follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Failed; tried again at this time.
+    RetryAt(DateTime<Utc>),
+    /// Failed, and past the retry period.
+    GiveUp,
+    /// 410 Gone: the receiver asks for no more; the subscription is disabled.
+    Gone,
+}
+
+/// One attempt of a delivery, as the worker saw it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub tenant: TenantId,
+    pub delivery_id: Uuid,
+    pub webhook_id: Uuid,
+    pub time: DateTime<Utc>,
+    pub status: Option<u16>,
+    pub latency: std::time::Duration,
+    pub error: String,
+    pub outcome: AttemptOutcome,
+}
+
+/// Webhook subscriptions, the events owed to them and their delivery log.
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    /// Stores a subscription, or answers the one stored under the same request id (an
+    /// error when its content differs). Answers it with its secret.
+    async fn create_webhook(
+        &self,
+        tenant: TenantId,
+        new: NewWebhook,
+    ) -> Result<(webhook::Webhook, String)>;
+
+    /// Newest first, strictly older than `before`.
+    async fn list_webhooks(
+        &self,
+        tenant: TenantId,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<webhook::Webhook>>;
+
+    /// Removes a subscription with its deliveries.
+    async fn delete_webhook(&self, tenant: TenantId, id: Uuid) -> Result<webhook::Webhook>;
+
+    /// A subscription's deliveries, newest first, strictly older than `before`.
+    async fn list_webhook_deliveries(
+        &self,
+        tenant: TenantId,
+        webhook_id: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<webhook::Delivery>>;
+
+    /// Turns the next events (at most `limit` of each source) into deliveries for the
+    /// subscriptions that want them, in one transaction with moving past them: each
+    /// event is enqueued once, whichever replica dispatches.
+    async fn dispatch_webhook_events(
+        &self,
+        limit: u32,
+        renderer: &dyn WebhookRenderer,
+    ) -> Result<Dispatched>;
+
+    /// Claims up to `limit` deliveries due at `now` of active subscriptions not in
+    /// `busy`, each the oldest pending one of its evaluation for its subscription, and
+    /// leases them until `lease_until` (a worker that dies holding one lets it be
+    /// claimed again then).
+    async fn claim_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        busy: &[Uuid],
+    ) -> Result<Vec<DueDelivery>>;
+
+    /// Records an attempt. A subscription whose attempts failed `disable_after`
+    /// times in a row, or that answered 410, is disabled and its pending deliveries fail.
+    async fn record_webhook_attempt(
+        &self,
+        attempt: AttemptRecord,
+        disable_after: u32,
+    ) -> Result<()>;
+}
+
 pub trait Store:
     RubricStore
     + EvaluationStore
@@ -727,6 +861,7 @@ pub trait Store:
     + CoachingStore
     + AssignmentStore
     + AutoQaReads
+    + WebhookStore
     + StoreHealth
 {
 }
@@ -741,7 +876,8 @@ impl<
         + CoachingStore
         + AssignmentStore
         + AutoQaReads
-            + StoreHealth,
+        + WebhookStore
+        + StoreHealth,
 > Store for T
 {
 }

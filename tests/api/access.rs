@@ -14,6 +14,7 @@ use iqs::proto::{
         evaluation_service_client::EvaluationServiceClient,
         submit_evaluation_request::InteractionRef,
     },
+    integration::{self as wh, webhook_service_client::WebhookServiceClient},
     rubric::{self as rb, rubric_service_client::RubricServiceClient},
 };
 use tokio_stream::StreamExt;
@@ -41,6 +42,7 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
     let mut disputes = DisputeServiceClient::new(channel.clone());
     let mut coaching = CoachingServiceClient::new(channel.clone());
     let mut assignments = AssignmentServiceClient::new(channel.clone());
+    let mut webhooks = WebhookServiceClient::new(channel.clone());
     let mut analytics = AnalyticsServiceClient::new(channel);
     let id = ids.rubric.clone();
     let own_submission = || {
@@ -385,6 +387,34 @@ async fn call(method: &str, channel: Authed, ids: &Ids) -> Result<(), Status> {
             .get_assignment_coverage(an::GetAssignmentCoverageRequest {
                 plan_id: uuid::Uuid::now_v7().to_string(),
                 period_start: None,
+            })
+            .await
+            .map(drop),
+        "CreateWebhook" => webhooks
+            .create_webhook(wh::CreateWebhookRequest {
+                request_id: String::new(),
+                webhook: Some(wh::Webhook {
+                    url: "https://hooks.example.com/iqs".into(),
+                    event_types: vec!["evaluation.created".into()],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(drop),
+        "ListWebhooks" => webhooks
+            .list_webhooks(wh::ListWebhooksRequest::default())
+            .await
+            .map(drop),
+        "DeleteWebhook" => webhooks
+            .delete_webhook(wh::DeleteWebhookRequest {
+                id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .map(drop),
+        "ListWebhookDeliveries" => webhooks
+            .list_webhook_deliveries(wh::ListWebhookDeliveriesRequest {
+                webhook_id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
             })
             .await
             .map(drop),

@@ -30,3 +30,4 @@ mod rubric;
 mod server;
 mod telemetry;
 mod tls;
+mod webhooks;

@@ -57,7 +57,8 @@ name in grpc.health.v1 (probes, NOTES); the Ingress routes each of them. */}}
     "iqs.evaluation.v1.CalibrationService"
     "iqs.evaluation.v1.DisputeService"
     "iqs.evaluation.v1.CoachingService"
-    "iqs.evaluation.v1.AssignmentService")
+    "iqs.evaluation.v1.AssignmentService"
+    "iqs.integration.v1.WebhookService")
   "analytics" (list "iqs.analytics.v1.AnalyticsService") }}
 {{- get $names . | toJson }}
 {{- end }}

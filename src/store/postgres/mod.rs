@@ -134,6 +134,8 @@ impl PostgresStore {
 impl SqlBackend for PostgresStore {
     const SYSTEM: &'static str = "postgresql";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const WEBHOOKS: &'static crate::store::sql::webhooks::WebhookDialect =
+        &crate::store::sql::webhooks::POSTGRES_WEBHOOKS;
     const SCORES: &'static ScoreDialect = &analytics::SCORES;
 
     async fn read(&self) -> Result<Conn> {

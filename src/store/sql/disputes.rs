@@ -8,11 +8,13 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::evaluation_changes::{current_row, revise_in};
+use super::webhooks::record_dispute_event;
 use super::{Link, SqlBackend, Stamp, Value, sql};
 use crate::domain::dispute::{self, Dispute, DisputeOutcome, DisputeState, NewDispute, Resolution};
 use crate::domain::evaluation::NewRevision;
 use crate::domain::scoring::Rating;
 use crate::domain::tenant::TenantId;
+use crate::domain::webhook::EventType;
 use crate::error::{Error, Result};
 use crate::store::evaluation_rows::{signed, unsigned};
 use crate::store::{DisputeListing, DisputeStore};
@@ -263,6 +265,7 @@ impl<B: SqlBackend> DisputeStore for B {
             )));
         };
         let dispute = row.try_into()?;
+        record_dispute_event(&mut link, tenant, EventType::DisputeOpened, &dispute).await?;
         tx.commit().await?;
         Ok(dispute)
     }
@@ -389,6 +392,7 @@ impl<B: SqlBackend> DisputeStore for B {
             )
             .await?;
         let dispute = row.try_into()?;
+        record_dispute_event(&mut link, tenant, EventType::DisputeResolved, &dispute).await?;
         tx.commit().await?;
         if revised.is_some() {
             self.events_committed();

@@ -26,6 +26,7 @@ pub(crate) mod evaluation_reads;
 pub(crate) mod projection;
 mod rubric;
 mod stamp;
+pub(crate) mod webhooks;
 
 use std::borrow::Cow;
 
@@ -57,6 +58,8 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     const LOCK_ROWS: &'static str;
     /// How the score queries are said in this database.
     const SCORES: &'static ScoreDialect;
+    /// How the webhook statements that differ are said in this database.
+    const WEBHOOKS: &'static webhooks::WebhookDialect;
 
     /// A connection for reads.
     async fn read(&self) -> Result<Conn>;

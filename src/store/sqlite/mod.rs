@@ -124,6 +124,8 @@ impl SqlBackend for SqliteStore {
     const SYSTEM: &'static str = "sqlite";
     /// The write transaction holds the whole database (`BEGIN IMMEDIATE`).
     const LOCK_ROWS: &'static str = "";
+    const WEBHOOKS: &'static crate::store::sql::webhooks::WebhookDialect =
+        &crate::store::sql::webhooks::SQLITE_WEBHOOKS;
     const SCORES: &'static ScoreDialect = &analytics::SCORES;
 
     async fn read(&self) -> Result<Conn> {
