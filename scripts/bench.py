@@ -363,6 +363,27 @@ class Bench:
         self.drop_store("postgres", name)
         return {"rate": rate, "runs": runs}
 
+    def webhooks_scenario(self, reps, rate=200):
+        """Webhook delivery on PostgreSQL + Redis: submissions at `rate` with a receiver
+        subscribed, each timed from its SubmitEvaluation to the receiver reading it; then
+        the same beside a receiver that never answers (`iqs bench webhooks`)."""
+        name = "iqs_bench_webhooks"
+        url = self.fresh_store("postgres", name)
+        key = self.admin_key(url)
+        proc, target = self.start_server(url, self.args.redis_url,
+                                         extra_env={"IQS_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"})
+        runs = []
+        for rep in range(reps):
+            runs.append(run_json([self.iqs, "bench", "webhooks", "--target", target, "--key", key,
+                                  "--rate", str(rate), "--seconds", str(self.seconds), "--json"]))
+            h, d = runs[-1]["healthy"], runs[-1]["beside_dead_receiver"]
+            print(f"webhooks rep {rep + 1}/{reps}: lag p99 {h['lag_p99_ms']:.0f} ms, beside a dead receiver "
+                  f"{d['lag_p99_ms']:.0f} ms; submit p99 {h['submit_p99_ms']:.1f} / {d['submit_p99_ms']:.1f} ms",
+                  flush=True)
+        self.stop_server(proc)
+        self.drop_store("postgres", name)
+        return {"rate": rate, "runs": runs}
+
     def cached_read_scenario(self, backend, reps, concurrency=16):
         """GetAgentScore of one agent (served from the cache after the first call) under
         closed-loop load, beside the echo baseline (same client, concurrency, answer size
@@ -869,6 +890,30 @@ def write_report(path, results, args, elapsed):
              f"{median([x['upserts_per_second'] for x in runs]):,.0f}/s, all scored" if kept else "no", kept)
     r.target("upsert → automated evaluation visible, p99 < 1 s", f"{p99:.0f} ms", p99 < 1000)
 
+    hooks = results["webhooks"]
+    r.add("## Webhooks", "",
+          f"SubmitEvaluation at {hooks['rate']}/s (open loop, {args.seconds} s) on PostgreSQL + Redis with one "
+          "subscription whose receiver (in the load generator) answers 204 at once; each delivery timed from "
+          "sending its SubmitEvaluation to the receiver reading it. Then the same with a second subscription whose "
+          "receiver accepts connections and never answers, so every attempt to it waits out its timeout "
+          "(`iqs bench webhooks`).", "")
+    runs = hooks["runs"]
+    rows = []
+    for key, name in (("healthy", "one healthy receiver"), ("beside_dead_receiver", "beside a dead receiver")):
+        rows.append((f"submit → receipt p50, {name}", spread([x[key]["lag_p50_ms"] for x in runs], "ms", 0)))
+        rows.append((f"submit → receipt p99, {name}", spread([x[key]["lag_p99_ms"] for x in runs], "ms", 0)))
+        rows.append((f"SubmitEvaluation p99, {name}", spread([x[key]["submit_p99_ms"] for x in runs], "ms", 1)))
+        rows.append((f"delivered ÷ submitted, {name}",
+                     spread([x[key]["delivered"] / max(x[key]["submitted"], 1) for x in runs], "", 3)))
+    r.table(("figure", "min / median / max"), rows)
+    lag = median([x["healthy"]["lag_p99_ms"] for x in runs])
+    r.target("delivery lag p99 < 1 s from submit to receipt", f"{lag:.0f} ms", lag < 1000)
+    dead_lag = median([x["beside_dead_receiver"]["lag_p99_ms"] for x in runs])
+    r.target("a dead receiver beside it: delivery lag p99 still < 1 s", f"{dead_lag:.0f} ms", dead_lag < 1000)
+    slowed = median([x["beside_dead_receiver"]["submit_p99_ms"] / max(x["healthy"]["submit_p99_ms"], 1e-9)
+                     for x in runs])
+    r.target("a dead receiver beside it: SubmitEvaluation p99 ÷ without it ≤ 1.5", f"{slowed:.2f}", slowed <= 1.5)
+
     cal = results["calibration"]
     r.add("## Calibration report", "",
           f"`GetCalibrationReport` of one session of {cal['postgres']['interactions']} interactions × "
@@ -1034,6 +1079,7 @@ def main():
     results["overload"] = bench.overload_scenario(1 if args.quick else args.reps)
     results["autoqa"] = bench.autoqa_scenario(args.reps)
     results["autoqa_live"] = bench.autoqa_live_scenario(args.reps)
+    results["webhooks"] = bench.webhooks_scenario(args.reps)
     results["sampling"] = bench.sampling_scenario(100_000 if args.quick else 1_000_000, args.reps)
     results["query"]["embedded"] = bench.embedded_query_scenario(2_000 if args.quick else 20_000, args.reps)
     results["query"]["postgres"] = bench.postgres_query_scenario(

@@ -37,6 +37,9 @@ pub enum BenchCommand {
     /// Upserts interactions at a rate under a rubric with automatic AutoQA and reports
     /// how long each took to be auto-scored.
     AutoqaLive(super::bench_autoqa::AutoqaLiveArgs),
+    /// Submits at a rate with a receiver subscribed and reports the delivery lag, then
+    /// again beside a receiver that never answers.
+    Webhooks(super::bench_webhooks::WebhooksArgs),
     /// Times BatchGetAgentScores of many cached agents beside one GetAgentScore per agent.
     BatchScores(super::bench_batch::BatchScoresArgs),
     /// Times RunSampling over a month of interactions, then NextAssignment beside reading
@@ -177,6 +180,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::BatchScores(args) => super::bench_batch::batch_scores(args).await,
         BenchCommand::Autoqa(args) => super::bench_autoqa::autoqa(args),
         BenchCommand::AutoqaLive(args) => super::bench_autoqa::autoqa_live(args).await,
+        BenchCommand::Webhooks(args) => super::bench_webhooks::webhooks(args).await,
     }
 }
 

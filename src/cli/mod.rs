@@ -15,6 +15,7 @@ mod bench_batch;
 mod bench_calibration;
 mod bench_client;
 mod bench_sampling;
+mod bench_webhooks;
 mod bi;
 mod demo;
 mod demo_autoqa;
