@@ -125,18 +125,18 @@ async fn deliver(
         let free = settings.max_in_flight.saturating_sub(attempts.len());
         let mut full = false;
         if free > 0 {
-            let busy: Vec<Uuid> = in_flight
-                .lock()
-                .expect("in-flight counts")
-                .iter()
-                .filter(|(_, count)| **count >= settings.max_in_flight_per_webhook)
-                .map(|(id, _)| *id)
-                .collect();
+            let counts = in_flight.lock().expect("in-flight counts").clone();
             let now = Utc::now();
             let lease = chrono::Duration::from_std(settings.attempt_timeout + LEASE_MARGIN)
                 .unwrap_or_else(|_| chrono::Duration::seconds(60));
             match store
-                .claim_webhook_deliveries(now, now + lease, free as u32, &busy)
+                .claim_webhook_deliveries(
+                    now,
+                    now + lease,
+                    free as u32,
+                    &counts,
+                    settings.max_in_flight_per_webhook,
+                )
                 .await
             {
                 Ok(claimed) => {

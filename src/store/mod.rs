@@ -830,16 +830,17 @@ pub trait WebhookStore: Send + Sync + 'static {
         renderer: &dyn WebhookRenderer,
     ) -> Result<Dispatched>;
 
-    /// Claims up to `limit` deliveries due at `now` of active subscriptions not in
-    /// `busy`, each the oldest pending one of its evaluation for its subscription, and
-    /// leases them until `lease_until` (a worker that dies holding one lets it be
-    /// claimed again then).
+    /// Claims up to `limit` deliveries due at `now` of active subscriptions, each the
+    /// oldest pending one of its evaluation for its subscription, and at most
+    /// `per_webhook` per subscription counting the `in_flight` ones, and leases them
+    /// until `lease_until` (a worker that dies holding one lets it be claimed again then).
     async fn claim_webhook_deliveries(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
-        busy: &[Uuid],
+        in_flight: &std::collections::HashMap<Uuid, usize>,
+        per_webhook: usize,
     ) -> Result<Vec<DueDelivery>>;
 
     /// Records an attempt. A subscription whose attempts failed `disable_after`

@@ -853,3 +853,96 @@ async fn a_slow_receiver_holds_up_neither_submissions_nor_another_receiver() {
     assert!(slow.received().len() <= 2, "{}", slow.received().len());
     assert!(submitting < Duration::from_secs(3), "{submitting:?}");
 }
+
+#[tokio::test]
+async fn two_replicas_on_one_database_deliver_each_event_once_between_them() {
+    let first = app_on(Backend::Postgres).await;
+    let second = spawn_app_with(AppOptions {
+        database_url: Some(first.database_url.clone()),
+        tune: for_tests,
+        ..AppOptions::default()
+    })
+    .await;
+    let receiver = Receiver::start(Answer::Status(200)).await;
+    subscribe(&first, &receiver.url(), &["evaluation.created"]).await;
+    let (rubric, _) = published_rubric(&mut first.rubrics()).await;
+    let on_first = first.evaluations();
+    let mut submitted = Vec::new();
+    for n in 0..40 {
+        // Alternately through each replica.
+        let mut client = if n % 2 == 0 {
+            on_first.clone()
+        } else {
+            EvaluationServiceClient::new(crate::helpers::with_key(
+                second.raw_channel.clone(),
+                &first.admin_key,
+            ))
+        };
+        submitted.push(
+            client
+                .submit_evaluation(submission(&rubric.id, &format!("two-{n}"), 1, 4))
+                .await
+                .unwrap()
+                .into_inner()
+                .id,
+        );
+    }
+    receiver.wait_for(40).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 40, "each event once");
+    ids.sort();
+    submitted.sort();
+    assert_eq!(ids, submitted);
+}
+
+#[tokio::test]
+async fn deliveries_pending_through_a_database_outage_are_delivered_once_it_ends() {
+    let postgres = crate::owned_servers::Postgres::start();
+    let app = spawn_app_with(AppOptions {
+        database_url: Some(postgres.url()),
+        tune: for_tests,
+        ..AppOptions::default()
+    })
+    .await;
+    let parked = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = parked.local_addr().unwrap();
+    drop(parked);
+    let webhook = subscribe(
+        &app,
+        &format!("http://{addr}/hooks"),
+        &["evaluation.created"],
+    )
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let mut evaluations = app.evaluations();
+    for n in 0..5 {
+        evaluations
+            .submit_evaluation(submission(&rubric.id, &format!("O-{n}"), 1, 4))
+            .await
+            .unwrap();
+    }
+    deliveries_when(&app, &webhook, |listed| {
+        listed.len() == 5 && listed.iter().all(|d| d.attempts >= 1)
+    })
+    .await;
+    postgres.stop();
+    // The receiver comes back while the database is away.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let receiver = Receiver::serve(listener, Answer::Status(200));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    postgres.start_again();
+    receiver.wait_for(5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 5, "each delivered once");
+    deliveries_when(&app, &webhook, |listed| {
+        listed
+            .iter()
+            .all(|d| d.state == wh::WebhookDeliveryState::Delivered as i32)
+    })
+    .await;
+}

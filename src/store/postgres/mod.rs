@@ -70,12 +70,6 @@ impl PostgresStore {
                 (notifier::NOTIFIES_AFTER_COMMIT, "on"),
                 // The statements written once for both databases name tables unqualified.
                 ("search_path", SEARCH_PATH),
-                // Statements stay prepared, but each execution is planned for its values.
-                // A generic plan is made once per connection, and one made while a table
-                // was nearly empty (a new database, a new tenant) kept walking a whole
-                // tenant's primary key for one interaction's evaluations long after the
-                // table had grown: 16 ms per lookup, AutoQA three seconds behind.
-                ("plan_cache_mode", "force_custom_plan"),
             ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)

@@ -163,6 +163,9 @@ macro_rules! add_value {
 pub(crate) struct Statement<'s> {
     sql: Cow<'s, str>,
     values: Vec<Value>,
+    /// Kept prepared on its connection (and so, on PostgreSQL, run with a generic plan
+    /// after five executions), or planned anew for each call's values.
+    persistent: bool,
 }
 
 /// Starts a statement; bind its values in placeholder order.
@@ -170,6 +173,7 @@ pub(crate) fn sql<'s>(sql: impl Into<Cow<'s, str>>) -> Statement<'s> {
     Statement {
         sql: sql.into(),
         values: Vec::new(),
+        persistent: true,
     }
 }
 
@@ -177,6 +181,16 @@ impl<'s> Statement<'s> {
     /// Binds the value of the next placeholder the text already holds.
     pub fn bind(mut self, value: impl Into<Value>) -> Self {
         self.values.push(value.into());
+        self
+    }
+
+    /// Plans the statement for each call's values instead of keeping it prepared.
+    /// PostgreSQL's generic plan of a prepared statement is made once per connection; one
+    /// made while a table was nearly empty (a new database, a new tenant) keeps walking a
+    /// whole tenant's rows for a lookup that an index answers, long after the table has
+    /// grown. For the lookups whose right index depends on the values.
+    pub fn planned_per_call(mut self) -> Self {
+        self.persistent = false;
         self
     }
 
@@ -394,16 +408,20 @@ macro_rules! on_link {
     ($link:expr, $statement:expr, $query:ident, $run:ident, $map:expr) => {
         match $link {
             Link::Postgres(conn) => {
+                let persistent = $statement.persistent;
                 let (sql, args) = $statement.postgres()?;
                 sqlx::$query(&sql, args)
+                    .persistent(persistent)
                     .$run(&mut **conn)
                     .await
                     .map($map)
                     .map_err(crate::store::postgres::classify)
             }
             Link::Sqlite(conn) => {
+                let persistent = $statement.persistent;
                 let (sql, args) = $statement.sqlite()?;
                 sqlx::$query(&sql, args)
+                    .persistent(persistent)
                     .$run(&mut **conn)
                     .await
                     .map($map)

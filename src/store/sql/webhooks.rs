@@ -585,8 +585,14 @@ impl<B: SqlBackend> WebhookStore for B {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
-        busy: &[Uuid],
+        in_flight: &HashMap<Uuid, usize>,
+        per_webhook: usize,
     ) -> Result<Vec<DueDelivery>> {
+        let busy: Vec<Uuid> = in_flight
+            .iter()
+            .filter(|(_, count)| **count >= per_webhook)
+            .map(|(id, _)| *id)
+            .collect();
         let mut tx = self.write().await?;
         let mut link = tx.link();
         let mut statement = sql(
@@ -614,7 +620,17 @@ impl<B: SqlBackend> WebhookStore for B {
             .push(" ORDER BY d.next_attempt_time LIMIT ")
             .push_bind(i64::from(limit))
             .push(B::WEBHOOKS.claim_lock);
-        let rows: Vec<DueRow> = link.fetch_all(statement).await?;
+        let mut rows: Vec<DueRow> = link.fetch_all(statement).await?;
+        // No more per subscription than it has room for; the rest stay due (their locks
+        // end with this transaction).
+        let mut room: HashMap<Uuid, usize> = HashMap::new();
+        rows.retain(|row| {
+            let taken = room
+                .entry(row.webhook_id)
+                .or_insert_with(|| in_flight.get(&row.webhook_id).copied().unwrap_or(0));
+            *taken += 1;
+            *taken <= per_webhook
+        });
         if rows.is_empty() {
             return Ok(Vec::new());
         }
