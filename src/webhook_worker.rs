@@ -90,7 +90,10 @@ async fn dispatch(
                 if done.deliveries > 0 {
                     dispatched.notify_one();
                 }
-                if done.events > 0 {
+                // A full batch: more are waiting. Otherwise the next pass waits, so that
+                // a steady stream of submissions is dispatched in batches, not in a
+                // transaction per event beside every submission's own.
+                if done.events >= DISPATCH_BATCH as usize {
                     continue;
                 }
             }

@@ -946,3 +946,42 @@ async fn deliveries_pending_through_a_database_outage_are_delivered_once_it_ends
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_delivery_still_failing_after_the_retry_period_is_given_up_and_the_subscription_stays() {
+    let app = spawn_app_with(AppOptions {
+        tune: |config| {
+            for_tests(config);
+            config.webhook_give_up_after_s = 1;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let receiver = Receiver::start(Answer::Status(503)).await;
+    let webhook = subscribe(&app, &receiver.url(), &["evaluation.created"]).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    app.evaluations()
+        .submit_evaluation(submission(&rubric.id, "U-1", 1, 4))
+        .await
+        .unwrap();
+    let log = deliveries_when(&app, &webhook, |listed| {
+        listed
+            .first()
+            .is_some_and(|d| d.state == wh::WebhookDeliveryState::Failed as i32)
+    })
+    .await;
+    assert!(log[0].attempts >= 2, "{:?}", log[0]);
+    assert_eq!(log[0].last_status_code, 503);
+    assert!(log[0].next_attempt_time.is_none());
+    let attempts = receiver.received().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        receiver.received().len(),
+        attempts,
+        "no attempt after giving up"
+    );
+    assert_eq!(
+        webhook_state(&app, &webhook.id).await.state,
+        wh::WebhookState::Active as i32
+    );
+}
