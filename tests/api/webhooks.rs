@@ -253,6 +253,59 @@ async fn webhook_state(app: &TestApp, id: &str) -> wh::Webhook {
         .expect("the webhook is listed")
 }
 
+/// A loopback address nothing listens on (until a receiver is started on it).
+fn free_address() -> SocketAddr {
+    let parked = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    parked.local_addr().unwrap()
+}
+
+/// An evaluation submitted under a new published rubric, then revised once.
+async fn submitted_and_revised(
+    app: &TestApp,
+    external_id: &str,
+) -> (EvaluationServiceClient<Authed>, ev::Evaluation) {
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let mut evaluations = app.evaluations();
+    let submitted = evaluations
+        .submit_evaluation(submission(&rubric.id, external_id, 1, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    evaluations
+        .revise_evaluation(ev::ReviseEvaluationRequest {
+            id: submitted.id.clone(),
+            request_id: uuid::Uuid::now_v7().to_string(),
+            ratings: vec![rating("greeting", 0), rating("empathy", 2)],
+            comment: String::new(),
+            reason: "recheck".into(),
+        })
+        .await
+        .unwrap();
+    (evaluations, submitted)
+}
+
+/// One evaluation submitted to a subscription whose receiver always answers `status`;
+/// the delivery log once that delivery has FAILED.
+async fn one_submission_until_it_fails(
+    app: &TestApp,
+    status: u16,
+) -> (Receiver, wh::Webhook, Vec<wh::WebhookDelivery>) {
+    let receiver = Receiver::start(Answer::Status(status)).await;
+    let webhook = subscribe(app, &receiver.url(), &["evaluation.created"]).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    app.evaluations()
+        .submit_evaluation(submission(&rubric.id, "failing-1", 1, 4))
+        .await
+        .unwrap();
+    let log = deliveries_when(app, &webhook, |listed| {
+        listed
+            .first()
+            .is_some_and(|d| d.state == wh::WebhookDeliveryState::Failed as i32)
+    })
+    .await;
+    (receiver, webhook, log)
+}
+
 fn verify(received: &Received, secret: &str) {
     let key = secret_key(secret).expect("the secret decodes");
     let timestamp: i64 = received.header("webhook-timestamp").parse().unwrap();
@@ -294,23 +347,7 @@ async fn submissions_revisions_and_deletions_reach_the_receiver_signed_and_in_or
     .await;
     assert!(webhook.secret.starts_with("whsec_"));
     assert_eq!(webhook.state, wh::WebhookState::Active as i32);
-    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
-    let mut evaluations = app.evaluations();
-    let submitted = evaluations
-        .submit_evaluation(submission(&rubric.id, "W-1", 1, 4))
-        .await
-        .unwrap()
-        .into_inner();
-    evaluations
-        .revise_evaluation(ev::ReviseEvaluationRequest {
-            id: submitted.id.clone(),
-            request_id: uuid::Uuid::now_v7().to_string(),
-            ratings: vec![rating("greeting", 0), rating("empathy", 2)],
-            comment: String::new(),
-            reason: "recheck".into(),
-        })
-        .await
-        .unwrap();
+    let (mut evaluations, submitted) = submitted_and_revised(&app, "W-1").await;
     evaluations
         .delete_evaluation(ev::DeleteEvaluationRequest {
             id: submitted.id.clone(),
@@ -428,23 +465,7 @@ async fn a_failing_receiver_is_retried_with_the_same_webhook_id_while_later_even
         &["evaluation.created", "evaluation.revised"],
     )
     .await;
-    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
-    let mut evaluations = app.evaluations();
-    let submitted = evaluations
-        .submit_evaluation(submission(&rubric.id, "R-1", 1, 4))
-        .await
-        .unwrap()
-        .into_inner();
-    evaluations
-        .revise_evaluation(ev::ReviseEvaluationRequest {
-            id: submitted.id.clone(),
-            request_id: uuid::Uuid::now_v7().to_string(),
-            ratings: vec![rating("greeting", 0), rating("empathy", 2)],
-            comment: String::new(),
-            reason: "recheck".into(),
-        })
-        .await
-        .unwrap();
+    submitted_and_revised(&app, "R-1").await;
     let received = receiver.wait_for(4).await;
     let types: Vec<String> = received
         .iter()
@@ -529,19 +550,7 @@ async fn consecutive_failures_disable_the_subscription(backend: Backend) {
         ..AppOptions::default()
     })
     .await;
-    let receiver = Receiver::start(Answer::Status(500)).await;
-    let webhook = subscribe(&app, &receiver.url(), &["evaluation.created"]).await;
-    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
-    app.evaluations()
-        .submit_evaluation(submission(&rubric.id, "F-1", 1, 4))
-        .await
-        .unwrap();
-    let log = deliveries_when(&app, &webhook, |listed| {
-        listed
-            .first()
-            .is_some_and(|d| d.state == wh::WebhookDeliveryState::Failed as i32)
-    })
-    .await;
+    let (receiver, webhook, log) = one_submission_until_it_fails(&app, 500).await;
     assert_eq!(log[0].attempts, 3);
     assert_eq!(log[0].last_status_code, 500);
     assert!(log[0].last_error.contains("HTTP 500"), "{:?}", log[0]);
@@ -784,9 +793,7 @@ async fn a_host_that_resolves_to_a_private_address_is_not_delivered_to() {
 async fn pending_deliveries_survive_a_restart_and_are_delivered_once_the_receiver_is_back() {
     let mut app = app_on(Backend::Postgres).await;
     // A port with nothing listening, then a receiver on it.
-    let parked = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = parked.local_addr().unwrap();
-    drop(parked);
+    let addr = free_address();
     let webhook = subscribe(
         &app,
         &format!("http://{addr}/hooks"),
@@ -909,9 +916,7 @@ async fn deliveries_pending_through_a_database_outage_are_delivered_once_it_ends
         ..AppOptions::default()
     })
     .await;
-    let parked = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = parked.local_addr().unwrap();
-    drop(parked);
+    let addr = free_address();
     let webhook = subscribe(
         &app,
         &format!("http://{addr}/hooks"),
@@ -957,19 +962,7 @@ async fn a_delivery_still_failing_after_the_retry_period_is_given_up_and_the_sub
         ..AppOptions::default()
     })
     .await;
-    let receiver = Receiver::start(Answer::Status(503)).await;
-    let webhook = subscribe(&app, &receiver.url(), &["evaluation.created"]).await;
-    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
-    app.evaluations()
-        .submit_evaluation(submission(&rubric.id, "U-1", 1, 4))
-        .await
-        .unwrap();
-    let log = deliveries_when(&app, &webhook, |listed| {
-        listed
-            .first()
-            .is_some_and(|d| d.state == wh::WebhookDeliveryState::Failed as i32)
-    })
-    .await;
+    let (receiver, webhook, log) = one_submission_until_it_fails(&app, 503).await;
     assert!(log[0].attempts >= 2, "{:?}", log[0]);
     assert_eq!(log[0].last_status_code, 503);
     assert!(log[0].next_attempt_time.is_none());
