@@ -237,6 +237,8 @@ pub struct Config {
     pub webhook_max_in_flight: usize,
     /// Delivery attempts in flight to one subscription per process.
     pub webhook_max_in_flight_per_webhook: usize,
+    /// How long the delivery log keeps a delivery after it was delivered or failed.
+    pub webhook_log_retention_s: u64,
 }
 
 /// TLS on the gRPC port. Without `cert_file` and `key_file` the port is plaintext; with
@@ -342,6 +344,7 @@ impl Default for Config {
             webhook_disable_after_failures: 100,
             webhook_max_in_flight: 64,
             webhook_max_in_flight_per_webhook: 8,
+            webhook_log_retention_s: 30 * 86_400,
         }
     }
 }

@@ -665,6 +665,7 @@ fn webhook_settings(config: &Config) -> WebhookSettings {
         disable_after_failures: config.webhook_disable_after_failures.max(1),
         max_in_flight: config.webhook_max_in_flight.max(1),
         max_in_flight_per_webhook: config.webhook_max_in_flight_per_webhook.max(1),
+        log_retention: Duration::from_secs(config.webhook_log_retention_s),
     }
 }
 

@@ -31,6 +31,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long a claimed delivery is held beyond its attempt's timeout: a replica that
 /// dies holding it lets another try it after this.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// How often deliveries past the log's retention are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Bytes of a receiver's answer kept in the delivery log when it is not a success.
 const ERROR_BODY_BYTES: usize = 200;
 
@@ -46,6 +48,8 @@ pub struct WebhookSettings {
     pub max_in_flight: usize,
     /// Attempts in flight to one subscription in this process.
     pub max_in_flight_per_webhook: usize,
+    /// How long the log keeps a delivery after it ended.
+    pub log_retention: Duration,
 }
 
 pub struct WebhookWorker {
@@ -63,6 +67,11 @@ impl WebhookWorker {
                 self.store.clone(),
                 self.renderer.clone(),
                 dispatched.clone(),
+                stopped.clone()
+            ),
+            prune(
+                self.store.clone(),
+                self.settings.log_retention,
                 stopped.clone()
             ),
             deliver(self.store, sender, self.settings, dispatched, stopped),
@@ -101,6 +110,36 @@ async fn dispatch(
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+/// Keeps the delivery log to its retention: what ended longer ago is removed, now and
+/// then every `PRUNE_EVERY` (each replica does it; removing twice removes nothing more).
+async fn prune(
+    store: Arc<dyn WebhookStore>,
+    retention: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut failures = Failures::default();
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let before =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        match store.prune_webhook_deliveries(before).await {
+            Ok(pruned) => {
+                failures.ended("the webhook delivery log is pruned again");
+                if pruned > 0 {
+                    tracing::debug!(pruned, "webhook deliveries past their retention removed");
+                }
+            }
+            Err(err) => failures.failed(&err, "cannot prune the webhook delivery log; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PRUNE_EVERY.min(retention.max(Duration::from_millis(100)))) => {}
             _ = stopped.changed() => {}
         }
     }

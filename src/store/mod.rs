@@ -843,6 +843,9 @@ pub trait WebhookStore: Send + Sync + 'static {
         per_webhook: usize,
     ) -> Result<Vec<DueDelivery>>;
 
+    /// Removes the deliveries that ended (delivered or failed) before `before`; how many.
+    async fn prune_webhook_deliveries(&self, before: DateTime<Utc>) -> Result<u64>;
+
     /// Records an attempt. A subscription whose attempts failed `disable_after`
     /// times in a row, or that answered 410, is disabled and its pending deliveries fail.
     async fn record_webhook_attempt(

@@ -978,3 +978,32 @@ async fn a_delivery_still_failing_after_the_retry_period_is_given_up_and_the_sub
         wh::WebhookState::Active as i32
     );
 }
+
+#[tokio::test]
+async fn the_delivery_log_keeps_ended_deliveries_only_for_its_retention() {
+    let app = spawn_app_with(AppOptions {
+        tune: |config| {
+            for_tests(config);
+            config.webhook_log_retention_s = 1;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let receiver = Receiver::start(Answer::Status(200)).await;
+    let webhook = subscribe(&app, &receiver.url(), &["evaluation.created"]).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    app.evaluations()
+        .submit_evaluation(submission(&rubric.id, "L-1", 1, 4))
+        .await
+        .unwrap();
+    receiver.wait_for(1).await;
+    deliveries_when(&app, &webhook, |listed| {
+        listed
+            .first()
+            .is_some_and(|d| d.state == wh::WebhookDeliveryState::Delivered as i32)
+    })
+    .await;
+    // Gone once a second has passed since it was delivered (pruned every second here).
+    deliveries_when(&app, &webhook, |listed| listed.is_empty()).await;
+    assert_eq!(receiver.received().len(), 1);
+}

@@ -661,6 +661,20 @@ impl<B: SqlBackend> WebhookStore for B {
             .collect())
     }
 
+    #[tracing::instrument(name = "db.prune_webhook_deliveries", skip_all, fields(db.system = B::SYSTEM))]
+    async fn prune_webhook_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let pruned = tx
+            .execute(
+                sql("DELETE FROM webhook_deliveries
+                     WHERE state <> 'pending' AND finish_time < $1")
+                .bind(Stamp(before)),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
     #[tracing::instrument(name = "db.record_webhook_attempt", skip_all, fields(db.system = B::SYSTEM))]
     async fn record_webhook_attempt(
         &self,
