@@ -57,7 +57,6 @@ CREATE TABLE evaluation.webhook_events (
     tenant_id     uuid        NOT NULL,
     position      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     txid          xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    id            uuid        NOT NULL,
     event_type    text        NOT NULL,
     ordering_key  uuid        NOT NULL,
     payload       jsonb       NOT NULL,

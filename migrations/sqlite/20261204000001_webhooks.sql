@@ -48,7 +48,6 @@ CREATE INDEX webhook_deliveries_log ON webhook_deliveries (tenant_id, webhook_id
 CREATE TABLE webhook_events (
     position      INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id     BLOB    NOT NULL,
-    id            BLOB    NOT NULL,
     event_type    TEXT    NOT NULL,
     ordering_key  BLOB    NOT NULL,
     payload       TEXT    NOT NULL,

@@ -217,6 +217,9 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<url::Url, String> {
     if url.len() > MAX_URL_BYTES {
         return Err(format!("must be at most {MAX_URL_BYTES} bytes"));
     }
+    if url.chars().any(char::is_control) {
+        return Err("must not contain control characters (NUL, newlines, …)".to_owned());
+    }
     let parsed = url::Url::parse(url).map_err(|err| format!("is not a URL: {err}"))?;
     match parsed.scheme() {
         "https" => {}
@@ -463,6 +466,8 @@ mod tests {
         assert!(check_url("https://user:pw@hooks.example.com/", false).is_err());
         assert!(check_url("ftp://hooks.example.com/", true).is_err());
         assert!(check_url("hooks.example.com", false).is_err());
+        assert!(check_url("https://hooks.example.com/\0x", false).is_err());
+        assert!(check_url("https://hooks.example.com/\r\nx", false).is_err());
     }
 
     #[test]

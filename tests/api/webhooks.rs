@@ -1007,3 +1007,90 @@ async fn the_delivery_log_keeps_ended_deliveries_only_for_its_retention() {
     deliveries_when(&app, &webhook, |listed| listed.is_empty()).await;
     assert_eq!(receiver.received().len(), 1);
 }
+
+#[tokio::test]
+async fn hostile_webhook_requests_get_clear_codes_and_store_nothing() {
+    let app = app_on(Backend::Postgres).await;
+    let mut client = webhooks(&app.channel);
+    let create = |url: &str, types: Vec<String>, description: &str| wh::CreateWebhookRequest {
+        request_id: String::new(),
+        webhook: Some(wh::Webhook {
+            url: url.into(),
+            event_types: types,
+            description: description.into(),
+            ..Default::default()
+        }),
+    };
+    let created = ["evaluation.created".to_owned()];
+    for (request, field) in [
+        (
+            create("http://127.0.0.1/\0hook", created.to_vec(), ""),
+            "webhook.url",
+        ),
+        (
+            create("http://127.0.0.1/hook", created.to_vec(), "a\0b"),
+            "webhook.description",
+        ),
+        (
+            create(
+                "http://127.0.0.1/hook",
+                vec!["evaluation.created".into(); 1_001],
+                "",
+            ),
+            "webhook.event_types",
+        ),
+        (
+            create(
+                &format!("http://127.0.0.1/{}", "x".repeat(3_000)),
+                created.to_vec(),
+                "",
+            ),
+            "webhook.url",
+        ),
+    ] {
+        let refused = client.create_webhook(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(
+            violated_fields(&refused)
+                .iter()
+                .any(|violated| violated.starts_with(field)),
+            "{field}: {refused:?}"
+        );
+    }
+    assert_eq!(app.count("evaluation.webhooks").await, 0);
+    // Another tenant's subscription is as absent as one that does not exist.
+    let receiver = Receiver::start(Answer::Status(200)).await;
+    let theirs = subscribe(&app, &receiver.url(), &["evaluation.created"]).await;
+    let other = spawn_app_with(AppOptions {
+        database_url: Some(app.database_url.clone()),
+        tune: for_tests,
+        ..AppOptions::default()
+    })
+    .await;
+    let mut intruder = webhooks(&other.channel);
+    let deleting = intruder
+        .delete_webhook(wh::DeleteWebhookRequest {
+            id: theirs.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(deleting.code(), Code::NotFound);
+    let reading = intruder
+        .list_webhook_deliveries(wh::ListWebhookDeliveriesRequest {
+            webhook_id: theirs.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reading.code(), Code::NotFound);
+    let listed = intruder
+        .list_webhooks(wh::ListWebhooksRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.webhooks.is_empty());
+    assert_eq!(
+        webhook_state(&app, &theirs.id).await.state,
+        wh::WebhookState::Active as i32
+    );
+}
