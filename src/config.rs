@@ -239,6 +239,9 @@ pub struct Config {
     pub webhook_max_in_flight_per_webhook: usize,
     /// How long the delivery log keeps a delivery after it was delivered or failed.
     pub webhook_log_retention_s: u64,
+    /// How long an outbox event is kept after the projector and the webhook dispatcher
+    /// have both passed it.
+    pub outbox_retention_s: u64,
 }
 
 /// TLS on the gRPC port. Without `cert_file` and `key_file` the port is plaintext; with
@@ -345,6 +348,7 @@ impl Default for Config {
             webhook_max_in_flight: 64,
             webhook_max_in_flight_per_webhook: 8,
             webhook_log_retention_s: 30 * 86_400,
+            outbox_retention_s: 3_600,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod domain;
 pub mod error;
 pub mod layers;
+pub mod outbox_pruner;
 pub mod projector;
 pub mod proto;
 pub mod server;

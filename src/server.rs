@@ -246,6 +246,7 @@ pub struct Server {
     /// share each scorer's circuit breaker.
     scorers: Arc<ExternalScorers>,
     webhooks: WebhookSettings,
+    outbox_retention: Duration,
 }
 
 impl Server {
@@ -297,6 +298,7 @@ impl Server {
                 config.autoqa_scorer_timeout_ms.max(1),
             ))),
             webhooks: webhook_settings(config),
+            outbox_retention: Duration::from_secs(config.outbox_retention_s),
         })
     }
 
@@ -465,6 +467,9 @@ impl Server {
         if let Some(autoqa) = background.autoqa {
             let _ = autoqa.await;
         }
+        if let Some(pruner) = background.outbox_pruner {
+            let _ = pruner.await;
+        }
         if let Some(webhooks) = background.webhooks {
             let _ = webhooks.await;
         }
@@ -586,9 +591,18 @@ impl Server {
         let (stop_projector, projector_stopped) = tokio::sync::watch::channel(false);
         let autoqa_stopped = projector_stopped.clone();
         let webhooks_stopped = projector_stopped.clone();
+        let pruner_stopped = projector_stopped.clone();
         let projector = self.services.contains(ServiceKind::Analytics).then(|| {
             let projector = Projector::new(self.store.clone(), self.cache.clone());
             tokio::spawn(projector.run(projector_stopped))
+        });
+        // The outbox's consumer keeps it bounded.
+        let outbox_pruner = self.services.contains(ServiceKind::Analytics).then(|| {
+            tokio::spawn(crate::outbox_pruner::run(
+                self.store.clone(),
+                self.outbox_retention,
+                pruner_stopped,
+            ))
         });
         // AutoQA's automatic mode, where evaluations are written. It reads rubric
         // versions from the store itself: it acts for no caller whose key a remote
@@ -625,6 +639,7 @@ impl Server {
             stop_projector,
             autoqa,
             webhooks,
+            outbox_pruner,
         }
     }
 }
@@ -647,6 +662,7 @@ struct Background {
     stop_projector: tokio::sync::watch::Sender<bool>,
     autoqa: Option<tokio::task::JoinHandle<()>>,
     webhooks: Option<tokio::task::JoinHandle<()>>,
+    outbox_pruner: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn webhook_settings(config: &Config) -> WebhookSettings {

@@ -106,8 +106,9 @@ enum DemoCommand {
 
 #[derive(Debug, Subcommand)]
 enum AnalyticsCommand {
-    /// Rebuild every rollup by replaying the evaluation outbox, in one transaction:
-    /// running servers keep answering with the previous figures until it commits.
+    /// Rebuild every rollup from the evaluations (the current revision of each), in one
+    /// transaction: running servers keep answering with the previous figures until it
+    /// commits.
     Rebuild,
 }
 
@@ -313,9 +314,9 @@ async fn existing_store(
 async fn rebuild(config: &Config) -> Result<(), String> {
     let store = existing_store(config).await?;
     let started = std::time::Instant::now();
-    let events = store.rebuild().await.map_err(|err| err.to_string())?;
+    let evaluations = store.rebuild().await.map_err(|err| err.to_string())?;
     say!(
-        "rebuilt analytics from {events} events in {:.1} s",
+        "rebuilt analytics from {evaluations} evaluations in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -261,9 +261,14 @@ pub trait AnalyticsStore: AnalyticsReads {
     /// evaluation committed before it is in the figures.
     async fn as_of(&self) -> Result<DateTime<Utc>>;
 
-    /// Empties the rollups and applies the whole outbox again, in one transaction:
-    /// readers keep seeing the previous figures until it commits.
+    /// Empties the facts and rollups and derives them again from the current revision of
+    /// every evaluation, in one transaction: readers keep seeing the previous figures
+    /// until it commits. Returns the evaluations applied. Needs no outbox event.
     async fn rebuild(&self) -> Result<u64>;
+
+    /// Removes up to `limit` outbox events written before `before` that every reader of
+    /// the outbox (the projector and the webhook dispatcher) has passed. Returns how many.
+    async fn prune_outbox(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 
     /// Wake-ups for the projector when outbox events may have been written.
     async fn outbox_wakeups(&self) -> Result<Box<dyn OutboxWakeups>>;

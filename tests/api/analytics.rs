@@ -601,7 +601,7 @@ async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations(b
         .unwrap();
     assert_eq!(resumed, rows[10..].to_vec());
 
-    // Rebuilding from the outbox gives the same figures.
+    // Rebuilding from the evaluations gives the same figures.
     let before = client
         .query_scores(pb::QueryScoresRequest {
             filter: None,
@@ -612,7 +612,11 @@ async fn every_analytics_rpc_agrees_with_figures_computed_from_the_evaluations(b
         .unwrap()
         .into_inner();
     let replayed = app.store.rebuild().await.unwrap();
-    assert_eq!(replayed as i64, app.count("evaluation.outbox").await);
+    assert_eq!(
+        replayed as i64,
+        app.count("evaluation.evaluations WHERE state <> 'superseded'")
+            .await
+    );
     let after = client
         .query_scores(pb::QueryScoresRequest {
             filter: None,
@@ -761,7 +765,7 @@ async fn an_agent_without_evaluations_has_no_iqs(backend: Backend) {
     );
 }
 
-async fn iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answering(
+async fn iqs_analytics_rebuild_derives_the_figures_again_while_the_server_keeps_answering(
     backend: Backend,
 ) {
     let app = spawn_app_on(backend).await;
@@ -791,7 +795,9 @@ async fn iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answeri
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("rebuilt analytics from 5 events"));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("rebuilt analytics from 5 evaluations")
+    );
     let after = analytics(&app)
         .get_agent_score(pb::GetAgentScoreRequest {
             agent_id: "rebuilt".into(),
@@ -807,12 +813,13 @@ async fn iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answeri
 }
 
 #[tokio::test]
-async fn a_rebuild_waits_for_older_transactions_elsewhere_instead_of_stopping_short() {
+async fn a_rebuild_reads_committed_evaluations_without_waiting_and_later_events_count_once() {
     use iqs::store::AnalyticsStore;
     use sqlx::Connection;
     let app = spawn_app().await;
     let rubric = two_rubrics(&app).await.remove(1);
-    // A transaction elsewhere in the cluster, older than the evaluations below.
+    // A transaction elsewhere in the cluster, older than the evaluations below: the
+    // projector cannot apply their events while it runs.
     let mut blocker = sqlx::PgConnection::connect(&crate::helpers::admin_database_url())
         .await
         .unwrap();
@@ -829,14 +836,193 @@ async fn a_rebuild_waits_for_older_transactions_elsewhere_instead_of_stopping_sh
         iqs::store::postgres::PostgresStore::connect(&app.database_url, &Default::default())
             .await
             .unwrap();
-    let rebuild = tokio::spawn(async move { store.rebuild().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !rebuild.is_finished(),
-        "the rebuild applied events that were not safe yet"
-    );
+    let rebuilt = tokio::time::timeout(Duration::from_secs(10), store.rebuild())
+        .await
+        .expect("the rebuild waited for a transaction it does not need")
+        .unwrap();
+    assert_eq!(rebuilt, 3);
+    let score = |app: &TestApp| {
+        let mut client = analytics(app);
+        async move {
+            client
+                .get_agent_score(pb::GetAgentScoreRequest {
+                    agent_id: "blocked".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .evaluation_count
+        }
+    };
+    assert_eq!(score(&app).await, 3);
+    // Their events, applied once the blocker ends, describe what the rebuild read.
     blocking.rollback().await.unwrap();
-    assert_eq!(rebuild.await.unwrap(), 3);
+    wait_for_projection(&app).await;
+    assert_eq!(score(&app).await, 3);
+}
+
+/// Figures by agent as QueryScores answers them: (agent, iqs, count, avg csat).
+async fn figures_by_agent(app: &TestApp) -> Vec<(String, Option<f64>, u64, Option<f64>)> {
+    analytics(app)
+        .query_scores(pb::QueryScoresRequest {
+            filter: None,
+            group_by: vec![pb::Dimension::Agent as i32],
+            interval: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.dimensions["agent"].clone(),
+                row.iqs,
+                row.evaluation_count,
+                row.avg_csat,
+            )
+        })
+        .collect()
+}
+
+async fn a_rebuild_after_the_outbox_is_pruned_equals_the_live_projection(backend: Backend) {
+    let app = spawn_app_with(AppOptions {
+        backend,
+        tune: |config| config.outbox_retention_s = 0,
+        ..AppOptions::default()
+    })
+    .await;
+    let rubric = two_rubrics(&app).await.remove(1);
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let mut request = email_review(
+            &rubric,
+            ["ana", "ben"][n % 2],
+            &format!("pruned-{n}"),
+            (n % 5) as i32,
+        );
+        if let Some(InteractionRef::Interaction(interaction)) = &mut request.interaction_ref {
+            interaction.csat = Some(1 + (n % 5) as i32);
+        }
+        let evaluation = app
+            .evaluations()
+            .submit_evaluation(request)
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(evaluation.id);
+    }
+    // CSAT arriving after a review changes the interaction, not the figures of
+    // evaluations already made; a later revision counts it.
+    for n in [0, 1, 2] {
+        let interaction = eval_pb::Interaction {
+            source: "zendesk".into(),
+            external_id: format!("pruned-{n}"),
+            channel: "email".into(),
+            agent_id: ["ana", "ben"][n % 2].into(),
+            csat: Some(5),
+            ..Default::default()
+        };
+        app.evaluations()
+            .upsert_interaction(eval_pb::UpsertInteractionRequest {
+                interaction: Some(interaction),
+            })
+            .await
+            .unwrap();
+    }
+    for (n, id) in ids.iter().enumerate().take(6).skip(2) {
+        app.evaluations()
+            .revise_evaluation(eval_pb::ReviseEvaluationRequest {
+                id: id.clone(),
+                request_id: format!("pruned-rev-{n}"),
+                ratings: vec![
+                    crate::helpers::rating("verify_identity", 0),
+                    crate::helpers::rating("accuracy", 4),
+                ],
+                comment: String::new(),
+                reason: "recalibrated".into(),
+            })
+            .await
+            .unwrap();
+    }
+    for id in &ids[5..7] {
+        app.evaluations()
+            .delete_evaluation(eval_pb::DeleteEvaluationRequest {
+                id: id.clone(),
+                reason: "duplicate".into(),
+            })
+            .await
+            .unwrap();
+    }
+    wait_for_projection(&app).await;
+    // With no retention, consumed events leave the outbox within moments.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.count("evaluation.outbox").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "consumed events stayed in the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let live = figures_by_agent(&app).await;
+    assert_eq!(live.iter().map(|row| row.2).sum::<u64>(), 10);
+    assert_eq!(app.store.rebuild().await.unwrap(), 12);
+    let rebuilt = figures_by_agent(&app).await;
+    assert_eq!(live.len(), rebuilt.len());
+    for (live, rebuilt) in live.iter().zip(&rebuilt) {
+        assert_eq!((&live.0, live.2), (&rebuilt.0, rebuilt.2));
+        assert_close(rebuilt.1, live.1, &format!("{} iqs", live.0));
+        assert_close(rebuilt.3, live.3, &format!("{} csat", live.0));
+    }
+}
+
+async fn the_outbox_keeps_an_event_until_the_projector_and_the_webhook_dispatcher_have_passed_it(
+    backend: Backend,
+) {
+    // No analytics service: no projector and no pruner run; the test plays both.
+    let app = spawn_app_with(AppOptions {
+        backend,
+        services: "rubric,evaluation"
+            .parse::<iqs::config::ServiceSet>()
+            .unwrap(),
+        ..Default::default()
+    })
+    .await;
+    let rubric = two_rubrics(&app).await.remove(1);
+    let written = chrono::Utc::now();
+    for n in 0..3 {
+        let request = email_review(&rubric, "kept", &format!("kept-{n}"), n);
+        app.evaluations().submit_evaluation(request).await.unwrap();
+    }
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        app.store.prune_outbox(later, 100).await.unwrap(),
+        0,
+        "events the projector has not applied were pruned"
+    );
+    let mut applied = 0;
+    while applied < 3 {
+        applied += app.store.apply_pending(100).await.unwrap().events;
+    }
+    let earlier = written - chrono::Duration::hours(1);
+    assert_eq!(
+        app.store.prune_outbox(earlier, 100).await.unwrap(),
+        0,
+        "events within their retention were pruned"
+    );
+    // The webhook dispatcher passes them within its poll.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pruned = 0;
+    while pruned < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "consumed events were never pruned"
+        );
+        pruned += app.store.prune_outbox(later, 100).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.count("evaluation.outbox").await, 0);
 }
 
 #[tokio::test]
@@ -889,7 +1075,9 @@ crate::on_every_store! {
     each_commit_wakes_the_projector_at_once_rather_than_at_its_next_poll,
     analytics_requests_with_bad_fields_name_each_one,
     an_agent_without_evaluations_has_no_iqs,
-    iqs_analytics_rebuild_replays_the_outbox_while_the_server_keeps_answering,
+    iqs_analytics_rebuild_derives_the_figures_again_while_the_server_keeps_answering,
+    a_rebuild_after_the_outbox_is_pruned_equals_the_live_projection,
+    the_outbox_keeps_an_event_until_the_projector_and_the_webhook_dispatcher_have_passed_it,
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::store::score_query::{Breakdown, Parts, ScoreDialect};
 use crate::store::sql::{
     Link,
-    projection::{apply_events, empty_figures},
+    projection::{apply_events, empty_figures, replay_evaluations},
 };
 use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
 
@@ -179,50 +179,41 @@ impl AnalyticsStore for PostgresStore {
     async fn rebuild(&self) -> Result<u64> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         // Waits for a running apply to finish, then keeps the projector out until commit.
+        // The cursor stays: events after it are applied afterwards, as stale where the
+        // evaluations read here already describe them.
         sqlx::query("SELECT 1 FROM analytics.projector_cursor FOR UPDATE")
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        empty_figures(&mut Link::Postgres(&mut tx)).await?;
-        sqlx::query("UPDATE analytics.projector_cursor SET last_txid = '0', last_position = 0, applied_events = 0")
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        // Replay up to the last event committed when the rebuild started. Events of
-        // transactions older than one still running elsewhere are not safe to apply
-        // yet: wait for them rather than stop short.
-        let target: Option<(String, i64)> = sqlx::query_as(
-            "SELECT txid::text, position FROM evaluation.outbox ORDER BY txid DESC, position DESC LIMIT 1",
+        let mut link = Link::Postgres(&mut tx);
+        empty_figures(&mut link).await?;
+        let replayed = replay_evaluations(&mut link).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(replayed)
+    }
+
+    #[tracing::instrument(name = "db.prune_outbox", skip_all, fields(db.system = "postgresql"))]
+    async fn prune_outbox(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        // Consumed means behind both readers of the outbox: the projector and the webhook
+        // dispatcher. Walked in their order, on their index.
+        let pruned = sqlx::query(
+            "DELETE FROM evaluation.outbox o USING (
+                 SELECT e.tenant_id, e.position
+                 FROM evaluation.outbox e, analytics.projector_cursor p, evaluation.webhook_cursor w
+                 WHERE (e.txid, e.position) <= (p.last_txid, p.last_position)
+                   AND (e.txid, e.position) <= (w.last_txid::xid8, w.last_position)
+                   AND e.create_time < $1
+                 ORDER BY e.txid, e.position
+                 LIMIT $2
+             ) consumed
+             WHERE o.tenant_id = consumed.tenant_id AND o.position = consumed.position",
         )
-        .fetch_optional(&mut *tx)
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
         .await
         .map_err(classify)?;
-        let Some((target_txid, target_position)) = target else {
-            tx.commit().await.map_err(classify)?;
-            return Ok(0);
-        };
-        let target = (
-            target_txid.parse::<u64>().unwrap_or(u64::MAX),
-            target_position,
-        );
-        let (mut txid, mut position) = ("0".to_owned(), 0i64);
-        let mut total = 0u64;
-        while (txid.parse::<u64>().unwrap_or(0), position) < target {
-            let applied = apply_next(&mut tx, &txid, position, 5_000).await?;
-            if applied.events == 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-            total += applied.events as u64;
-            (txid, position) = sqlx::query_as(
-                "SELECT last_txid::text, last_position FROM analytics.projector_cursor",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(total)
+        Ok(pruned.rows_affected())
     }
 }
 

@@ -189,6 +189,7 @@ struct EvaluationColumns {
     create_times: Vec<DateTime<Utc>>,
     first_create_times: Vec<DateTime<Utc>>,
     calibration_session_ids: Vec<Option<Uuid>>,
+    event_csats: Vec<Option<i16>>,
 }
 
 impl EvaluationColumns {
@@ -198,6 +199,7 @@ impl EvaluationColumns {
         reason: &str,
         request_id: Option<String>,
         fingerprint: Option<Vec<u8>>,
+        event_csat: Option<i16>,
     ) -> Result<()> {
         self.ids.push(evaluation.id);
         self.revisions.push(signed(evaluation.revision)?);
@@ -228,6 +230,7 @@ impl EvaluationColumns {
         self.first_create_times.push(evaluation.first_create_time);
         self.calibration_session_ids
             .push(evaluation.calibration_session_id);
+        self.event_csats.push(event_csat);
         Ok(())
     }
 
@@ -246,21 +249,23 @@ impl EvaluationColumns {
                  (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
                   rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
                   criterion_scores, critical_failed, passed, state, reason, request_id,
-                  request_fingerprint, create_time, first_create_time, calibration_session_id)
+                  request_fingerprint, create_time, first_create_time, calibration_session_id,
+                  event_csat)
              SELECT $1, u.id, u.revision, u.interaction_id, u.agent_id, u.team_id, u.channel, u.region,
                     u.rubric_id, u.rubric_version, u.reviewer_id, u.kind, u.comment, u.score,
                     u.section_scores::jsonb, u.criterion_scores::jsonb, u.critical_failed, u.passed,
                     u.state, u.reason, u.request_id, u.fingerprint, u.create_time, u.first_create_time,
-                    u.calibration_session_id
+                    u.calibration_session_id, u.event_csat
              FROM UNNEST($2::uuid[], $3::integer[], $4::uuid[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::uuid[], $10::integer[], $11::text[], $12::text[], $13::text[],
                          $14::float8[], $15::text[], $16::text[], $17::boolean[], $18::boolean[],
                          $19::text[], $20::text[], $21::text[], $22::bytea[], $23::timestamptz[],
-                         $24::timestamptz[], $37::uuid[])
+                         $24::timestamptz[], $37::uuid[], $39::smallint[])
                   AS u(id, revision, interaction_id, agent_id, team_id, channel, region, rubric_id,
                        rubric_version, reviewer_id, kind, comment, score, section_scores,
                        criterion_scores, critical_failed, passed, state, reason, request_id,
-                       fingerprint, create_time, first_create_time, calibration_session_id)
+                       fingerprint, create_time, first_create_time, calibration_session_id,
+                       event_csat)
              ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
              RETURNING id, revision
              ), rated AS (
@@ -321,6 +326,7 @@ impl EvaluationColumns {
         .bind(&dependents.payloads)
         .bind(&self.calibration_session_ids)
         .bind(&dependents.explanations)
+        .bind(&self.event_csats)
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)
@@ -401,6 +407,7 @@ impl EvaluationStore for PostgresStore {
             "",
             request_id.clone(),
             Some(fingerprint.clone()),
+            dimensions.csat,
         )?;
         let mut dependents = DependentColumns::default();
         dependents.push_ratings(&evaluation)?;
@@ -500,6 +507,7 @@ impl EvaluationStore for PostgresStore {
                 "",
                 row.request_id.clone(),
                 Some(row.fingerprint.clone()),
+                dimensions.csat,
             )?;
             dependents.push_ratings(&evaluation)?;
             dependents.push_event("submitted", &evaluation, dimensions.csat)?;

@@ -125,6 +125,7 @@ async fn insert_revision(
     evaluation: &Evaluation,
     reason: &str,
     revision: &NewRevision,
+    event_csat: Option<i16>,
 ) -> Result<bool> {
     let inserted = link
         .execute(
@@ -132,9 +133,10 @@ async fn insert_revision(
                      (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
                       rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
                       criterion_scores, critical_failed, passed, state, reason, request_id,
-                      request_fingerprint, create_time, first_create_time, calibration_session_id)
+                      request_fingerprint, create_time, first_create_time, calibration_session_id,
+                      event_csat)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17, $18, $19, $20, $21, $22, $23, $24, $25)
+                         $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
                  ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING")
             .bind(tenant)
             .bind(evaluation.id)
@@ -160,7 +162,8 @@ async fn insert_revision(
             .bind(revision.fingerprint.as_slice())
             .bind(Stamp(evaluation.create_time))
             .bind(Stamp(evaluation.first_create_time))
-            .bind(evaluation.calibration_session_id),
+            .bind(evaluation.calibration_session_id)
+            .bind(event_csat),
         )
         .await?;
     Ok(inserted == 1)
@@ -195,13 +198,15 @@ async fn insert_ratings(
     Ok(())
 }
 
+/// Writes the outbox event of a revision; `csat` is the one stored with the revision
+/// (`event_csat`), so a rebuild from the evaluations derives the same event.
 async fn insert_event(
     link: &mut Link<'_>,
     tenant: TenantId,
     event_type: &str,
     evaluation: &Evaluation,
+    csat: Option<i16>,
 ) -> Result<()> {
-    let csat = csat_of(link, tenant, evaluation.interaction_id).await?;
     let event = EvaluationEvent::of(evaluation, csat.map(i32::from));
     link.execute(
         sql("INSERT INTO outbox (tenant_id, event_type, evaluation_id, revision, payload, create_time)
@@ -258,11 +263,12 @@ pub(crate) async fn revise_in(
         create_time: Stamp::now().0,
         ..previous
     };
-    if !insert_revision(link, tenant, &revised, &revision.reason, revision).await? {
+    let csat = csat_of(link, tenant, revised.interaction_id).await?;
+    if !insert_revision(link, tenant, &revised, &revision.reason, revision, csat).await? {
         return Ok(None);
     }
     insert_ratings(link, tenant, &revised).await?;
-    insert_event(link, tenant, "revised", &revised).await?;
+    insert_event(link, tenant, "revised", &revised, csat).await?;
     Ok(Some(revised))
 }
 
@@ -354,21 +360,23 @@ impl<B: SqlBackend> EvaluationChanges for B {
                 .await?
                 .remove(0));
         }
+        let csat = csat_of(&mut link, tenant, current.interaction_id).await?;
         let row: EvaluationRow = link
             .fetch_one(
                 sql(format!(
-                    "UPDATE evaluations SET state = 'deleted', reason = $4
+                    "UPDATE evaluations SET state = 'deleted', reason = $4, event_csat = $5
                      WHERE tenant_id = $1 AND id = $2 AND revision = $3
                      RETURNING {EVALUATION_COLUMNS}"
                 ))
                 .bind(tenant)
                 .bind(id)
                 .bind(current.revision)
-                .bind(reason),
+                .bind(reason)
+                .bind(csat),
             )
             .await?;
         let deleted = with_ratings(&mut link, tenant, vec![row]).await?.remove(0);
-        insert_event(&mut link, tenant, "deleted", &deleted).await?;
+        insert_event(&mut link, tenant, "deleted", &deleted, csat).await?;
         tx.commit().await?;
         self.events_committed();
         Ok(deleted)

@@ -3,16 +3,19 @@
 //! that add to the rollups. Reading the events and moving the cursor stay with each
 //! adapter (PostgreSQL orders events by transaction id, SQLite by position).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::evaluation_reads::{EVALUATION_COLUMNS, with_ratings};
 use super::{Link, Stamp, Statement, Value, sql};
 use crate::domain::analytics::{RollupDeltas, RollupKey, Totals};
 use crate::domain::evaluation::EvaluationEvent;
+use crate::domain::tenant::TenantId;
 use crate::error::Result;
 use crate::store::AppliedBatch;
+use crate::store::evaluation_rows::EvaluationRow;
 use crate::store::outbox_batch::plan_batch;
 
 const ROLLUP_KEY: &str =
@@ -36,6 +39,76 @@ pub(crate) async fn empty_figures(link: &mut Link<'_>) -> Result<()> {
         link.execute(sql(format!("DELETE FROM {table}"))).await?;
     }
     Ok(())
+}
+
+/// Evaluations read per page of a rebuild.
+const REBUILD_PAGE: i64 = 5_000;
+
+/// The current revision of an evaluation, with its tenant and the CSAT its event carried.
+#[derive(sqlx::FromRow)]
+struct CurrentRevision {
+    tenant_id: Uuid,
+    event_csat: Option<i16>,
+    #[sqlx(flatten)]
+    row: EvaluationRow,
+}
+
+/// Applies the current revision of every evaluation (active or deleted) to the facts and
+/// rollups, inside the caller's transaction, as the last outbox event of each would:
+/// a rebuild needs the evaluations only, so consumed outbox events can be pruned.
+/// Events not applied yet meet these facts later and are skipped as stale when they
+/// describe what was read here. Returns the evaluations applied.
+pub(crate) async fn replay_evaluations(link: &mut Link<'_>) -> Result<u64> {
+    let mut after: Option<(Uuid, Uuid)> = None;
+    let mut total = 0u64;
+    loop {
+        let mut statement = sql(format!(
+            "SELECT tenant_id, event_csat, {EVALUATION_COLUMNS} FROM evaluations
+             WHERE state <> 'superseded'"
+        ));
+        if let Some((tenant, id)) = after {
+            statement = statement
+                .push(" AND (tenant_id > ")
+                .push_bind(tenant)
+                .push(" OR (tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND id > ")
+                .push_bind(id)
+                .push("))");
+        }
+        let page: Vec<CurrentRevision> = link
+            .fetch_all(
+                statement
+                    .push(" ORDER BY tenant_id, id LIMIT ")
+                    .push_bind(REBUILD_PAGE),
+            )
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(total);
+        };
+        after = Some((last.tenant_id, last.row.id));
+        let full = page.len() as i64 == REBUILD_PAGE;
+        total += page.len() as u64;
+        let mut by_tenant: BTreeMap<Uuid, Vec<(Option<i16>, EvaluationRow)>> = BTreeMap::new();
+        for revision in page {
+            by_tenant
+                .entry(revision.tenant_id)
+                .or_default()
+                .push((revision.event_csat, revision.row));
+        }
+        let mut events = Vec::new();
+        for (tenant, rows) in by_tenant {
+            let (csats, rows): (Vec<Option<i16>>, Vec<EvaluationRow>) = rows.into_iter().unzip();
+            let evaluations = with_ratings(link, TenantId(tenant), rows).await?;
+            events.extend(evaluations.iter().zip(csats).map(|(evaluation, csat)| {
+                (tenant, EvaluationEvent::of(evaluation, csat.map(i32::from)))
+            }));
+        }
+        apply_events(link, &events).await?;
+        if !full {
+            return Ok(total);
+        }
+    }
 }
 
 /// Applies events to facts and rollups inside the caller's transaction.

@@ -17,12 +17,9 @@ use crate::error::Result;
 use crate::store::score_query::{Breakdown, Parts, ScoreDialect};
 use crate::store::sql::{
     Link,
-    projection::{apply_events, empty_figures},
+    projection::{apply_events, empty_figures, replay_evaluations},
 };
 use crate::store::{AnalyticsStore, AppliedBatch, OutboxWakeups};
-
-/// Events per transaction of a rebuild.
-const REBUILD_BATCH: u32 = 5_000;
 
 /// Wake-ups from this process's own writes: the store is embedded, so no other process
 /// serves evaluations on it.
@@ -148,22 +145,33 @@ impl AnalyticsStore for SqliteStore {
     async fn rebuild(&self) -> Result<u64> {
         // The writer connection is this store's only one: holding its transaction keeps
         // the projector out until the rebuild commits, and readers keep the old figures.
+        // The cursor stays: events after it are applied afterwards, as stale.
         let mut tx = self.begin_write().await?;
-        empty_figures(&mut Link::Sqlite(&mut tx)).await?;
-        sqlx::query("UPDATE projector_cursor SET last_position = 0, applied_events = 0")
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let mut total = 0u64;
-        loop {
-            let applied = apply_next(&mut tx, REBUILD_BATCH).await?;
-            if applied.events == 0 {
-                break;
-            }
-            total += applied.events as u64;
-        }
+        let mut link = Link::Sqlite(&mut tx);
+        empty_figures(&mut link).await?;
+        let replayed = replay_evaluations(&mut link).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(total)
+        Ok(replayed)
+    }
+
+    #[tracing::instrument(name = "db.prune_outbox", skip_all, fields(db.system = "sqlite"))]
+    async fn prune_outbox(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let pruned = sqlx::query(
+            "DELETE FROM outbox WHERE position IN (
+                 SELECT position FROM outbox
+                 WHERE position <= (SELECT last_position FROM projector_cursor)
+                   AND position <= (SELECT last_position FROM webhook_cursor)
+                   AND create_time < ?
+                 ORDER BY position LIMIT ?)",
+        )
+        .bind(to_micros(before))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(pruned.rows_affected())
     }
 
     #[tracing::instrument(name = "db.outbox_wakeups", skip_all, fields(db.system = "sqlite"))]

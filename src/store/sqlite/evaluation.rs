@@ -91,14 +91,16 @@ async fn insert_evaluation(
     reason: &str,
     request_id: Option<&str>,
     fingerprint: &[u8],
+    event_csat: Option<i16>,
 ) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO evaluations
              (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
               rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
               criterion_scores, critical_failed, passed, state, reason, request_id,
-              request_fingerprint, create_time, first_create_time, calibration_session_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              request_fingerprint, create_time, first_create_time, calibration_session_id,
+              event_csat)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING",
     )
     .bind(tenant.as_uuid())
@@ -126,6 +128,7 @@ async fn insert_evaluation(
     .bind(to_micros(evaluation.create_time))
     .bind(to_micros(evaluation.first_create_time))
     .bind(evaluation.calibration_session_id)
+    .bind(event_csat)
     .execute(&mut *conn)
     .await
     .map_err(classify)?;
@@ -215,6 +218,7 @@ impl EvaluationStore for SqliteStore {
             "",
             request_id.as_deref(),
             &fingerprint,
+            dimensions.csat,
         )
         .await?
         {
@@ -302,6 +306,7 @@ impl EvaluationStore for SqliteStore {
                 "",
                 row.request_id.as_deref(),
                 &row.fingerprint,
+                dimensions.csat,
             )
             .await?;
             insert_ratings(&mut tx, tenant, &evaluation).await?;
