@@ -99,6 +99,11 @@ class Bench:
         """A tenant and an admin key in the store at `url`, made by the iqs CLI."""
         env = dict(os.environ, **store_env(url))
         subprocess.run([self.iqs, "tenant", "create", "bench"], env=env, check=True, stdout=subprocess.DEVNULL)
+        return self.another_key(url)
+
+    def another_key(self, url):
+        """One more admin key of the tenant `admin_key` made."""
+        env = dict(os.environ, **store_env(url))
         out = subprocess.run([self.iqs, "key", "create", "--tenant", "bench", "--role", "admin"], env=env,
                              check=True, capture_output=True, text=True).stdout
         return out.strip().splitlines()[-1]
@@ -125,7 +130,7 @@ class Bench:
     def import_scenario(self, backend, rows, reps):
         """ImportEvaluations through gRPC; on PostgreSQL beside psql \\copy of the same rows
         into the same tables (same schema, indexes and constraints). Then `iqs analytics
-        rebuild` projects the imported events again, for the projection rate."""
+        rebuild` derives the figures again from the imported evaluations."""
         iqs_rates, copy_rates, rss, rebuild_rates = [], [], [], []
         for rep in range(reps):
             name = f"iqs_bench_import_{rep}"
@@ -147,7 +152,7 @@ class Bench:
             self.drop_store(backend, name)
             baseline = f", \\copy {copy_rates[-1]:.0f} rows/s" if copy_rates else ""
             print(f"{backend} import rep {rep + 1}/{reps}: iqs {iqs_rates[-1]:.0f} rows/s{baseline}, "
-                  f"rebuild {rebuild_rates[-1]:.0f} events/s, server peak RSS {rss[-1]:.0f} MB", flush=True)
+                  f"rebuild {rebuild_rates[-1]:.0f} evaluations/s, server peak RSS {rss[-1]:.0f} MB", flush=True)
         return {"rows": rows, "iqs": iqs_rates, "copy": copy_rates, "rss": rss, "rebuild": rebuild_rates}
 
     def copy_baseline(self, url, rows, rep):
@@ -273,6 +278,71 @@ class Bench:
             print(f"{backend} freshness rep {rep + 1}/{reps}: p50 {report['p50_ms']:.1f} ms, "
                   f"p99 {report['p99_ms']:.1f} ms, max {report['max_ms']:.1f} ms", flush=True)
         return {"count": count, "reports": reports}
+
+    def freshness_under_load_scenario(self, count, reps, rate=500):
+        """Freshness on PostgreSQL + Redis while other agents' submissions arrive at `rate`
+        per second (`iqs bench freshness --load-rate`, the load under a key of its own)."""
+        reports = []
+        for rep in range(reps):
+            name = f"iqs_bench_fresh_load_{rep}"
+            url = self.fresh_store("postgres", name)
+            key = self.admin_key(url)
+            load_key = self.another_key(url)
+            proc, target = self.start_server(url, self.args.redis_url)
+            report = run_json([self.iqs, "bench", "freshness", "--target", target, "--key", key, "--count", str(count),
+                               "--prefix", f"loaded{rep}", "--load-rate", str(rate), "--load-key", load_key, "--json"])
+            self.stop_server(proc)
+            self.drop_store("postgres", name)
+            reports.append(report)
+            print(f"freshness under load rep {rep + 1}/{reps}: p50 {report['p50_ms']:.1f} ms, p99 "
+                  f"{report['p99_ms']:.1f} ms beside {report['load_rate']:.0f} submissions/s "
+                  f"({report['load_errors']} failed)", flush=True)
+        return {"count": count, "rate": rate, "reports": reports}
+
+    def outbox_soak_scenario(self, rows):
+        """ImportEvaluations of `rows` evaluations into PostgreSQL + Redis with the outbox
+        retention at 0 s, the outbox's rows counted every second until it is empty."""
+        name = "iqs_bench_outbox_soak"
+        url = self.fresh_store("postgres", name)
+        key = self.admin_key(url)
+        proc, target = self.start_server(url, self.args.redis_url, {"IQS_OUTBOX_RETENTION_S": "0"})
+
+        def scalar(query):
+            out = subprocess.run([self.args.psql, url, "-X", "-Atqc", query], capture_output=True, text=True)
+            return int(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+
+        samples, stop = [], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                count = scalar("SELECT count(*) FROM evaluation.outbox")
+                if count is not None:
+                    samples.append(count)
+                stop.wait(1)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        report = run_json([self.iqs, "bench", "import", "--target", target, "--key", key, "--rows", str(rows),
+                           "--prefix", "soak", "--json"])
+        deadline = time.perf_counter() + 300
+        while time.perf_counter() < deadline and scalar("SELECT count(*) FROM evaluation.outbox") != 0:
+            time.sleep(1)
+        drained = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        result = {
+            "rows": rows, "accepted": report["accepted"], "import_rows_per_second": report["rows_per_second"],
+            "max_outbox_rows": max(samples or [0]), "final_outbox_rows": scalar("SELECT count(*) FROM evaluation.outbox"),
+            "outbox_mb": scalar("SELECT pg_total_relation_size('evaluation.outbox')") / 2**20,
+            "evaluations_mb": scalar("SELECT pg_total_relation_size('evaluation.evaluations')") / 2**20,
+            "seconds": drained,
+        }
+        self.stop_server(proc)
+        self.drop_store("postgres", name)
+        print(f"outbox soak: {result['accepted']:,} imported, outbox at most {result['max_outbox_rows']:,} rows, "
+              f"{result['final_outbox_rows']} at the end ({result['outbox_mb']:.1f} MB on disk)", flush=True)
+        return result
 
     def redis_get_baseline(self, clients):
         """redis-benchmark GET at the same client count: requests/s."""
@@ -660,6 +730,8 @@ def run_json(command):
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command[:3])} failed: {done.stderr.strip() or done.stdout.strip()}")
+    if done.stderr.strip():
+        print(done.stderr.strip().splitlines()[0], flush=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -776,7 +848,7 @@ def write_report(path, results, args, elapsed):
           "interaction with two messages each) through the gRPC API into a fresh store, beside `psql \\copy` of the "
           "same rows (dumped from the PostgreSQL import) into the same four tables (interactions, evaluations, "
           "ratings, outbox) of another fresh database with the same schema, indexes and constraints. Then "
-          "`iqs analytics rebuild` projects the imported events again.", "")
+          "`iqs analytics rebuild` derives the figures again from the imported evaluations.", "")
     rows = [("psql \\copy baseline", spread(copy, "rows/s"), "", "")]
     for backend, label in BACKENDS:
         b = imp[backend]
@@ -786,7 +858,7 @@ def write_report(path, results, args, elapsed):
         if backend == "postgres":
             r.target("ImportEvaluations rows/s ÷ psql \\copy rows/s ≥ 0.5", f"{ratio:.2f}", ratio >= 0.5)
     for backend, label in BACKENDS:
-        rows.append((f"analytics rebuild (projection), {label}", spread(imp[backend]["rebuild"], "events/s"), "", ""))
+        rows.append((f"analytics rebuild (from the evaluations), {label}", spread(imp[backend]["rebuild"], "evaluations/s"), "", ""))
     r.table(("figure", "min / median / max", "÷ \\copy", "server peak RSS"), rows)
 
     sub = results["submit"]
@@ -834,6 +906,40 @@ def write_report(path, results, args, elapsed):
                      spread([x["rss"] for x in reports], "MB")))
         r.target(f"submit → visible in GetAgentScore, p99 < 1 s ({backend})", f"{p99:.1f} ms", p99 < 1000)
     r.table(("store", "p50", "p99", "max", "server peak RSS"), rows)
+
+    loaded = results["freshness_under_load"]
+    r.add("### Under load", "",
+          f"The same measurement ({loaded['count']:,} submissions of one agent, each polled until it counts) on "
+          f"PostgreSQL + Redis while other agents' evaluations are submitted at {loaded['rate']} per second, paced, "
+          "under an API key of their own (`iqs bench freshness --load-rate`).", "")
+    reports = loaded["reports"]
+    p99 = median([x["p99_ms"] for x in reports])
+    r.table(("figure", "min / median / max"), [
+        ("submit → visible, p50", spread([x["p50_ms"] for x in reports], "ms", 1)),
+        ("submit → visible, p99", spread([x["p99_ms"] for x in reports], "ms", 1)),
+        ("submit → visible, max", spread([x["max_ms"] for x in reports], "ms", 1)),
+        ("other submissions achieved", spread([x["load_rate"] for x in reports], "/s")),
+        ("other submissions failed", spread([x["load_errors"] for x in reports], "")),
+    ])
+    r.target(f"submit → visible in GetAgentScore beside {loaded['rate']} submissions/s, p99 < 100 ms",
+             f"{p99:.1f} ms", p99 < 100)
+
+    soak = results["outbox_soak"]
+    r.add("## Outbox retention", "",
+          f"`ImportEvaluations` of {soak['rows']:,} evaluations (each an outbox event) into PostgreSQL + Redis with "
+          "`IQS_OUTBOX_RETENTION_S=0`: consumed events are pruned as soon as the projector and the webhook "
+          "dispatcher have passed them. The outbox's rows were counted every second until it was empty.", "")
+    r.table(("figure", "measured"), [
+        ("evaluations imported", f"{soak['accepted']:,} at {soak['import_rows_per_second']:,.0f}/s"),
+        ("outbox rows, most seen", f"{soak['max_outbox_rows']:,}"),
+        ("outbox rows at the end", f"{soak['final_outbox_rows']:,}"),
+        ("outbox on disk at the end (table, indexes, TOAST)", f"{soak['outbox_mb']:.1f} MB"),
+        ("evaluations on disk at the end", f"{soak['evaluations_mb']:.1f} MB"),
+        ("import start → outbox empty", f"{soak['seconds']:.0f} s"),
+    ])
+    r.target(f"outbox rows after {soak['rows']:,} evaluations ≤ 1% of them (bounded by what is in flight)",
+             f"{soak['max_outbox_rows']:,} most, {soak['final_outbox_rows']:,} at the end",
+             soak['max_outbox_rows'] <= soak['rows'] / 100 and soak['final_outbox_rows'] == 0)
 
     cached = results["cached_read"]
     r.add("## Cached agent score", "",
@@ -1076,6 +1182,8 @@ def main():
         results["freshness"][backend] = bench.freshness_scenario(backend, 100 if args.quick else 1_000, args.reps)
         results["cached_read"][backend] = bench.cached_read_scenario(backend, args.reps)
         results["calibration"][backend] = bench.calibration_scenario(backend, args.reps)
+    results["freshness_under_load"] = bench.freshness_under_load_scenario(100 if args.quick else 1_000, args.reps)
+    results["outbox_soak"] = bench.outbox_soak_scenario(50_000 if args.quick else 1_000_000)
     results["overload"] = bench.overload_scenario(1 if args.quick else args.reps)
     results["autoqa"] = bench.autoqa_scenario(args.reps)
     results["autoqa_live"] = bench.autoqa_live_scenario(args.reps)

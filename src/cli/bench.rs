@@ -118,6 +118,17 @@ pub struct FreshnessArgs {
     /// Prefix of request ids and interaction ids, so runs do not collide.
     #[arg(long, default_value = "fresh")]
     prefix: String,
+    /// Submissions per second of other agents, paced, while the measured ones run
+    /// (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    load_rate: f64,
+    /// How often GetAgentScore is polled while an evaluation is not counted yet.
+    #[arg(long, default_value_t = 1)]
+    poll_ms: u64,
+    /// API key of the background load (default: `--key`); a key of its own keeps its
+    /// calls in flight apart from the measured ones' per-key limit.
+    #[arg(long, hide_env_values = true)]
+    load_key: Option<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -130,6 +141,54 @@ struct FreshnessReport {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// Background submissions per second achieved while measuring (0 without load).
+    load_rate: f64,
+    /// Background submissions that failed.
+    load_errors: u64,
+}
+
+/// Background submissions made while the measured ones run: how many succeeded and
+/// failed, and for how long.
+#[derive(Default)]
+struct LoadTally {
+    done: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+/// Submits evaluations of other agents at `rate` per second until `stop` is set.
+async fn background_load(
+    channel: Authed,
+    rubric_id: String,
+    prefix: String,
+    rate: f64,
+    tally: std::sync::Arc<LoadTally>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let every = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let started = Instant::now();
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut index = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep_until((started + every.mul_f64(index as f64)).into()).await;
+        let mut client = EvaluationServiceClient::new(channel.clone());
+        let request = import_row(&format!("{prefix}-load"), &rubric_id, index, false);
+        let tally = tally.clone();
+        in_flight.spawn(async move {
+            match client.submit_evaluation(request).await {
+                Ok(_) => tally.done.fetch_add(1, Ordering::Relaxed),
+                Err(status) => {
+                    if tally.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("a background submission failed: {status}");
+                    }
+                    0
+                }
+            };
+        });
+        while in_flight.try_join_next().is_some() {}
+        index += 1;
+    }
+    while in_flight.join_next().await.is_some() {}
 }
 
 #[derive(Debug, Args)]
@@ -253,7 +312,7 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
     let channel = connect(&args.target, args.key.as_deref()).await?;
     let rubric_id = bench_rubric(channel.clone()).await?;
     let mut evaluations = EvaluationServiceClient::new(channel.clone());
-    let mut analytics = AnalyticsServiceClient::new(channel);
+    let mut analytics = AnalyticsServiceClient::new(channel.clone());
     let agent_id = format!("agent-{}", args.prefix);
     let score = |analytics: &mut AnalyticsServiceClient<Authed>| {
         let mut analytics = analytics.clone();
@@ -270,6 +329,28 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
         }
     };
     let mut seen = score(&mut analytics).await?;
+    let load_channel = match &args.load_key {
+        Some(key) => connect(&args.target, Some(key)).await?,
+        None => channel.clone(),
+    };
+    let tally = std::sync::Arc::new(LoadTally::default());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = (args.load_rate > 0.0).then(|| {
+        tokio::spawn(background_load(
+            load_channel,
+            rubric_id.clone(),
+            args.prefix.clone(),
+            args.load_rate,
+            tally.clone(),
+            stop.clone(),
+        ))
+    });
+    // The load reaches its pace before the first measured submission.
+    if load.is_some() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let load_started = Instant::now();
+    let load_before = tally.done.load(std::sync::atomic::Ordering::Relaxed);
     let mut samples = Vec::with_capacity(args.count as usize);
     for i in 0..args.count {
         let mut row = import_row(&args.prefix, &rubric_id, i, false);
@@ -290,9 +371,15 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
             if submitted.elapsed() > Duration::from_secs(30) {
                 return Err("an evaluation did not show within 30 s".into());
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(args.poll_ms.max(1))).await;
         }
         samples.push(submitted.elapsed());
+    }
+    let load_rate = (tally.done.load(std::sync::atomic::Ordering::Relaxed) - load_before) as f64
+        / load_started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(load) = load {
+        load.await.map_err(|err| err.to_string())?;
     }
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -302,6 +389,8 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
         p50_ms: ms(quantile(&samples, 0.5)),
         p99_ms: ms(quantile(&samples, 0.99)),
         max_ms: ms(samples.last().copied().unwrap_or_default()),
+        load_rate: if args.load_rate > 0.0 { load_rate } else { 0.0 },
+        load_errors: tally.failed.load(std::sync::atomic::Ordering::Relaxed),
     };
     if args.json {
         say!(
@@ -310,11 +399,14 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
         );
     } else {
         say!(
-            "freshness over {} submissions: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "freshness over {} submissions: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+             (beside {:.0} other submissions/s, {} failed)",
             report.count,
             report.p50_ms,
             report.p99_ms,
-            report.max_ms
+            report.max_ms,
+            report.load_rate,
+            report.load_errors
         );
     }
     Ok(())

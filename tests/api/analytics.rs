@@ -1151,7 +1151,9 @@ async fn the_projectors_outbox_reads_use_the_consumption_index_not_a_scan_of_con
             .unwrap();
     let (txid, position): (String, i64) = (cursor.get(0), cursor.get(1));
     for (name, sql) in iqs::store::postgres::OUTBOX_READS {
-        let arguments = if sql.contains("$3") {
+        let arguments = if name == "prune_outbox" {
+            "(now(), 5000)".to_owned()
+        } else if sql.contains("$3") {
             format!("('{txid}', {position}, 500)")
         } else {
             String::new()

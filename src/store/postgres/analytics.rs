@@ -75,11 +75,23 @@ pub const NEXT_EVENTS_SQL: &str = "SELECT o.tenant_id, o.position, o.txid::text 
 /// Every statement that reads the outbox behind the projector's cursor, by name. The
 /// outbox keeps every event, so each must reach the `(txid, position)` index rather than
 /// scan the events already consumed; a test checks their plans.
-pub const OUTBOX_READS: [(&str, &str); 4] = [
+/// Removes consumed events past their retention (`$1`), among the oldest `$2`, by their
+/// row addresses: joining the deleted table to the chosen rows planned a scan of it.
+const PRUNE_SQL: &str = "DELETE FROM evaluation.outbox WHERE ctid = ANY(ARRAY(
+ SELECT head.ctid
+ FROM (SELECT ctid, txid, position, create_time FROM evaluation.outbox
+       ORDER BY txid, position LIMIT $2) head,
+      analytics.projector_cursor p, evaluation.webhook_cursor w
+ WHERE head.create_time < $1
+   AND (head.txid, head.position) <= (p.last_txid, p.last_position)
+   AND (head.txid, head.position) <= (w.last_txid::xid8, w.last_position)))";
+
+pub const OUTBOX_READS: [(&str, &str); 5] = [
     ("has_pending", HAS_PENDING_SQL),
     ("as_of", AS_OF_SQL),
     ("pending_events", PENDING_COUNT_SQL),
     ("next_events", NEXT_EVENTS_SQL),
+    ("prune_outbox", PRUNE_SQL),
 ];
 
 #[derive(sqlx::FromRow)]
@@ -195,24 +207,16 @@ impl AnalyticsStore for PostgresStore {
     #[tracing::instrument(name = "db.prune_outbox", skip_all, fields(db.system = "postgresql"))]
     async fn prune_outbox(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
         // Consumed means behind both readers of the outbox: the projector and the webhook
-        // dispatcher. Walked in their order, on their index.
-        let pruned = sqlx::query(
-            "DELETE FROM evaluation.outbox o USING (
-                 SELECT e.tenant_id, e.position
-                 FROM evaluation.outbox e, analytics.projector_cursor p, evaluation.webhook_cursor w
-                 WHERE (e.txid, e.position) <= (p.last_txid, p.last_position)
-                   AND (e.txid, e.position) <= (w.last_txid::xid8, w.last_position)
-                   AND e.create_time < $1
-                 ORDER BY e.txid, e.position
-                 LIMIT $2
-             ) consumed
-             WHERE o.tenant_id = consumed.tenant_id AND o.position = consumed.position",
-        )
-        .bind(before)
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        // dispatcher. Only the oldest `limit` events (in their order, on their index) are
+        // looked at: events are written in about time order, so once those are within
+        // the retention the rest are too, and a pass reads `limit` index entries at most
+        // instead of every consumed event the retention keeps.
+        let pruned = sqlx::query(PRUNE_SQL)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(pruned.rows_affected())
     }
 }

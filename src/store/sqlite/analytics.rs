@@ -158,12 +158,13 @@ impl AnalyticsStore for SqliteStore {
     async fn prune_outbox(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
         let mut tx = self.begin_write().await?;
         let pruned = sqlx::query(
+            // The oldest `limit` events only, as on PostgreSQL.
             "DELETE FROM outbox WHERE position IN (
-                 SELECT position FROM outbox
+                 SELECT position FROM (SELECT position, create_time FROM outbox
+                                       ORDER BY position LIMIT ?2)
                  WHERE position <= (SELECT last_position FROM projector_cursor)
                    AND position <= (SELECT last_position FROM webhook_cursor)
-                   AND create_time < ?
-                 ORDER BY position LIMIT ?)",
+                   AND create_time < ?1)",
         )
         .bind(to_micros(before))
         .bind(i64::from(limit))
