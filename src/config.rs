@@ -150,6 +150,9 @@ pub struct Config {
     pub services: ServiceSet,
     /// `postgres://…`.
     pub database_url: Option<String>,
+    /// A streaming replica of `database_url` (`postgres://…`) that serves the score
+    /// queries and exports; unset, they read the primary.
+    pub database_read_url: Option<String>,
     /// Where the rubric service is when this process serves evaluation without it.
     pub rubric_endpoint: Option<String>,
     /// `redis://…`.
@@ -308,6 +311,7 @@ impl Default for Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             services: ServiceSet::all(),
             database_url: None,
+            database_read_url: None,
             redis_url: None,
             redis_timeout_ms: 100,
             cache_ttl_ms: 1_000,
@@ -410,12 +414,13 @@ pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, Config
             let top = key.as_str().split('.').next().unwrap_or_default();
             top_level_keys.contains(&top.to_ascii_lowercase())
         }))
-        .merge(Env::raw().only(&["database_url", "redis_url"]))
+        .merge(Env::raw().only(&["database_url", "database_read_url", "redis_url"]))
         .merge(Serialized::defaults(flags));
     refuse_unknown_keys(&figment, &shape)?;
     let mut config: Config = figment.extract().map_err(|err| describe(&err))?;
     // An empty URL in the environment means "not set", as shells and charts produce it.
     config.database_url = config.database_url.filter(|url| !url.is_empty());
+    config.database_read_url = config.database_read_url.filter(|url| !url.is_empty());
     config.redis_url = config.redis_url.filter(|url| !url.is_empty());
     config.tls.check()?;
     check_origins(&config.cors_allowed_origins)?;

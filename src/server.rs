@@ -73,6 +73,10 @@ pub enum StartError {
     )]
     UnknownDatabase(String),
     #[error(
+        "DATABASE_READ_URL names a replica of a PostgreSQL DATABASE_URL; the embedded store has none"
+    )]
+    ReplicaWithoutPostgres,
+    #[error(
         "the evaluation service runs without the rubric service here: set IQS_RUBRIC_ENDPOINT \
          to the rubric service's address, e.g. http://rubric:50051"
     )]
@@ -164,10 +168,14 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
                 max_connections: config.database_max_connections,
                 acquire_timeout: config.database_acquire_timeout(),
             };
-            let store = PostgresStore::connect(url, &settings).await?;
+            let mut store = PostgresStore::connect(url, &settings).await?;
             store.migrate().await?;
+            if let Some(read_url) = config.database_read_url.as_deref() {
+                store = store.with_read_replica(read_url, &settings)?;
+            }
             Arc::new(store)
         }
+        _ if config.database_read_url.is_some() => return Err(StartError::ReplicaWithoutPostgres),
         Some(url) if url.starts_with("sqlite:") => {
             let store = SqliteStore::connect(url).await?;
             store.migrate().await?;

@@ -145,6 +145,8 @@ struct FreshnessReport {
     load_rate: f64,
     /// Background submissions that failed.
     load_errors: u64,
+    /// Measured calls the server shed (RESOURCE_EXHAUSTED) and that were sent again.
+    measured_calls_shed: u64,
 }
 
 /// Background submissions made while the measured ones run: how many succeeded and
@@ -352,18 +354,34 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
     let load_started = Instant::now();
     let load_before = tally.done.load(std::sync::atomic::Ordering::Relaxed);
     let mut samples = Vec::with_capacity(args.count as usize);
+    let mut shed = 0u64;
     for i in 0..args.count {
         let mut row = import_row(&args.prefix, &rubric_id, i, false);
         if let Some(InteractionRef::Interaction(inline)) = row.interaction_ref.as_mut() {
             inline.agent_id = agent_id.clone();
         }
-        evaluations
-            .submit_evaluation(row)
-            .await
-            .map_err(|status| format!("SubmitEvaluation: {status}"))?;
+        // A call the server sheds under load is sent again (the same request id, so it
+        // counts once); how often is reported.
+        loop {
+            match evaluations.submit_evaluation(row.clone()).await {
+                Ok(_) => break,
+                Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                    shed += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(status) => return Err(format!("SubmitEvaluation: {status}")),
+            }
+        }
         let submitted = Instant::now();
         loop {
-            let count = score(&mut analytics).await?;
+            let count = match score(&mut analytics).await {
+                Ok(count) => count,
+                Err(shed_read) if shed_read.contains("resource has been exhausted") => {
+                    shed += 1;
+                    seen
+                }
+                Err(err) => return Err(err),
+            };
             if count > seen {
                 seen = count;
                 break;
@@ -391,6 +409,7 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
         max_ms: ms(samples.last().copied().unwrap_or_default()),
         load_rate: if args.load_rate > 0.0 { load_rate } else { 0.0 },
         load_errors: tally.failed.load(std::sync::atomic::Ordering::Relaxed),
+        measured_calls_shed: shed,
     };
     if args.json {
         say!(

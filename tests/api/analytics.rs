@@ -1026,6 +1026,140 @@ async fn the_outbox_keeps_an_event_until_the_projector_and_the_webhook_dispatche
 }
 
 #[tokio::test]
+async fn score_queries_are_served_by_a_streaming_replica_whose_as_of_admits_its_lag() {
+    use sqlx::Connection;
+    let primary = crate::owned_servers::Postgres::start();
+    let replica = primary.replica();
+    let app = spawn_app_with(AppOptions {
+        database_url: Some(primary.url()),
+        database_read_url: Some(replica.url()),
+        ..AppOptions::default()
+    })
+    .await;
+    let rubric = two_rubrics(&app).await.remove(1);
+    let submit = |n: i32| {
+        let request = email_review(&rubric, "replicated", &format!("replicated-{n}"), n % 5);
+        let mut evaluations = app.evaluations();
+        async move { evaluations.submit_evaluation(request).await.unwrap() }
+    };
+    let summary = || {
+        let mut client = analytics(&app);
+        async move {
+            client
+                .get_agent_score(pb::GetAgentScoreRequest {
+                    agent_id: "replicated".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let counted_within = |count: u64| async move {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let summary = summary().await;
+            if summary.evaluation_count == count {
+                return summary;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica never counted {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    for n in 0..3 {
+        submit(n).await;
+    }
+    wait_for_projection(&app).await;
+    counted_within(3).await;
+
+    // Replay stops on the replica; writes still go to the primary.
+    let mut standby = sqlx::PgConnection::connect(&replica.url()).await.unwrap();
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&mut standby)
+        .await
+        .unwrap();
+    let paused = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for n in 3..5 {
+        submit(n).await;
+    }
+    wait_for_projection(&app).await;
+    assert_eq!(app.count("evaluation.evaluations").await, 5);
+    // The replica has received the new WAL but not replayed it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let behind: bool =
+            sqlx::query_scalar("SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()")
+                .fetch_one(&mut standby)
+                .await
+                .unwrap();
+        if behind {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica received nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Served from the replica: still three, and as of no later than the pause.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let lagging = summary().await;
+    assert_eq!(
+        lagging.evaluation_count, 3,
+        "the score was not read from the replica"
+    );
+    let as_of = lagging.as_of.expect("as_of").seconds;
+    assert!(
+        as_of <= paused.timestamp(),
+        "as_of {as_of} claims figures newer than the replica's replay, paused at {}",
+        paused.timestamp()
+    );
+
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&mut standby)
+        .await
+        .unwrap();
+    let caught_up = counted_within(5).await;
+    assert!(caught_up.as_of.expect("as_of").seconds >= paused.timestamp());
+
+    // With the replica gone, the score queries read the primary. A call that was handed
+    // one of the replica's pooled connections as it went down answers UNAVAILABLE, which
+    // is safe to retry; each such connection is closed, and the next call reads the
+    // primary.
+    drop(standby);
+    drop(replica);
+    submit(5).await;
+    wait_for_projection(&app).await;
+    let mut client = analytics(&app);
+    let mut unavailable = 0;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match client
+            .get_agent_score(pb::GetAgentScoreRequest {
+                agent_id: "replicated".into(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(summary) if summary.get_ref().evaluation_count == 6 => break,
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::Unavailable => unavailable += 1,
+            Err(status) => panic!("{status}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the primary never answered for the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        unavailable <= 4,
+        "{unavailable} calls failed after the replica stopped"
+    );
+}
+
+#[tokio::test]
 async fn the_projector_reads_the_outbox_in_numeric_txid_order_past_a_power_of_ten() {
     use iqs::store::AnalyticsStore;
     // No analytics service, so no projector runs: the test applies the outbox itself.

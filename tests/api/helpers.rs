@@ -212,6 +212,8 @@ pub struct AppOptions {
     pub backend: Backend,
     /// An existing database (of `backend`) instead of a fresh one.
     pub database_url: Option<String>,
+    /// A streaming replica of `database_url` for the score queries.
+    pub database_read_url: Option<String>,
     pub auth: AuthMode,
     pub services: ServiceSet,
     pub rubric_endpoint: Option<String>,
@@ -227,6 +229,7 @@ impl Default for AppOptions {
         Self {
             backend: Backend::Postgres,
             database_url: None,
+            database_read_url: None,
             auth: AuthMode::Keys,
             services: ServiceSet::all(),
             rubric_endpoint: None,
@@ -263,6 +266,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let mut config = Config {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(database_url.clone()),
+        database_read_url: options.database_read_url,
         auth: options.auth,
         services: options.services,
         rubric_endpoint: options.rubric_endpoint,

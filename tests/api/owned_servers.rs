@@ -188,8 +188,8 @@ fn running_as_root() -> bool {
 }
 
 impl Postgres {
-    pub fn start() -> Postgres {
-        let bin = pg_bin();
+    /// A directory and a free port for a cluster, not made yet.
+    fn prepare(bin: PathBuf) -> Postgres {
         let dir = std::env::temp_dir().join(format!("iqs-pg-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let postgres = Postgres {
@@ -209,10 +209,42 @@ impl Postgres {
                 "chown postgres (is there a postgres user?)"
             );
         }
+        postgres
+    }
+
+    pub fn start() -> Postgres {
+        let postgres = Postgres::prepare(pg_bin());
         let data = postgres.data();
         postgres.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust"]);
         postgres.start_again();
         postgres
+    }
+
+    /// A streaming replica of this cluster, made with `pg_basebackup -R` and started.
+    pub fn replica(&self) -> Postgres {
+        let replica = Postgres::prepare(self.bin.clone());
+        let data = replica.data();
+        let port = self.port.to_string();
+        replica.run(
+            "pg_basebackup",
+            &[
+                "-D",
+                &data,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        );
+        replica.start_again();
+        replica
     }
 
     fn data(&self) -> String {

@@ -34,7 +34,7 @@ impl OutboxWakeups for OutboxNotifications {
 
 /// The outbox events after the projector's cursor, as a condition on `o`. The cursor is
 /// read by scalar subqueries so that the condition reaches the `(txid, position)` index:
-/// joined instead, the events were scanned in full (the outbox keeps every event).
+/// joined instead, the consumed events the retention keeps were scanned in full.
 macro_rules! after_cursor {
     () => {
         "(o.txid, o.position) > ((SELECT last_txid FROM analytics.projector_cursor), \
@@ -54,6 +54,17 @@ pub const HAS_PENDING_SQL: &str = concat!(
 pub const AS_OF_SQL: &str = concat!(
     "SELECT COALESCE(min(o.create_time), now()) FROM evaluation.outbox o WHERE ",
     after_cursor!()
+);
+
+/// What a streaming replica's rollups are as of: its own oldest pending event, and no
+/// later than the last transaction it replayed while WAL it received waits for replay.
+/// (WAL the primary has not sent yet is beyond what a replica can know.)
+pub const REPLICA_AS_OF_SQL: &str = concat!(
+    "SELECT LEAST((SELECT COALESCE(min(o.create_time), now()) FROM evaluation.outbox o WHERE ",
+    after_cursor!(),
+    "), CASE WHEN pg_is_in_recovery() \
+               AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn() \
+             THEN COALESCE(pg_last_xact_replay_timestamp(), now()) ELSE now() END)"
 );
 
 /// How many events are pending (the lag metric).
@@ -169,6 +180,16 @@ impl AnalyticsStore for PostgresStore {
 
     #[tracing::instrument(name = "db.as_of", skip_all, fields(db.system = "postgresql"))]
     async fn as_of(&self) -> Result<DateTime<Utc>> {
+        if let Some(replica) = self.replica_pool() {
+            match sqlx::query_scalar(REPLICA_AS_OF_SQL)
+                .fetch_one(replica)
+                .await
+            {
+                Ok(as_of) => return Ok(as_of),
+                // The score queries fall back to the primary too.
+                Err(err) => tracing::debug!(%err, "as_of from the primary: the replica failed"),
+            }
+        }
         sqlx::query_scalar(AS_OF_SQL)
             .fetch_one(&self.pool)
             .await

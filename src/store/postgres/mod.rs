@@ -52,44 +52,60 @@ impl Default for PoolSettings {
     }
 }
 
-/// Every store port, on one PostgreSQL pool.
+/// How long a score query waits for a replica connection before it reads the primary.
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Every store port, on one PostgreSQL pool, and optionally a streaming replica's pool
+/// for the score queries and exports.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    replica: Option<PgPool>,
     outbox: OutboxNotifier,
     audit: AuditWriter,
+}
+
+/// Connection options of a URL, with the session settings every IQS connection has.
+fn connect_options(url: &str) -> Result<PgConnectOptions> {
+    url.parse::<PgConnectOptions>()
+        .map(|options| {
+            options.options([
+                (notifier::NOTIFIES_AFTER_COMMIT, "on"),
+                // The statements written once for both databases name tables unqualified.
+                ("search_path", SEARCH_PATH),
+            ])
+        })
+        .map_err(|err| Error::Unavailable(format!("cannot connect to PostgreSQL: {err}")))
 }
 
 impl PostgresStore {
     pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self> {
         let unavailable = |err| Error::Unavailable(format!("cannot connect to PostgreSQL: {err}"));
-        let options = url
-            .parse::<PgConnectOptions>()
-            .map_err(unavailable)?
-            .options([
-                (notifier::NOTIFIES_AFTER_COMMIT, "on"),
-                // The statements written once for both databases name tables unqualified.
-                ("search_path", SEARCH_PATH),
-            ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            // The pool pings every connection it takes back; pinging it again when it is
-            // handed out cost each acquire a round trip. Only a connection idle long
-            // enough for the server to have gone away since is pinged again.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
+        let options = connect_options(url)?;
+        let pool = pool_options(settings.max_connections, settings.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(unavailable)?;
         Ok(Self::from_pool(pool))
+    }
+
+    /// Serves the score queries and exports (and `as_of`) from a streaming replica at
+    /// `url`, read-only, while everything else stays on the primary. The replica is
+    /// connected to on first use: an unreachable one leaves those reads on the primary.
+    pub fn with_read_replica(mut self, url: &str, settings: &PoolSettings) -> Result<Self> {
+        let options = connect_options(url)?.options([("default_transaction_read_only", "on")]);
+        let pool = pool_options(
+            settings.max_connections,
+            REPLICA_ACQUIRE_TIMEOUT.min(settings.acquire_timeout),
+        )
+        .connect_lazy_with(options);
+        self.replica = Some(pool);
+        Ok(self)
+    }
+
+    /// The replica's pool, when one is configured.
+    pub fn replica_pool(&self) -> Option<&PgPool> {
+        self.replica.as_ref()
     }
 
     /// A store on a pool made elsewhere. Unless its sessions set
@@ -97,6 +113,7 @@ impl PostgresStore {
     /// notifies too: correct, but the writes' commits are serialized again.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
+            replica: None,
             outbox: OutboxNotifier::new(pool.clone()),
             audit: AuditWriter::new(pool.clone()),
             pool,
@@ -140,6 +157,16 @@ impl SqlBackend for PostgresStore {
             .map_err(classify)
     }
 
+    async fn analytics_read(&self) -> Result<Conn> {
+        if let Some(replica) = &self.replica {
+            match replica.acquire().await {
+                Ok(conn) => return Ok(Conn::Postgres(conn)),
+                Err(err) => replica_unreachable(&err),
+            }
+        }
+        self.read().await
+    }
+
     async fn write(&self) -> Result<Conn> {
         self.pool
             .begin()
@@ -155,6 +182,41 @@ impl SqlBackend for PostgresStore {
     /// Concurrent entries share one INSERT (see `AuditWriter`).
     async fn write_audit(&self, entry: AuditEntry) -> Result<()> {
         self.audit.write(entry).await
+    }
+}
+
+/// The pool's settings: how many connections, how long a caller waits for one.
+fn pool_options(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        // The pool pings every connection it takes back; pinging it again when it is
+        // handed out cost each acquire a round trip. Only a connection idle long enough
+        // for the server to have gone away since is pinged again.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// Says that the replica is unreachable, at most once a minute: every score query
+/// falls back to the primary meanwhile.
+fn replica_unreachable(err: &sqlx::Error) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST_WARNED: AtomicI64 = AtomicI64::new(i64::MIN);
+    let now = chrono::Utc::now().timestamp();
+    let last = LAST_WARNED.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60
+        && LAST_WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(%err, "the read replica is unreachable; score queries read the primary");
     }
 }
 

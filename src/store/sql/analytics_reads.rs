@@ -78,7 +78,7 @@ async fn aggregate<B: SqlBackend, T: Record>(
     breakdown: &Breakdown,
 ) -> Result<Vec<T>> {
     backend
-        .read()
+        .analytics_read()
         .await?
         .fetch_all(breakdown_statement(tenant, filter, breakdown))
         .await
@@ -95,7 +95,7 @@ impl<B: SqlBackend> AnalyticsReads for B {
         interval: Interval,
     ) -> Result<Vec<GroupTotals>> {
         let statement = group_totals_statement(B::SCORES, tenant, filter, group_by, interval);
-        let rows: Vec<GroupRow> = self.read().await?.fetch_all(statement).await?;
+        let rows: Vec<GroupRow> = self.analytics_read().await?.fetch_all(statement).await?;
         rows.into_iter()
             .map(|row| row.into_totals(group_by.len()))
             .collect()
@@ -162,7 +162,8 @@ impl<B: SqlBackend> AnalyticsReads for B {
         let statement = statement
             .push(" ORDER BY f.evaluation_id LIMIT ")
             .push_bind(i64::from(limit));
-        let rows: Vec<(Json<EvaluationEvent>,)> = self.read().await?.fetch_all(statement).await?;
+        let rows: Vec<(Json<EvaluationEvent>,)> =
+            self.analytics_read().await?.fetch_all(statement).await?;
         Ok(rows.into_iter().map(|(event,)| event.0).collect())
     }
 }

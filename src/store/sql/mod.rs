@@ -63,6 +63,10 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
 
     /// A connection for reads.
     async fn read(&self) -> Result<Conn>;
+    /// A connection for the score queries and exports, which may read a replica.
+    async fn analytics_read(&self) -> Result<Conn> {
+        self.read().await
+    }
     /// A transaction for writes (`commit` it; dropping it rolls back).
     async fn write(&self) -> Result<Conn>;
 
