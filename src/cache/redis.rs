@@ -1,8 +1,10 @@
-//! SummaryCache on Redis. Each entity has a version counter and a hash of summaries
-//! keyed by `version:request`; reads and conditional writes are Lua scripts, so a value
-//! computed before an invalidation can never be stored after it. Every call has a
-//! bounded timeout; while Redis is unreachable, lookups answer `Unavailable` at once and
-//! a reconnect is tried at most once per `RECONNECT_EVERY`.
+//! SummaryCache on Redis, one server or a Redis Cluster. Each entity has a version
+//! counter and a hash of summaries keyed by `version:request`; reads and conditional
+//! writes are Lua scripts, so a value computed before an invalidation can never be
+//! stored after it. Every call has a bounded timeout; while Redis is unreachable,
+//! lookups answer `Unavailable` at once and a reconnect is tried at most once per
+//! `RECONNECT_EVERY`. On a cluster both keys of an entity share a slot, and what one
+//! server takes in one pipeline is sent as one request per entity, concurrently.
 
 use std::{
     sync::{Arc, RwLock},
@@ -10,7 +12,13 @@ use std::{
 };
 
 use async_trait::async_trait;
-use redis::{Client, Script, aio::ConnectionManager};
+use futures_util::future::join_all;
+use redis::{
+    Client, Cmd, Pipeline, RedisFuture, Script, Value,
+    aio::{ConnectionLike, ConnectionManager},
+    cluster::ClusterClient,
+    cluster_async::ClusterConnection,
+};
 
 use super::{CacheEntity, CacheStats, Lookup, SummaryCache};
 
@@ -30,8 +38,87 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 ";
 
+/// Where the cache lives: one server, or the nodes of a cluster.
+#[derive(Clone)]
+enum Servers {
+    Single(Client),
+    Cluster(ClusterClient),
+}
+
+impl Servers {
+    /// `redis://…` (or `rediss://…`) is one server. A cluster is named by its nodes:
+    /// `redis+cluster://host:port,host:port` (`rediss+cluster://` over TLS), or
+    /// several URLs separated by commas.
+    fn parse(url: &str) -> Result<Self, String> {
+        let bad = |err: redis::RedisError| format!("bad REDIS_URL: {err}");
+        let cluster_scheme = ["redis+cluster://", "rediss+cluster://"]
+            .into_iter()
+            .find_map(|scheme| url.strip_prefix(scheme).map(|rest| (scheme, rest)));
+        let nodes: Vec<String> = match cluster_scheme {
+            Some((scheme, rest)) => {
+                let scheme = scheme.replace("+cluster", "");
+                rest.split(',')
+                    .map(|node| format!("{scheme}{}", node.trim()))
+                    .collect()
+            }
+            None if url.contains(',') => {
+                url.split(',').map(|node| node.trim().to_owned()).collect()
+            }
+            None => return Client::open(url).map(Servers::Single).map_err(bad),
+        };
+        if nodes.iter().any(|node| node.ends_with("://")) {
+            return Err(format!(
+                "bad REDIS_URL: a cluster node without an address in {url:?}"
+            ));
+        }
+        ClusterClient::new(nodes).map(Servers::Cluster).map_err(bad)
+    }
+
+    async fn connect(self) -> redis::RedisResult<Link> {
+        match self {
+            Servers::Single(client) => ConnectionManager::new(client).await.map(Link::Single),
+            Servers::Cluster(client) => client.get_async_connection().await.map(Link::Cluster),
+        }
+    }
+}
+
+/// A connection to one server or to a cluster, for the scripts and pipelines alike.
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Single(connection) => connection.req_packed_command(cmd),
+            Link::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Single(connection) => connection.get_db(),
+            Link::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
 pub struct RedisCache {
-    client: Client,
+    servers: Servers,
     connection: Arc<RwLock<Connection>>,
     timeout: Duration,
     ttl: Duration,
@@ -41,7 +128,7 @@ pub struct RedisCache {
 }
 
 enum Connection {
-    Ready(ConnectionManager),
+    Ready(Link),
     Down { since: Instant, reconnecting: bool },
 }
 
@@ -58,9 +145,8 @@ fn keys(entity: &CacheEntity) -> (String, String) {
 impl RedisCache {
     /// Does not connect yet: Redis may be down when IQS starts.
     pub fn new(url: &str, timeout: Duration, ttl: Duration) -> Result<Self, String> {
-        let client = Client::open(url).map_err(|err| format!("bad REDIS_URL: {err}"))?;
         Ok(Self {
-            client,
+            servers: Servers::parse(url)?,
             connection: Arc::new(RwLock::new(Connection::Down {
                 since: Instant::now() - RECONNECT_EVERY,
                 reconnecting: false,
@@ -75,7 +161,7 @@ impl RedisCache {
 
     /// The connection when there is one. Otherwise a reconnect starts in the background
     /// (at most one at a time, once per `RECONNECT_EVERY`), never on the caller's path.
-    fn connection(&self) -> Option<ConnectionManager> {
+    fn connection(&self) -> Option<Link> {
         if let Ok(connection) = self.connection.read()
             && let Connection::Ready(manager) = &*connection
         {
@@ -99,15 +185,15 @@ impl RedisCache {
                 };
             }
         }
-        let (client, shared, timeout) = (
-            self.client.clone(),
+        let (servers, shared, timeout) = (
+            self.servers.clone(),
             self.connection.clone(),
             self.timeout * 10,
         );
         tokio::spawn(async move {
-            let connected = tokio::time::timeout(timeout, ConnectionManager::new(client)).await;
+            let connected = tokio::time::timeout(timeout, servers.connect()).await;
             let next = match connected {
-                Ok(Ok(manager)) => Connection::Ready(manager),
+                Ok(Ok(link)) => Connection::Ready(link),
                 _ => Connection::Down {
                     since: Instant::now(),
                     reconnecting: false,
@@ -132,7 +218,7 @@ impl RedisCache {
     }
 
     /// Runs a call with the timeout; a failure marks the connection down.
-    async fn call<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Option<T>
+    async fn call<T, F>(&self, call: impl FnOnce(Link) -> F) -> Option<T>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
@@ -192,14 +278,29 @@ impl SummaryCache for RedisCache {
                 invocation
             })
             .collect();
-        // One pipeline: the script is loaded first, so every EVALSHA after it finds it.
-        let mut pipeline = redis::pipe();
-        pipeline.load_script(&self.get).ignore();
-        for invocation in &invocations {
-            pipeline.invoke_script(invocation);
-        }
         let found: Option<Vec<(String, Option<Vec<u8>>)>> = self
-            .call(|mut connection| async move { pipeline.query_async(&mut connection).await })
+            .call(|mut connection| async move {
+                match connection {
+                    // One pipeline: the script is loaded first, so every EVALSHA after
+                    // it finds it.
+                    Link::Single(_) => {
+                        let mut pipeline = redis::pipe();
+                        pipeline.load_script(&self.get).ignore();
+                        for invocation in &invocations {
+                            pipeline.invoke_script(invocation);
+                        }
+                        pipeline.query_async(&mut connection).await
+                    }
+                    // Entities live in different slots: one script call each, at once.
+                    Link::Cluster(_) => join_all(invocations.iter().map(|invocation| {
+                        let mut connection = connection.clone();
+                        async move { invocation.invoke_async(&mut connection).await }
+                    }))
+                    .await
+                    .into_iter()
+                    .collect(),
+                }
+            })
             .await;
         let entities = lookups.len();
         let lookups: Vec<Lookup> = match found {
@@ -242,17 +343,36 @@ impl SummaryCache for RedisCache {
         if entities.is_empty() {
             return Ok(());
         }
-        let mut pipeline = redis::pipe();
-        for entity in entities {
+        let invalidation = |pipeline: &mut Pipeline, entity: &CacheEntity| {
             let (version_key, hash_key) = keys(entity);
             pipeline
                 .incr(version_key, 1)
                 .ignore()
                 .del(hash_key)
                 .ignore();
-        }
+        };
         let done: Option<()> = self
-            .call(|mut connection| async move { pipeline.query_async(&mut connection).await })
+            .call(|mut connection| async move {
+                match connection {
+                    Link::Single(_) => {
+                        let mut pipeline = redis::pipe();
+                        for entity in entities {
+                            invalidation(&mut pipeline, entity);
+                        }
+                        pipeline.query_async(&mut connection).await
+                    }
+                    // One pipeline per entity: its two keys share a slot.
+                    Link::Cluster(_) => join_all(entities.iter().map(|entity| {
+                        let mut connection = connection.clone();
+                        let mut pipeline = redis::pipe();
+                        invalidation(&mut pipeline, entity);
+                        async move { pipeline.query_async::<()>(&mut connection).await }
+                    }))
+                    .await
+                    .into_iter()
+                    .collect(),
+                }
+            })
             .await;
         done.ok_or_else(|| "redis is unreachable".to_owned())
     }
@@ -268,6 +388,29 @@ mod tests {
 
     use super::*;
     use crate::domain::tenant::TenantId;
+
+    #[test]
+    fn a_redis_url_names_one_server_or_the_nodes_of_a_cluster() {
+        assert!(matches!(
+            Servers::parse("redis://127.0.0.1:6379"),
+            Ok(Servers::Single(_))
+        ));
+        for cluster in [
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+            "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+        ] {
+            assert!(
+                matches!(Servers::parse(cluster), Ok(Servers::Cluster(_))),
+                "{cluster}"
+            );
+        }
+        for bad in ["redis+cluster://127.0.0.1:7000,", "nonsense"] {
+            match Servers::parse(bad) {
+                Err(err) => assert!(err.starts_with("bad REDIS_URL"), "{bad}: {err}"),
+                Ok(_) => panic!("{bad} was taken for a Redis URL"),
+            }
+        }
+    }
 
     #[test]
     fn both_keys_of_an_entity_share_a_cluster_slot_and_tenants_do_not_share_keys() {

@@ -7,7 +7,7 @@ use iqs::proto::analytics as pb;
 use iqs::proto::evaluation::submit_evaluation_request::InteractionRef;
 
 use crate::helpers::{AppOptions, TestApp, published_rubric, rating, spawn_app_with};
-use crate::owned_servers::Redis;
+use crate::owned_servers::{Redis, RedisCluster};
 
 async fn submit(app: &TestApp, rubric_id: &str, n: usize) {
     let mut request = crate::helpers::submission(rubric_id, &format!("C-{n}"), 1, 4);
@@ -222,4 +222,94 @@ async fn redis_killed_under_a_load_of_agent_scores_fails_no_call_and_changes_no_
         }
     }
     assert!(calls > 100, "only {calls} calls");
+}
+
+/// Waits until `agent`'s score counts `count` evaluations; fails after `limit`.
+async fn wait_for_agent(app: &TestApp, agent: &str, count: u64, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let summary = app
+            .analytics()
+            .get_agent_score(pb::GetAgentScoreRequest {
+                agent_id: agent.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if summary.evaluation_count == count {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{agent}: count {} != {count}",
+            summary.evaluation_count
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_summaries_spread_over_the_masters_and_a_failed_master_changes_no_answer()
+ {
+    let mut cluster = RedisCluster::start(3);
+    let app = spawn_app_with(AppOptions {
+        redis_url: Some(cluster.url()),
+        cache_ttl_ms: 60_000,
+        tune: |config| config.cache_near_ttl_ms = 0,
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let agents: Vec<String> = (0..12).map(|n| format!("cluster-agent-{n}")).collect();
+    let submit_for = |agent: String, n: usize| {
+        let mut request = crate::helpers::submission(&rubric.id, &format!("K-{n}"), 1, 4);
+        if let Some(InteractionRef::Interaction(inline)) = request.interaction_ref.as_mut() {
+            inline.agent_id = agent;
+        }
+        let mut evaluations = app.evaluations();
+        async move { evaluations.submit_evaluation(request).await.unwrap() }
+    };
+    for (n, agent) in agents.iter().enumerate() {
+        submit_for(agent.clone(), n).await;
+    }
+    for agent in &agents {
+        wait_for_agent(&app, agent, 1, Duration::from_secs(2)).await;
+    }
+    // Cached on more than one master (puts happen once the cache has connected).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let holding = cluster
+            .nodes
+            .iter()
+            .filter(|node| node.cached_summaries() > 0)
+            .count();
+        if holding >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "summaries did not spread over the masters"
+        );
+        for agent in &agents {
+            wait_for_agent(&app, agent, 1, Duration::from_secs(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Invalidation reaches each agent's slot: a minute's TTL serves nothing stale.
+    for (n, agent) in agents.iter().enumerate().take(4) {
+        submit_for(agent.clone(), 100 + n).await;
+        wait_for_agent(&app, agent, 2, Duration::from_secs(1)).await;
+    }
+
+    // One master fails: every answer stays right (from PostgreSQL where its slots were),
+    // and new evaluations still count.
+    cluster.kill(2);
+    for (n, agent) in agents.iter().enumerate() {
+        submit_for(agent.clone(), 200 + n).await;
+    }
+    for (n, agent) in agents.iter().enumerate() {
+        let expected = if n < 4 { 3 } else { 2 };
+        wait_for_agent(&app, agent, expected, Duration::from_secs(3)).await;
+    }
 }

@@ -1018,3 +1018,132 @@ async fn the_database_refuses_ratings_without_their_evaluation_and_keeps_an_eval
         .into_inner();
     assert_eq!(fetched.ratings, stored.ratings);
 }
+
+/// Evaluations are checked against their interaction once per statement rather than by a
+/// foreign key; the rule itself is the foreign key's.
+#[tokio::test]
+async fn the_database_refuses_an_evaluation_without_its_interaction_and_keeps_an_interaction_with_evaluations()
+ {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let stored = app
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "FK-I", 1, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    let interaction: Uuid = stored.interaction_id.parse().unwrap();
+    let refused = [
+        (
+            "an evaluation of an interaction that does not exist",
+            "INSERT INTO evaluation.evaluations
+                 (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
+                  rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
+                  criterion_scores, critical_failed, passed, state, reason, create_time,
+                  first_create_time)
+             SELECT tenant_id, gen_random_uuid(), 1, $1, agent_id, team_id, channel, region,
+                    rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
+                    criterion_scores, critical_failed, passed, state, reason, create_time,
+                    first_create_time
+             FROM evaluation.evaluations LIMIT 1",
+            Uuid::now_v7(),
+        ),
+        (
+            "an interaction deleted from under its evaluation",
+            "DELETE FROM evaluation.interactions WHERE id = $1",
+            interaction,
+        ),
+        (
+            "an interaction re-keyed from under its evaluation",
+            "UPDATE evaluation.interactions SET id = gen_random_uuid() WHERE id = $1",
+            interaction,
+        ),
+    ];
+    for (what, sql, target) in refused {
+        let code = match app.db.execute_with(sql, target).await {
+            Err(sqlx::Error::Database(err)) => err.code().map(|code| code.into_owned()),
+            other => panic!("{what} was not refused: {other:?}"),
+        };
+        assert_eq!(code.as_deref(), Some("23503"), "{what}");
+    }
+}
+
+/// A session that checked evaluations against interactions while the table was nearly
+/// empty still looks each interaction up by its primary key once there are many: the
+/// check is planned for its values every time, not frozen in a plan made on an empty
+/// table (which read every interaction of the tenant).
+#[tokio::test]
+async fn the_interaction_check_reads_the_primary_key_after_the_table_grows_in_the_same_session() {
+    use sqlx::{Connection, Executor};
+    let app = spawn_app_with(AppOptions::default()).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let seed = app
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "PLAN-0", 1, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut session = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    session
+        .execute(
+            format!(
+                "CREATE TEMP TABLE probe AS SELECT * FROM evaluation.evaluations WHERE id = '{}'",
+                seed.id
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    // One interaction and one evaluation of it, written as a client of the table would.
+    let write_one = |n: usize| {
+        format!(
+            "WITH i AS (
+                 INSERT INTO evaluation.interactions
+                     (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
+                      messages, attributes)
+                 SELECT tenant_id, gen_random_uuid(), 'probe', 'P-{n}', 'chat', agent_id,
+                        team_id, region, '[]', '{{}}'
+                 FROM probe RETURNING id)
+             UPDATE probe SET id = gen_random_uuid(), interaction_id = (SELECT id FROM i),
+                              request_id = NULL;
+             INSERT INTO evaluation.evaluations SELECT * FROM probe;"
+        )
+    };
+    for n in 0..8 {
+        sqlx::raw_sql(&write_one(n))
+            .execute(&mut session)
+            .await
+            .unwrap();
+    }
+    app.db
+        .execute(
+            "INSERT INTO evaluation.interactions
+                 (tenant_id, id, source, external_id, channel, agent_id, team_id, region,
+                  messages, attributes)
+             SELECT tenant_id, gen_random_uuid(), 'bulk', g::text, 'chat', 'a', 't', 'r', '[]', '{}'
+             FROM evaluation.interactions, generate_series(1, 20000) g
+             WHERE external_id = 'PLAN-0'",
+            "",
+        )
+        .await;
+    // Counted within one transaction: the session's counters are not flushed meanwhile.
+    const SCANS: &str = "SELECT pg_stat_get_xact_numscans('evaluation.interactions_by_time'::regclass),
+                                pg_stat_get_xact_numscans('evaluation.interactions_pkey'::regclass)";
+    let mut tx = session.begin().await.unwrap();
+    let before: (i64, i64) = sqlx::query_as(SCANS).fetch_one(&mut *tx).await.unwrap();
+    for n in 8..13 {
+        sqlx::raw_sql(&write_one(n))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let after: (i64, i64) = sqlx::query_as(SCANS).fetch_one(&mut *tx).await.unwrap();
+    let scans = (after.0 - before.0, after.1 - before.1);
+    assert_eq!(scans.0, 0, "the check scanned interactions by time");
+    assert!(
+        scans.1 >= 5,
+        "the check did not read the primary key: {scans:?}"
+    );
+}

@@ -135,6 +135,132 @@ impl Drop for Redis {
     }
 }
 
+/// A port that is free, and whose cluster bus port (10,000 above) is a valid port too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A Redis Cluster of masters without replicas, started from redis-server in cluster
+/// mode and joined with `redis-cli --cluster create`. A failed master's slots stop
+/// answering while the other masters keep serving theirs
+/// (`cluster-require-full-coverage no`).
+pub struct RedisCluster {
+    pub nodes: Vec<Redis>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "iqs-redis-cluster-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let nodes: Vec<Redis> = (0..masters)
+            .map(|_| {
+                let port = free_cluster_port();
+                let child = redis_server(&[
+                    "--port",
+                    &port.to_string(),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-require-full-coverage",
+                    "no",
+                    "--dir",
+                    dir.to_str().unwrap(),
+                ]);
+                wait_for_port(port, "redis-server in cluster mode");
+                Redis {
+                    port,
+                    child,
+                    tls_ca: None,
+                }
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = RedisCluster { nodes, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster
+            .nodes
+            .iter()
+            .all(|node| cluster_info(node.port).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// `redis+cluster://` and every node.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// Kills node `index` at once, as a crash would, and waits until the others have
+    /// marked it failed.
+    pub fn kill(&mut self, index: usize) {
+        let node = self.nodes.remove(index);
+        node.kill();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.nodes.iter().all(|node| {
+            let nodes = Command::new("redis-cli")
+                .args(["-p", &node.port.to_string(), "cluster", "nodes"])
+                .output()
+                .expect("redis-cli");
+            String::from_utf8_lossy(&nodes.stdout).contains("fail")
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster never saw the node fail"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn cluster_info(port: u16) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "cluster", "info"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A PostgreSQL cluster of the test's own, on a free port, that the test may stop and
 /// start again.
 pub struct Postgres {
