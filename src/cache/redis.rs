@@ -42,7 +42,7 @@ return 1
 #[derive(Clone)]
 enum Servers {
     Single(Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 impl Servers {
@@ -71,7 +71,9 @@ impl Servers {
                 "bad REDIS_URL: a cluster node without an address in {url:?}"
             ));
         }
-        ClusterClient::new(nodes).map(Servers::Cluster).map_err(bad)
+        ClusterClient::new(nodes)
+            .map(|client| Servers::Cluster(Box::new(client)))
+            .map_err(bad)
     }
 
     async fn connect(self) -> redis::RedisResult<Link> {
