@@ -41,7 +41,7 @@ return 1
 /// Where the cache lives: one server, or the nodes of a cluster.
 #[derive(Clone)]
 enum Servers {
-    Single(Client),
+    Single(Box<Client>),
     Cluster(Box<ClusterClient>),
 }
 
@@ -64,7 +64,11 @@ impl Servers {
             None if url.contains(',') => {
                 url.split(',').map(|node| node.trim().to_owned()).collect()
             }
-            None => return Client::open(url).map(Servers::Single).map_err(bad),
+            None => {
+                return Client::open(url)
+                    .map(|client| Servers::Single(Box::new(client)))
+                    .map_err(bad);
+            }
         };
         if nodes.iter().any(|node| node.ends_with("://")) {
             return Err(format!(
@@ -78,7 +82,7 @@ impl Servers {
 
     async fn connect(self) -> redis::RedisResult<Link> {
         match self {
-            Servers::Single(client) => ConnectionManager::new(client).await.map(Link::Single),
+            Servers::Single(client) => ConnectionManager::new(*client).await.map(Link::Single),
             Servers::Cluster(client) => client.get_async_connection().await.map(Link::Cluster),
         }
     }
