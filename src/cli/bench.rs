@@ -327,10 +327,11 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
                 })
                 .await
                 .map(|r| r.into_inner().evaluation_count)
-                .map_err(|status| format!("GetAgentScore: {status}"))
         }
     };
-    let mut seen = score(&mut analytics).await?;
+    let mut seen = score(&mut analytics)
+        .await
+        .map_err(|status| format!("GetAgentScore: {status}"))?;
     let load_channel = match &args.load_key {
         Some(key) => connect(&args.target, Some(key)).await?,
         None => channel.clone(),
@@ -376,11 +377,11 @@ async fn freshness(args: FreshnessArgs) -> Result<(), String> {
         loop {
             let count = match score(&mut analytics).await {
                 Ok(count) => count,
-                Err(shed_read) if shed_read.contains("resource has been exhausted") => {
+                Err(status) if status.code() == tonic::Code::ResourceExhausted => {
                     shed += 1;
                     seen
                 }
-                Err(err) => return Err(err),
+                Err(status) => return Err(format!("GetAgentScore: {status}")),
             };
             if count > seen {
                 seen = count;

@@ -12,16 +12,19 @@ use crate::owned_servers::{Redis, RedisCluster};
 async fn submit(app: &TestApp, rubric_id: &str, n: usize) {
     let mut request = crate::helpers::submission(rubric_id, &format!("C-{n}"), 1, 4);
     if let Some(InteractionRef::Interaction(inline)) = request.interaction_ref.as_mut() {
-        inline.agent_id = "cached-agent".into();
+        inline.agent_id = AGENT.into();
     }
     request.ratings = vec![rating("greeting", (n % 2) as i32), rating("empathy", 4)];
     app.evaluations().submit_evaluation(request).await.unwrap();
 }
 
-async fn agent_score(app: &TestApp) -> pb::ScoreSummary {
+/// The score of the agent most tests here review.
+const AGENT: &str = "cached-agent";
+
+async fn score_of(app: &TestApp, agent: &str) -> pb::ScoreSummary {
     app.analytics()
         .get_agent_score(pb::GetAgentScoreRequest {
-            agent_id: "cached-agent".into(),
+            agent_id: agent.into(),
             ..Default::default()
         })
         .await
@@ -29,21 +32,35 @@ async fn agent_score(app: &TestApp) -> pb::ScoreSummary {
         .into_inner()
 }
 
-/// Waits until the agent's score counts `count` evaluations; fails after `limit`.
-async fn wait_for_count(app: &TestApp, count: u64, limit: Duration) -> pb::ScoreSummary {
+async fn agent_score(app: &TestApp) -> pb::ScoreSummary {
+    score_of(app, AGENT).await
+}
+
+/// Waits until `agent`'s score counts `count` evaluations; fails after `limit`.
+async fn wait_for_agent(
+    app: &TestApp,
+    agent: &str,
+    count: u64,
+    limit: Duration,
+) -> pb::ScoreSummary {
     let started = Instant::now();
     loop {
-        let summary = agent_score(app).await;
+        let summary = score_of(app, agent).await;
         if summary.evaluation_count == count {
             return summary;
         }
         assert!(
             started.elapsed() < limit,
-            "count {} != {count}",
+            "{agent}: count {} != {count}",
             summary.evaluation_count
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits until the agent's score counts `count` evaluations; fails after `limit`.
+async fn wait_for_count(app: &TestApp, count: u64, limit: Duration) -> pb::ScoreSummary {
+    wait_for_agent(app, AGENT, count, limit).await
 }
 
 #[tokio::test]
@@ -192,7 +209,7 @@ async fn redis_killed_under_a_load_of_agent_scores_fails_no_call_and_changes_no_
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let answer = client
                     .get_agent_score(pb::GetAgentScoreRequest {
-                        agent_id: "cached-agent".into(),
+                        agent_id: AGENT.into(),
                         ..Default::default()
                     })
                     .await
@@ -222,31 +239,6 @@ async fn redis_killed_under_a_load_of_agent_scores_fails_no_call_and_changes_no_
         }
     }
     assert!(calls > 100, "only {calls} calls");
-}
-
-/// Waits until `agent`'s score counts `count` evaluations; fails after `limit`.
-async fn wait_for_agent(app: &TestApp, agent: &str, count: u64, limit: Duration) {
-    let started = Instant::now();
-    loop {
-        let summary = app
-            .analytics()
-            .get_agent_score(pb::GetAgentScoreRequest {
-                agent_id: agent.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if summary.evaluation_count == count {
-            return;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{agent}: count {} != {count}",
-            summary.evaluation_count
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]
