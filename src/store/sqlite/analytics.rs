@@ -156,16 +156,28 @@ impl AnalyticsStore for SqliteStore {
 
     #[tracing::instrument(name = "db.prune_outbox", skip_all, fields(db.system = "sqlite"))]
     async fn prune_outbox(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        // The oldest `limit` events only, as on PostgreSQL.
+        const PRUNABLE: &str = "FROM (SELECT position, create_time FROM outbox
+                                      ORDER BY position LIMIT ?2)
+                                WHERE position <= (SELECT last_position FROM projector_cursor)
+                                  AND position <= (SELECT last_position FROM webhook_cursor)
+                                  AND create_time < ?1";
+        // Most passes find nothing: they take no write transaction (the one writer's
+        // lock) just to see that.
+        let waiting: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT position {PRUNABLE} LIMIT 1"))
+                .bind(to_micros(before))
+                .bind(i64::from(limit))
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(classify)?;
+        if waiting.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.begin_write().await?;
-        let pruned = sqlx::query(
-            // The oldest `limit` events only, as on PostgreSQL.
-            "DELETE FROM outbox WHERE position IN (
-                 SELECT position FROM (SELECT position, create_time FROM outbox
-                                       ORDER BY position LIMIT ?2)
-                 WHERE position <= (SELECT last_position FROM projector_cursor)
-                   AND position <= (SELECT last_position FROM webhook_cursor)
-                   AND create_time < ?1)",
-        )
+        let pruned = sqlx::query(&format!(
+            "DELETE FROM outbox WHERE position IN (SELECT position {PRUNABLE})"
+        ))
         .bind(to_micros(before))
         .bind(i64::from(limit))
         .execute(&mut *tx)
