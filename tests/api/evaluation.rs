@@ -1147,3 +1147,324 @@ async fn the_interaction_check_reads_the_primary_key_after_the_table_grows_in_th
         "the check did not read the primary key: {scans:?}"
     );
 }
+
+/// A submission of the rubric of `published_rubric`, as the service hands it to the store.
+fn scored(
+    rubric_id: &str,
+    interaction: iqs::domain::evaluation::InteractionRef,
+    request_id: &str,
+    comment: &str,
+) -> iqs::domain::evaluation::NewEvaluation {
+    use iqs::domain::evaluation::{EvaluationKind, NewEvaluation};
+    use iqs::domain::scoring::{Rating, ScoreOutcome};
+    let rating = |key: &str, value: i32| Rating {
+        criterion_key: key.into(),
+        value: Some(value),
+        not_applicable: false,
+        comment: String::new(),
+        root_causes: Vec::new(),
+        explanation: String::new(),
+    };
+    NewEvaluation {
+        request_id: Some(request_id.to_owned()),
+        fingerprint: format!("{request_id}/{comment}").into_bytes(),
+        interaction,
+        rubric_id: rubric_id.parse().unwrap(),
+        rubric_version: 1,
+        reviewer_id: "qa-lead".into(),
+        kind: EvaluationKind::Manual,
+        ratings: vec![rating("greeting", 1), rating("empathy", 4)],
+        comment: comment.into(),
+        outcome: ScoreOutcome {
+            score: Some(100.0),
+            section_scores: Vec::new(),
+            criterion_scores: Vec::new(),
+            critical_failed: false,
+            passed: true,
+        },
+        review_time: None,
+        interaction_keeps_agent: false,
+        calibration_session_id: None,
+    }
+}
+
+fn inline(external_id: &str, agent_id: &str) -> iqs::domain::evaluation::InteractionRef {
+    iqs::domain::evaluation::InteractionRef::Inline(Box::new(
+        iqs::domain::interaction::InteractionInput {
+            source: "zendesk".into(),
+            external_id: external_id.into(),
+            channel: "chat".into(),
+            agent_id: agent_id.into(),
+            team_id: "tier1".into(),
+            region: "eu-west".into(),
+            occur_time: None,
+            csat: Some(4),
+            nps: None,
+            messages: Vec::new(),
+            attributes: Default::default(),
+        },
+    ))
+}
+
+/// What `submit` does with calls that arrive together: one transaction for the group,
+/// each call answered as if alone. A row the database refuses (here a NUL the service
+/// would have refused first) rolls the group back and each is stored alone: it fails,
+/// and no other does.
+#[tokio::test]
+async fn a_group_of_submissions_answers_each_as_alone_and_a_refused_one_fails_no_other() {
+    use iqs::domain::evaluation::InteractionRef as Ref;
+    use iqs::error::Error;
+    let app = spawn_app_with(AppOptions::default()).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let stored = app
+        .evaluations()
+        .submit_evaluation(submission(&rubric.id, "GROUP-0", 1, 4))
+        .await
+        .unwrap()
+        .into_inner();
+    let stored_request = app
+        .store
+        .get_evaluation(app.tenant, stored.id.parse().unwrap(), None)
+        .await
+        .unwrap();
+    let store = iqs::store::postgres::PostgresStore::connect(
+        &app.database_url,
+        &iqs::store::postgres::PoolSettings::default(),
+    )
+    .await
+    .unwrap();
+    let (tenant, id) = (app.tenant, &rubric.id);
+    let first_retry = {
+        // A retry of the stored submission must present its fingerprint, which the
+        // service computed: read it back.
+        let (request_id, fingerprint): (String, Vec<u8>) = sqlx::query_as(
+            "SELECT request_id, request_fingerprint FROM evaluation.evaluations WHERE id = $1",
+        )
+        .bind(stored_request.id)
+        .fetch_one(app.pg_pool())
+        .await
+        .unwrap();
+        let mut retry = scored(id, inline("GROUP-0", "agent-1"), &request_id, "");
+        retry.fingerprint = fingerprint;
+        retry
+    };
+    let changed_retry = scored(
+        id,
+        inline("GROUP-0", "agent-1"),
+        first_retry.request_id.as_deref().unwrap(),
+        "other content",
+    );
+    let missing = Uuid::now_v7();
+    let group = vec![
+        scored(id, inline("GROUP-1", "agent-a"), "r-1", ""),
+        scored(id, inline("GROUP-2", "agent-b"), "r-2", "a NUL \0 here"),
+        scored(id, Ref::Id(missing), "r-3", ""),
+        first_retry,
+        changed_retry,
+        scored(id, inline("GROUP-5", "agent-c"), "r-5", ""),
+        scored(id, inline("GROUP-5", "agent-c"), "r-5", ""),
+        scored(id, inline("GROUP-1", "agent-d"), "r-7", ""),
+    ];
+    let before = app.count("evaluation.evaluations").await;
+    let outcomes = store
+        .submit_group(group.into_iter().map(|row| (tenant, row)).collect())
+        .await;
+    assert_eq!(outcomes.len(), 8);
+    let ok = |n: usize| {
+        outcomes[n]
+            .as_ref()
+            .unwrap_or_else(|err| panic!("row {n}: {err:?}"))
+    };
+    assert_eq!(ok(0).agent_id, "agent-a");
+    assert!(outcomes[1].is_err(), "{:?}", outcomes[1]);
+    assert!(
+        matches!(&outcomes[2], Err(Error::NotFound { id, .. }) if *id == missing.to_string()),
+        "{:?}",
+        outcomes[2]
+    );
+    assert_eq!(
+        ok(3).id,
+        stored_request.id,
+        "a retry answers the stored evaluation"
+    );
+    assert!(
+        matches!(outcomes[4], Err(Error::AlreadyExists(_))),
+        "{:?}",
+        outcomes[4]
+    );
+    assert_eq!(
+        ok(5).id,
+        ok(6).id,
+        "a request id repeated in the group is its retry"
+    );
+    // The later submission on the same interaction key updated the interaction first.
+    assert_eq!(ok(7).agent_id, "agent-d");
+    assert_eq!(ok(7).interaction_id, ok(0).interaction_id);
+    assert_eq!(app.count("evaluation.evaluations").await, before + 3);
+    let nothing_of_the_refused_row: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM evaluation.interactions WHERE external_id = 'GROUP-2'",
+    )
+    .fetch_one(app.pg_pool())
+    .await
+    .unwrap();
+    assert_eq!(nothing_of_the_refused_row, 0);
+    for n in [0, 5, 7] {
+        let events: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM evaluation.outbox WHERE evaluation_id = $1")
+                .bind(ok(n).id)
+                .fetch_one(app.pg_pool())
+                .await
+                .unwrap();
+        assert_eq!(events, 1, "row {n} has one outbox event");
+    }
+}
+
+/// Concurrent SubmitEvaluation calls share transactions (their outbox events share
+/// transaction ids), and each still gets its own answer: a missing interaction or a
+/// reused request id fails only its own call.
+#[tokio::test]
+async fn concurrent_submissions_share_transactions_and_each_keeps_its_own_outcome() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let seed = submission(&rubric.id, "SHARED-0", 1, 4);
+    app.evaluations()
+        .submit_evaluation(seed.clone())
+        .await
+        .unwrap();
+    // 60 calls: within an API key's limit of 64 calls in flight.
+    let calls = (0..60).map(|n| {
+        let mut client = app.evaluations();
+        let mut request = submission(&rubric.id, &format!("SHARED-{}", n + 1), 1, 4);
+        match n % 10 {
+            8 => request.interaction_ref = Some(PbRef::InteractionId(Uuid::now_v7().to_string())),
+            9 => {
+                request.request_id = seed.request_id.clone();
+                request.comment = format!("other content {n}");
+            }
+            _ => {}
+        }
+        async move { (n, client.submit_evaluation(request).await) }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let mut stored = Vec::new();
+    for (n, answer) in answers {
+        match (n % 10, answer) {
+            (8, Err(status)) => assert_eq!(status.code(), Code::NotFound, "{status:?}"),
+            (9, Err(status)) => assert_eq!(status.code(), Code::AlreadyExists, "{status:?}"),
+            (_, Ok(evaluation)) if n % 10 < 8 => stored.push(evaluation.into_inner().id),
+            (_, other) => panic!("call {n}: {other:?}"),
+        }
+    }
+    assert_eq!(stored.len(), 48);
+    let ids: Vec<Uuid> = stored.iter().map(|id| id.parse().unwrap()).collect();
+    let (events, transactions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT txid::text) FROM evaluation.outbox
+         WHERE evaluation_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(app.pg_pool())
+    .await
+    .unwrap();
+    assert_eq!(events, 48, "one event per stored evaluation");
+    assert!(
+        transactions < 48,
+        "48 concurrent submissions used {transactions} transactions"
+    );
+}
+
+/// A call is answered only after the commit that stored it: killing the server with
+/// SIGKILL while 16 callers submit loses none of the answered submissions, and the
+/// callers' retries of every request (answered or not) store each exactly once.
+#[tokio::test]
+async fn every_answered_submission_survives_a_kill_9_and_retries_store_each_once() {
+    use crate::owned_servers::ServerProcess;
+    use std::sync::{Arc, Mutex};
+    let database_url = crate::helpers::migrated_test_database().await;
+    let key = crate::helpers::admin_key_in(&database_url).await;
+    let server = ServerProcess::spawn(&[("DATABASE_URL", &database_url)]);
+    let channel = crate::helpers::with_key(server.channel().await, &key);
+    let mut rubrics =
+        iqs::proto::rubric::rubric_service_client::RubricServiceClient::new(channel.clone());
+    let (rubric, _) = published_rubric(&mut rubrics).await;
+    let answered: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<pb::SubmitEvaluationRequest>>> = Arc::default();
+    let callers: Vec<_> = (0..16)
+        .map(|caller| {
+            let (answered, sent) = (answered.clone(), sent.clone());
+            let mut client =
+                pb::evaluation_service_client::EvaluationServiceClient::new(channel.clone());
+            let rubric_id = rubric.id.clone();
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let request = submission(&rubric_id, &format!("KILL-{caller}-{n}"), 1, 4);
+                    sent.lock().unwrap().push(request.clone());
+                    let request_id = request.request_id.clone();
+                    match client.submit_evaluation(request).await {
+                        Ok(evaluation) => answered
+                            .lock()
+                            .unwrap()
+                            .push((request_id, evaluation.into_inner().id)),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    drop(server);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
+    assert!(
+        answered.len() >= 16,
+        "only {} calls were answered",
+        answered.len()
+    );
+
+    let db = sqlx::PgPool::connect(&database_url).await.unwrap();
+    for (request_id, id) in &answered {
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT e.id::text FROM evaluation.evaluations e
+             JOIN evaluation.outbox o ON o.evaluation_id = e.id AND o.revision = e.revision
+             WHERE e.request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_optional(&db)
+        .await
+        .unwrap();
+        assert_eq!(
+            stored.as_deref(),
+            Some(id.as_str()),
+            "answered {request_id} was lost"
+        );
+    }
+
+    let restarted = ServerProcess::spawn(&[("DATABASE_URL", &database_url)]);
+    let mut client = pb::evaluation_service_client::EvaluationServiceClient::new(
+        crate::helpers::with_key(restarted.channel().await, &key),
+    );
+    for request in &sent {
+        let again = client
+            .submit_evaluation(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some((_, id)) = answered.iter().find(|(r, _)| *r == request.request_id) {
+            assert_eq!(&again.id, id, "a retry answers the stored evaluation");
+        }
+    }
+    let request_ids: Vec<&str> = sent.iter().map(|r| r.request_id.as_str()).collect();
+    let (rows, events): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), (SELECT count(*) FROM evaluation.outbox o
+                           WHERE o.evaluation_id IN (SELECT id FROM evaluation.evaluations
+                                                     WHERE request_id = ANY($1)))
+         FROM evaluation.evaluations WHERE request_id = ANY($1)",
+    )
+    .bind(&request_ids)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((rows, events), (sent.len() as i64, sent.len() as i64));
+}

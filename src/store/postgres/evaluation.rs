@@ -14,15 +14,15 @@ use crate::domain::{
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
-use crate::store::evaluation_rows::{Dimensions, evaluation_from, replay, signed, to_json};
+use crate::store::evaluation_rows::{Dimensions, evaluation_from, signed, to_json};
 use crate::store::sql::evaluation_reads::{INTERACTION_COLUMNS, InteractionRow};
-use crate::store::{EvaluationReads, EvaluationStore, ImportOutcome};
+use crate::store::{EvaluationStore, ImportOutcome};
 
-const DIMENSION_COLUMNS: &str = "id, agent_id, team_id, channel, region, csat";
+pub(super) const DIMENSION_COLUMNS: &str = "id, agent_id, team_id, channel, region, csat";
 
 /// Timestamps as PostgreSQL stores them (microseconds), so what a call returns equals
 /// what a later read returns.
-fn now_micros() -> DateTime<Utc> {
+pub(super) fn now_micros() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
@@ -31,7 +31,7 @@ fn now_micros() -> DateTime<Utc> {
 /// returns `returning` of each, in no particular order.
 /// With `keep_agent`, an existing interaction of another agent is left as it is and
 /// not returned.
-async fn upsert_interactions_in<T>(
+pub(super) async fn upsert_interactions_in<T>(
     conn: &mut PgConnection,
     tenant: TenantId,
     inputs: &[&InteractionInput],
@@ -119,7 +119,7 @@ async fn upsert_interaction_in(
     }
 }
 
-async fn dimensions_of(
+pub(super) async fn dimensions_of(
     conn: &mut PgConnection,
     tenant: TenantId,
     ids: &[Uuid],
@@ -135,7 +135,7 @@ async fn dimensions_of(
     Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }
 
-async fn resolve_interaction(
+pub(super) async fn resolve_interaction(
     conn: &mut PgConnection,
     tenant: TenantId,
     reference: &InteractionRef,
@@ -164,7 +164,7 @@ async fn resolve_interaction(
 
 /// Column arrays of many evaluation revisions, for one multi-row `INSERT … UNNEST`.
 #[derive(Default)]
-struct EvaluationColumns {
+pub(super) struct EvaluationColumns {
     ids: Vec<Uuid>,
     revisions: Vec<i32>,
     interaction_ids: Vec<Uuid>,
@@ -193,7 +193,7 @@ struct EvaluationColumns {
 }
 
 impl EvaluationColumns {
-    fn push(
+    pub(super) fn push(
         &mut self,
         evaluation: &Evaluation,
         reason: &str,
@@ -237,7 +237,7 @@ impl EvaluationColumns {
     /// Inserts the rows with their ratings and events (`dependents`) in one statement; a
     /// request id stored before skips its row, and the row's dependents with it. Returns
     /// the ids inserted. One statement instead of three saves two round trips per write.
-    async fn insert_with(
+    pub(super) async fn insert_with(
         &self,
         dependents: &DependentColumns,
         conn: &mut PgConnection,
@@ -335,7 +335,7 @@ impl EvaluationColumns {
 
 /// Column arrays of the ratings and outbox events of many revisions.
 #[derive(Default)]
-struct DependentColumns {
+pub(super) struct DependentColumns {
     rating_ids: Vec<Uuid>,
     rating_revisions: Vec<i32>,
     positions: Vec<i16>,
@@ -352,7 +352,7 @@ struct DependentColumns {
 }
 
 impl DependentColumns {
-    fn push_ratings(&mut self, evaluation: &Evaluation) -> Result<()> {
+    pub(super) fn push_ratings(&mut self, evaluation: &Evaluation) -> Result<()> {
         for (position, rating) in evaluation.ratings.iter().enumerate() {
             self.rating_ids.push(evaluation.id);
             self.rating_revisions.push(signed(evaluation.revision)?);
@@ -369,7 +369,7 @@ impl DependentColumns {
         Ok(())
     }
 
-    fn push_event(
+    pub(super) fn push_event(
         &mut self,
         event_type: &'static str,
         evaluation: &Evaluation,
@@ -388,44 +388,10 @@ impl DependentColumns {
 
 #[async_trait]
 impl EvaluationStore for PostgresStore {
+    /// Concurrent submissions share a transaction (`group_commit`).
     #[tracing::instrument(name = "db.submit", skip_all, fields(db.system = "postgresql"))]
     async fn submit(&self, tenant: TenantId, new: NewEvaluation) -> Result<Evaluation> {
-        let request_id = new.request_id.clone();
-        let fingerprint = new.fingerprint.clone();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let dimensions = resolve_interaction(
-            &mut tx,
-            tenant,
-            &new.interaction,
-            new.interaction_keeps_agent,
-        )
-        .await?;
-        let evaluation = evaluation_from(new, &dimensions, Uuid::now_v7(), now_micros());
-        let mut columns = EvaluationColumns::default();
-        columns.push(
-            &evaluation,
-            "",
-            request_id.clone(),
-            Some(fingerprint.clone()),
-            dimensions.csat,
-        )?;
-        let mut dependents = DependentColumns::default();
-        dependents.push_ratings(&evaluation)?;
-        dependents.push_event("submitted", &evaluation, dimensions.csat)?;
-        if columns
-            .insert_with(&dependents, &mut tx, tenant)
-            .await?
-            .is_empty()
-        {
-            // Another call with this request id committed first: undo this one (including
-            // its interaction upsert) and answer as a retry.
-            tx.rollback().await.map_err(classify)?;
-            let request_id = request_id.unwrap_or_default();
-            let stored = self.find_request(tenant, &request_id).await?;
-            return replay(stored, &request_id, &fingerprint);
-        }
-        self.commit_with_events(tx).await?;
-        Ok(evaluation)
+        self.submissions.submit(tenant, new).await
     }
 
     #[tracing::instrument(name = "db.import", skip_all, fields(db.system = "postgresql"))]

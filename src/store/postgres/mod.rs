@@ -5,7 +5,9 @@ mod audit;
 pub mod bi;
 mod errors;
 mod evaluation;
+mod group_commit;
 mod notifier;
+mod submissions;
 
 use std::time::Duration;
 
@@ -16,7 +18,9 @@ use sqlx::{
 };
 
 use audit::AuditWriter;
+use group_commit::SubmissionQueue;
 use notifier::OutboxNotifier;
+use submissions::SubmissionWriter;
 
 use super::score_query::ScoreDialect;
 use super::sql::{Conn, SqlBackend};
@@ -63,6 +67,7 @@ pub struct PostgresStore {
     replica: Option<PgPool>,
     outbox: OutboxNotifier,
     audit: AuditWriter,
+    submissions: SubmissionQueue,
 }
 
 /// Connection options of a URL, with the session settings every IQS connection has.
@@ -112,12 +117,29 @@ impl PostgresStore {
     /// `iqs.outbox_notify_after_commit = on` as `connect`'s do, the outbox trigger
     /// notifies too: correct, but the writes' commits are serialized again.
     pub fn from_pool(pool: PgPool) -> Self {
+        let outbox = OutboxNotifier::new(pool.clone());
         Self {
             replica: None,
-            outbox: OutboxNotifier::new(pool.clone()),
+            submissions: SubmissionQueue::new(SubmissionWriter {
+                pool: pool.clone(),
+                outbox: outbox.clone(),
+            }),
+            outbox,
             audit: AuditWriter::new(pool.clone()),
             pool,
         }
+    }
+
+    /// Stores submissions as one group, answering each as if it had been submitted alone
+    /// in the order given: what `submit` does with the calls that arrive together.
+    pub async fn submit_group(
+        &self,
+        submissions: Vec<(
+            crate::domain::tenant::TenantId,
+            crate::domain::evaluation::NewEvaluation,
+        )>,
+    ) -> Vec<Result<crate::domain::evaluation::Evaluation>> {
+        self.submissions.writer().submit_group(submissions).await
     }
 
     /// Commits a transaction that wrote outbox events, then wakes the projectors.
