@@ -439,13 +439,13 @@ impl EvaluationApi {
     async fn import_batch(
         &self,
         tenant: TenantId,
-        batch: &mut Vec<(u64, String, NewEvaluation)>,
+        batch: &mut Vec<ImportRow>,
         response: &mut pb::ImportEvaluationsResponse,
     ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let rows: Vec<(u64, String, NewEvaluation)> = std::mem::take(batch);
+        let rows: Vec<ImportRow> = std::mem::take(batch);
         let mut pending = vec![rows];
         // A batch the store refuses as a whole is split until the refused rows are alone:
         // one bad row is that row's rejection, and the others are stored.
@@ -940,54 +940,121 @@ impl EvaluationService for EvaluationApi {
         let tenant = caller.tenant;
         let credential = credential(&request);
         let mut stream = request.into_inner();
-        let mut response = pb::ImportEvaluationsResponse::default();
-        let mut latest = LatestVersions::default();
-        let mut batch = Vec::with_capacity(IMPORT_BATCH_SIZE);
-        let mut index = 0u64;
-        while let Some(mut row) = stream.message().await? {
-            let request_id = row.request_id.clone();
-            if let Err(refusal) = submit_as(&caller, &mut row.reviewer_id) {
-                reject(
-                    &mut response,
-                    index,
-                    request_id,
-                    refusal.message().to_owned(),
-                );
-                index += 1;
-                continue;
-            }
-            let mut violations = Violations::new();
-            let prepared = match check_submission(row, Dating::History, &mut violations) {
-                Some(submission) => {
-                    self.prepare(
-                        tenant,
-                        credential.as_ref(),
-                        submission,
-                        violations,
-                        Some(&mut latest),
-                    )
-                    .await
+        // Rows are read, checked and scored while the batch before them is being stored:
+        // the store's writes stay in stream order, one batch at a time.
+        let (queue, mut queued) = tokio::sync::mpsc::channel::<Vec<ImportRow>>(1);
+        let read = async move {
+            let mut response = pb::ImportEvaluationsResponse::default();
+            let mut latest = LatestVersions::default();
+            let mut batch = Vec::with_capacity(IMPORT_BATCH_SIZE);
+            let mut index = 0u64;
+            while let Some(mut row) = stream.message().await? {
+                let request_id = row.request_id.clone();
+                if let Err(refusal) = submit_as(&caller, &mut row.reviewer_id) {
+                    reject(
+                        &mut response,
+                        index,
+                        request_id,
+                        refusal.message().to_owned(),
+                    );
+                    index += 1;
+                    continue;
                 }
-                None => Err(Error::from(violations)),
-            };
-            match prepared {
-                Ok(new) => batch.push((index, request_id, new)),
-                Err(err @ (Error::Unavailable(_) | Error::Internal(_))) => return Err(err.into()),
-                Err(err) => reject(&mut response, index, request_id, err.to_string()),
+                let mut violations = Violations::new();
+                let prepared = match check_submission(row, Dating::History, &mut violations) {
+                    Some(submission) => {
+                        self.prepare(
+                            tenant,
+                            credential.as_ref(),
+                            submission,
+                            violations,
+                            Some(&mut latest),
+                        )
+                        .await
+                    }
+                    None => Err(Error::from(violations)),
+                };
+                match prepared {
+                    Ok(new) => batch.push((index, request_id, new)),
+                    Err(err @ (Error::Unavailable(_) | Error::Internal(_))) => {
+                        return Err(Status::from(err));
+                    }
+                    Err(err) => reject(&mut response, index, request_id, err.to_string()),
+                }
+                if batch.len() >= IMPORT_BATCH_SIZE
+                    && queue.send(std::mem::take(&mut batch)).await.is_err()
+                {
+                    // The writer stopped on an error, which is the call's answer.
+                    return Ok(response);
+                }
+                index += 1;
             }
-            if batch.len() >= IMPORT_BATCH_SIZE {
-                self.import_batch(tenant, &mut batch, &mut response).await?;
+            if !batch.is_empty() {
+                let _ = queue.send(batch).await;
             }
-            index += 1;
-        }
-        self.import_batch(tenant, &mut batch, &mut response).await?;
+            Ok(response)
+        };
+        // Moved in, so that a writer that stops on an error drops its end of the queue
+        // and the reader stops too.
+        let write = async move {
+            let mut written = pb::ImportEvaluationsResponse::default();
+            while let Some(mut batch) = queued.recv().await {
+                self.import_batch(tenant, &mut batch, &mut written).await?;
+            }
+            Ok::<_, Error>(written)
+        };
+        let (read, written) = tokio::join!(read, write);
+        let mut response = read?;
+        merge_import_outcomes(&mut response, written?);
         Ok(Response::new(response))
     }
+}
+
+/// One row of an import on its way to the store: its index in the stream, its request id
+/// and the scored submission.
+type ImportRow = (u64, String, NewEvaluation);
+
+/// Adds what the store reported to what was refused before it, rejections in stream
+/// order within the listing limit.
+fn merge_import_outcomes(
+    response: &mut pb::ImportEvaluationsResponse,
+    written: pb::ImportEvaluationsResponse,
+) {
+    response.accepted += written.accepted;
+    response.duplicates += written.duplicates;
+    response.rejected_count += written.rejected_count;
+    response.rejected.extend(written.rejected);
+    response.rejected.sort_by_key(|rejection| rejection.index);
+    response.rejected.truncate(MAX_LISTED_REJECTIONS);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_import_outcomes_list_the_first_rejections_in_stream_order_within_the_limit() {
+        let mut read = pb::ImportEvaluationsResponse::default();
+        let mut written = pb::ImportEvaluationsResponse {
+            accepted: 5,
+            duplicates: 1,
+            ..Default::default()
+        };
+        for index in (0..2 * MAX_LISTED_REJECTIONS as u64).step_by(2) {
+            reject(&mut read, index, String::new(), "checks".into());
+            reject(&mut written, index + 1, String::new(), "store".into());
+        }
+        merge_import_outcomes(&mut read, written);
+        assert_eq!(read.rejected_count, 2 * MAX_LISTED_REJECTIONS as u64);
+        assert_eq!((read.accepted, read.duplicates), (5, 1));
+        assert_eq!(read.rejected.len(), MAX_LISTED_REJECTIONS);
+        assert!(
+            read.rejected
+                .iter()
+                .enumerate()
+                .all(|(position, rejection)| rejection.index == position as u64)
+        );
+    }
 
     #[test]
     fn a_rejection_reason_is_cut_to_its_byte_limit_on_a_character_boundary() {

@@ -810,6 +810,64 @@ async fn an_import_stores_every_good_row_and_reports_every_bad_one_by_index(back
     );
 }
 
+/// Rows are checked while earlier batches are being stored; the rejections of both
+/// stages are still listed in stream order.
+async fn an_import_lists_rejections_of_checks_and_of_the_store_in_stream_order(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    const ROWS: usize = 3_500;
+    let refused_by_checks = [5, 1_700, 3_499];
+    let refused_by_store = [10, 1_200, 2_999];
+    let rubric_id = rubric.id.clone();
+    let rows = (0..ROWS).map(move |i| {
+        let mut row = submission(&rubric_id, &format!("ORDER-{i}"), 1, 2);
+        if refused_by_checks.contains(&i) {
+            row.ratings[0].value = Some(5);
+        }
+        if refused_by_store.contains(&i) {
+            row.interaction_ref = Some(PbRef::InteractionId(Uuid::now_v7().to_string()));
+        }
+        row
+    });
+    let response = app
+        .evaluations()
+        .import_evaluations(tokio_stream::iter(rows))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<u64> = response.rejected.iter().map(|r| r.index).collect();
+    assert_eq!(listed, [5, 10, 1_200, 1_700, 2_999, 3_499]);
+    assert_eq!(response.rejected_count, 6);
+    assert_eq!(response.accepted as usize, ROWS - 6);
+    assert_eq!(app.count("evaluation.evaluations").await as usize, ROWS - 6);
+}
+
+/// Two imports of the same rows at once: each row is stored once, and every row is
+/// accepted by one import and a duplicate for the other.
+async fn concurrent_imports_of_the_same_rows_store_each_once(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    const ROWS: usize = 2_500;
+    let rows: Vec<pb::SubmitEvaluationRequest> = (0..ROWS)
+        .map(|i| {
+            let mut row = submission(&rubric.id, &format!("TWICE-{i}"), 1, 3);
+            row.request_id = format!("twice-{i}");
+            row
+        })
+        .collect();
+    let (mut first, mut second) = (app.evaluations(), app.evaluations());
+    let (a, b) = tokio::join!(
+        first.import_evaluations(tokio_stream::iter(rows.clone())),
+        second.import_evaluations(tokio_stream::iter(rows)),
+    );
+    let (a, b) = (a.unwrap().into_inner(), b.unwrap().into_inner());
+    assert_eq!((a.rejected_count, b.rejected_count), (0, 0), "{a:?} {b:?}");
+    assert_eq!(a.accepted + b.accepted, ROWS as u64);
+    assert_eq!(a.duplicates + b.duplicates, ROWS as u64);
+    assert_eq!(app.count("evaluation.evaluations").await as usize, ROWS);
+    assert_eq!(app.count("evaluation.outbox").await as usize, ROWS);
+}
+
 async fn importing_again_counts_duplicates_and_refuses_changed_rows(backend: Backend) {
     let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
@@ -953,6 +1011,8 @@ crate::on_every_store! {
     listing_filters_and_pages_newest_first,
     scoring_a_preview_stores_nothing,
     an_import_stores_every_good_row_and_reports_every_bad_one_by_index,
+    an_import_lists_rejections_of_checks_and_of_the_store_in_stream_order,
+    concurrent_imports_of_the_same_rows_store_each_once,
     importing_again_counts_duplicates_and_refuses_changed_rows,
     an_evaluation_server_reads_rubrics_from_a_remote_rubric_server,
 }

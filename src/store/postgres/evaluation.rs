@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
-use super::{PostgresStore, classify};
+use super::{PostgresStore, classify, copy_binary::CopyRows};
 use crate::domain::{
     evaluation::{Evaluation, EvaluationEvent, InteractionRef, NOT_OWN_INTERACTION, NewEvaluation},
     interaction::{Interaction, InteractionInput},
@@ -333,6 +333,108 @@ impl EvaluationColumns {
     }
 }
 
+impl EvaluationColumns {
+    /// Stores the rows with their ratings and events by binary COPY: for rows whose
+    /// request ids are known not to be stored. A request id stored meanwhile fails the
+    /// COPY with `AlreadyExists` (the transaction must then be rolled back).
+    pub(super) async fn copy_with(
+        &self,
+        dependents: &DependentColumns,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+    ) -> Result<()> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let tenant = tenant.as_uuid();
+        let mut evaluations = CopyRows::new();
+        for row in 0..self.ids.len() {
+            evaluations
+                .row(26)
+                .uuid(tenant)
+                .uuid(self.ids[row])
+                .int4(self.revisions[row])
+                .uuid(self.interaction_ids[row])
+                .text(&self.agent_ids[row])
+                .text(&self.team_ids[row])
+                .text(&self.channels[row])
+                .text(&self.regions[row])
+                .uuid(self.rubric_ids[row])
+                .int4(self.rubric_versions[row])
+                .text(&self.reviewer_ids[row])
+                .text(self.kinds[row])
+                .text(&self.comments[row])
+                .float8_or_null(self.scores[row])
+                .jsonb(&self.section_scores[row])
+                .jsonb(&self.criterion_scores[row])
+                .bool(self.critical_failed[row])
+                .bool(self.passed[row])
+                .text(self.states[row])
+                .text(&self.reasons[row])
+                .text_or_null(self.request_ids[row].as_deref())
+                .bytea_or_null(self.fingerprints[row].as_deref())
+                .timestamptz(self.create_times[row])
+                .timestamptz(self.first_create_times[row])
+                .uuid_or_null(self.calibration_session_ids[row])
+                .int2_or_null(self.event_csats[row]);
+        }
+        let mut ratings = CopyRows::new();
+        for row in 0..dependents.rating_ids.len() {
+            ratings
+                .row(10)
+                .uuid(tenant)
+                .uuid(dependents.rating_ids[row])
+                .int4(dependents.rating_revisions[row])
+                .int2(dependents.positions[row])
+                .text(&dependents.keys[row])
+                .int4_or_null(dependents.values[row])
+                .bool(dependents.not_applicable[row])
+                .text(&dependents.comments[row])
+                .jsonb(&dependents.root_causes[row])
+                .text(&dependents.explanations[row]);
+        }
+        let mut events = CopyRows::new();
+        for row in 0..dependents.event_ids.len() {
+            events
+                .row(5)
+                .uuid(tenant)
+                .text(dependents.event_types[row])
+                .uuid(dependents.event_ids[row])
+                .int4(dependents.event_revisions[row])
+                .jsonb(&dependents.payloads[row]);
+        }
+        for (statement, rows) in [
+            (
+                "COPY evaluation.evaluations
+                     (tenant_id, id, revision, interaction_id, agent_id, team_id, channel, region,
+                      rubric_id, rubric_version, reviewer_id, kind, comment, score, section_scores,
+                      criterion_scores, critical_failed, passed, state, reason, request_id,
+                      request_fingerprint, create_time, first_create_time, calibration_session_id,
+                      event_csat)
+                 FROM STDIN (FORMAT binary)",
+                evaluations,
+            ),
+            (
+                "COPY evaluation.ratings
+                     (tenant_id, evaluation_id, revision, position, criterion_key, value,
+                      not_applicable, comment, root_causes, explanation)
+                 FROM STDIN (FORMAT binary)",
+                ratings,
+            ),
+            (
+                "COPY evaluation.outbox (tenant_id, event_type, evaluation_id, revision, payload)
+                 FROM STDIN (FORMAT binary)",
+                events,
+            ),
+        ] {
+            let mut copy = conn.copy_in_raw(statement).await.map_err(classify)?;
+            copy.send(rows.finish()).await.map_err(classify)?;
+            copy.finish().await.map_err(classify)?;
+        }
+        Ok(())
+    }
+}
+
 /// Column arrays of the ratings and outbox events of many revisions.
 #[derive(Default)]
 pub(super) struct DependentColumns {
@@ -439,6 +541,13 @@ impl EvaluationStore for PostgresStore {
             .collect();
         let by_id = dimensions_of(&mut tx, tenant, &referenced).await?;
 
+        // Request ids stored before: each such row is a duplicate or a changed row.
+        let request_ids: Vec<&str> = batch
+            .iter()
+            .filter_map(|row| row.request_id.as_deref())
+            .collect();
+        let mut stored = stored_fingerprints(&mut tx, tenant, &request_ids).await?;
+
         // Request ids repeated inside the batch: the first occurrence is stored.
         let mut first_with_request: HashMap<&str, usize> = HashMap::new();
         let now = now_micros();
@@ -466,6 +575,10 @@ impl EvaluationStore for PostgresStore {
                     continue;
                 }
                 first_with_request.insert(request_id, index);
+                if let Some(fingerprint) = stored.get(request_id) {
+                    outcomes[index] = Some(retry_outcome(fingerprint.as_deref(), row));
+                    continue;
+                }
             }
             let evaluation = evaluation_from(row.clone(), dimensions, Uuid::now_v7(), now);
             columns.push(
@@ -479,11 +592,29 @@ impl EvaluationStore for PostgresStore {
             dependents.push_event("submitted", &evaluation, dimensions.csat)?;
             pending.push((index, evaluation.id));
         }
-        let inserted: std::collections::HashSet<Uuid> = columns
-            .insert_with(&dependents, &mut tx, tenant)
-            .await?
-            .into_iter()
-            .collect();
+
+        // COPY, unless a concurrent call stored one of these request ids meanwhile: then
+        // the statements that skip a stored request id say which.
+        let mut copying = tx.begin().await.map_err(classify)?;
+        let inserted: std::collections::HashSet<Uuid> = match columns
+            .copy_with(&dependents, &mut copying, tenant)
+            .await
+        {
+            Ok(()) => {
+                copying.commit().await.map_err(classify)?;
+                pending.iter().map(|&(_, id)| id).collect()
+            }
+            Err(Error::AlreadyExists(reason)) => {
+                tracing::debug!(%reason, "an imported request id was stored meanwhile; the batch is inserted row by row");
+                copying.rollback().await.map_err(classify)?;
+                columns
+                    .insert_with(&dependents, &mut tx, tenant)
+                    .await?
+                    .into_iter()
+                    .collect()
+            }
+            Err(err) => return Err(err),
+        };
         let mut conflicts = Vec::new();
         for (index, id) in pending {
             if inserted.contains(&id) {
@@ -497,26 +628,13 @@ impl EvaluationStore for PostgresStore {
                 .iter()
                 .filter_map(|&index| batch[index].request_id.as_deref())
                 .collect();
-            let stored: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
-                "SELECT request_id, request_fingerprint FROM evaluation.evaluations
-                 WHERE tenant_id = $1 AND request_id = ANY($2)",
-            )
-            .bind(tenant.as_uuid())
-            .bind(&request_ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
-            let stored: HashMap<String, Option<Vec<u8>>> = stored.into_iter().collect();
+            stored = stored_fingerprints(&mut tx, tenant, &request_ids).await?;
             for index in conflicts {
-                let request_id = batch[index].request_id.clone().unwrap_or_default();
-                outcomes[index] = Some(match stored.get(&request_id) {
-                    Some(Some(fingerprint)) if *fingerprint == batch[index].fingerprint => {
-                        ImportOutcome::Duplicate
-                    }
-                    _ => ImportOutcome::Rejected(
-                        "request_id was already used with different content".into(),
-                    ),
-                });
+                let request_id = batch[index].request_id.as_deref().unwrap_or_default();
+                outcomes[index] = Some(retry_outcome(
+                    stored.get(request_id).and_then(|f| f.as_deref()),
+                    &batch[index],
+                ));
             }
         }
         self.commit_with_events(tx).await?;
@@ -526,5 +644,35 @@ impl EvaluationStore for PostgresStore {
                 outcome.unwrap_or_else(|| ImportOutcome::Rejected("not processed".into()))
             })
             .collect())
+    }
+}
+
+/// The fingerprints stored under these request ids.
+async fn stored_fingerprints(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    request_ids: &[&str],
+) -> Result<HashMap<String, Option<Vec<u8>>>> {
+    if request_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stored: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT request_id, request_fingerprint FROM evaluation.evaluations
+         WHERE tenant_id = $1 AND request_id = ANY($2) AND request_id IS NOT NULL",
+    )
+    .bind(tenant.as_uuid())
+    .bind(request_ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(classify)?;
+    Ok(stored.into_iter().collect())
+}
+
+/// What an imported row whose request id is stored is: a duplicate when its content is
+/// the stored one's.
+fn retry_outcome(stored: Option<&[u8]>, row: &NewEvaluation) -> ImportOutcome {
+    match stored {
+        Some(fingerprint) if fingerprint == row.fingerprint => ImportOutcome::Duplicate,
+        _ => ImportOutcome::Rejected("request_id was already used with different content".into()),
     }
 }

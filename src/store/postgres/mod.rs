@@ -3,6 +3,7 @@
 mod analytics;
 mod audit;
 pub mod bi;
+mod copy_binary;
 mod errors;
 mod evaluation;
 mod group_commit;
