@@ -18,7 +18,7 @@ use crate::store::evaluation_rows::{Dimensions, evaluation_from, signed, to_json
 use crate::store::sql::evaluation_reads::{INTERACTION_COLUMNS, InteractionRow};
 use crate::store::{EvaluationStore, ImportOutcome};
 
-pub(super) const DIMENSION_COLUMNS: &str = "id, agent_id, team_id, channel, region, csat";
+const DIMENSION_COLUMNS: &str = "id, agent_id, team_id, channel, region, csat";
 
 /// Timestamps as PostgreSQL stores them (microseconds), so what a call returns equals
 /// what a later read returns.
@@ -117,6 +117,32 @@ async fn upsert_interaction_in(
             "interaction upsert returned nothing".into(),
         )),
     }
+}
+
+/// Upserts the inline interactions among `references` (their keys distinct) and returns
+/// the dimensions of each, with its key.
+pub(super) async fn upsert_inline_dimensions<'r>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    references: impl Iterator<Item = &'r InteractionRef>,
+) -> Result<Vec<Dimensions>> {
+    let inline: Vec<&InteractionInput> = references
+        .filter_map(|reference| match reference {
+            InteractionRef::Inline(input) => Some(input.as_ref()),
+            InteractionRef::Id(_) => None,
+        })
+        .collect();
+    if inline.is_empty() {
+        return Ok(Vec::new());
+    }
+    upsert_interactions_in(
+        conn,
+        tenant,
+        &inline,
+        false,
+        &format!("{DIMENSION_COLUMNS}, source, external_id"),
+    )
+    .await
 }
 
 pub(super) async fn dimensions_of(
@@ -516,25 +542,14 @@ impl EvaluationStore for PostgresStore {
                 InteractionRef::Id(id) => referenced.push(*id),
             }
         }
-        let inline_inputs: Vec<&InteractionInput> = inline_last
-            .into_values()
-            .filter_map(|index| match &batch[index].interaction {
-                InteractionRef::Inline(input) => Some(input.as_ref()),
-                InteractionRef::Id(_) => None,
-            })
-            .collect();
-        let upserted: Vec<Dimensions> = if inline_inputs.is_empty() {
-            Vec::new()
-        } else {
-            upsert_interactions_in(
-                &mut tx,
-                tenant,
-                &inline_inputs,
-                false,
-                &format!("{DIMENSION_COLUMNS}, source, external_id"),
-            )
-            .await?
-        };
+        let upserted = upsert_inline_dimensions(
+            &mut tx,
+            tenant,
+            inline_last
+                .into_values()
+                .map(|index| &batch[index].interaction),
+        )
+        .await?;
         let by_key: HashMap<(String, String), Dimensions> = upserted
             .into_iter()
             .map(|d| ((d.source.clone(), d.external_id.clone()), d))

@@ -15,13 +15,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::evaluation::{
-    DIMENSION_COLUMNS, DependentColumns, EvaluationColumns, dimensions_of, now_micros,
-    resolve_interaction, upsert_interactions_in,
+    DependentColumns, EvaluationColumns, dimensions_of, now_micros, resolve_interaction,
+    upsert_inline_dimensions,
 };
 use super::{classify, notifier::OutboxNotifier};
 use crate::domain::{
     evaluation::{Evaluation, InteractionRef, NewEvaluation},
-    interaction::InteractionInput,
     tenant::TenantId,
 };
 use crate::error::{Error, Result};
@@ -189,27 +188,15 @@ impl SubmissionWriter {
                 .is_some_and(|request_id| stored.contains(request_id))
         };
 
-        let inline: Vec<&InteractionInput> = rows
-            .iter()
-            .filter(|row| !is_retry(row))
-            .filter_map(|row| match &row.interaction {
-                InteractionRef::Inline(input) => Some(input.as_ref()),
-                InteractionRef::Id(_) => None,
-            })
-            .collect();
-        let upserted: Vec<Dimensions> = if inline.is_empty() {
-            Vec::new()
-        } else {
-            upsert_interactions_in(
-                &mut tx,
-                tenant,
-                &inline,
-                false,
-                &format!("{DIMENSION_COLUMNS}, source, external_id"),
-            )
-            .await
-            .map_err(before)?
-        };
+        let upserted = upsert_inline_dimensions(
+            &mut tx,
+            tenant,
+            rows.iter()
+                .filter(|row| !is_retry(row))
+                .map(|row| &row.interaction),
+        )
+        .await
+        .map_err(before)?;
         let by_key: HashMap<(&str, &str), &Dimensions> = upserted
             .iter()
             .map(|d| ((d.source.as_str(), d.external_id.as_str()), d))
