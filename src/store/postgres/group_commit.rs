@@ -19,12 +19,17 @@ use crate::error::{Error, Result};
 
 /// Submissions stored by one transaction at most.
 const MAX_GROUP: usize = 64;
-/// Transactions of grouped submissions in flight at once: one per two cores of this
-/// machine, at least one. Fewer writers make larger groups, and each group spares the
-/// database per-transaction work; on 2 cores, one writer spent the least database CPU per
-/// submission of 1, 2 and 4 (BENCHMARKS.md "Submit"). More cores keep more groups going.
+/// Transactions of grouped submissions in flight at once: as many as this machine has
+/// cores, at least four. Groups form only when every writer is busy. One writer made the
+/// largest groups and spent the least database CPU per submission under a saturating
+/// closed loop (16 callers, 2 cores), but it made the write path one queue: at a moderate
+/// open-loop rate each call waited for the group ahead of it. SubmitEvaluation p99 at 200
+/// submissions/s was 96 ms with one writer, against 10 ms before grouping (BENCHMARKS.md
+/// "Webhooks", two runs on a machine about twice as fast the first time). With four,
+/// calls at a moderate rate are stored at once, as without grouping, and a saturating
+/// load still forms groups.
 fn writers() -> usize {
-    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
+    std::thread::available_parallelism().map_or(4, |cores| cores.get().max(4))
 }
 
 struct Queued {
@@ -92,16 +97,39 @@ async fn write_groups(
         if queued.lock().await.recv_many(&mut group, MAX_GROUP).await == 0 {
             return;
         }
+        // A caller that went away (its deadline passed, or it was cancelled) while
+        // queued is not written: its call answered that nothing was stored.
+        group.retain(|queued: &Queued| !queued.answer.is_closed());
+        if group.len() == 1 {
+            // Alone, a call that goes away mid-write rolls its transaction back, as a
+            // call did before grouping.
+            let Queued {
+                tenant,
+                submission,
+                mut answer,
+            } = group.pop().expect("one submission");
+            tokio::select! {
+                outcome = writer.submit_alone(tenant, submission) => {
+                    let _ = answer.send(outcome);
+                }
+                () = answer.closed() => {}
+            }
+            continue;
+        }
         let (submissions, answers): (Vec<_>, Vec<_>) = group
             .drain(..)
             .map(|queued| ((queued.tenant, queued.submission), queued.answer))
             .unzip();
+        if submissions.is_empty() {
+            continue;
+        }
         let span = tracing::debug_span!("db.submit_group", size = submissions.len());
         let outcomes =
             tracing::Instrument::instrument(writer.submit_group(submissions), span).await;
         for (answer, outcome) in answers.into_iter().zip(outcomes) {
-            // A caller that went away is not waiting: what was stored stays stored, as
-            // for a call whose answer was lost.
+            // A caller that went away once its group was being written is not waiting:
+            // what was stored stays stored, as for a call whose answer was lost (a retry
+            // with its request id answers the stored evaluation).
             let _ = answer.send(outcome);
         }
     }
