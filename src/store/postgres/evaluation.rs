@@ -461,6 +461,26 @@ impl EvaluationColumns {
     }
 }
 
+/// Adds a submission's first revision, its ratings and its `submitted` event to the rows
+/// of one write.
+pub(super) fn stage_submission(
+    columns: &mut EvaluationColumns,
+    dependents: &mut DependentColumns,
+    evaluation: &Evaluation,
+    submitted: &NewEvaluation,
+    csat: Option<i16>,
+) -> Result<()> {
+    columns.push(
+        evaluation,
+        "",
+        submitted.request_id.clone(),
+        Some(submitted.fingerprint.clone()),
+        csat,
+    )?;
+    dependents.push_ratings(evaluation)?;
+    dependents.push_event("submitted", evaluation, csat)
+}
+
 /// Column arrays of the ratings and outbox events of many revisions.
 #[derive(Default)]
 pub(super) struct DependentColumns {
@@ -596,15 +616,13 @@ impl EvaluationStore for PostgresStore {
                 }
             }
             let evaluation = evaluation_from(row.clone(), dimensions, Uuid::now_v7(), now);
-            columns.push(
+            stage_submission(
+                &mut columns,
+                &mut dependents,
                 &evaluation,
-                "",
-                row.request_id.clone(),
-                Some(row.fingerprint.clone()),
+                row,
                 dimensions.csat,
             )?;
-            dependents.push_ratings(&evaluation)?;
-            dependents.push_event("submitted", &evaluation, dimensions.csat)?;
             pending.push((index, evaluation.id));
         }
 

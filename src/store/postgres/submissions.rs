@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::evaluation::{
     DependentColumns, EvaluationColumns, dimensions_of, now_micros, resolve_interaction,
-    upsert_inline_dimensions,
+    stage_submission, upsert_inline_dimensions,
 };
 use super::{classify, notifier::OutboxNotifier};
 use crate::domain::{
@@ -242,18 +242,14 @@ impl SubmissionWriter {
                 }
             };
             let evaluation = evaluation_from((*row).clone(), dimensions, Uuid::now_v7(), now);
-            let mut stage = || -> Result<()> {
-                columns.push(
-                    &evaluation,
-                    "",
-                    row.request_id.clone(),
-                    Some(row.fingerprint.clone()),
-                    dimensions.csat,
-                )?;
-                dependents.push_ratings(&evaluation)?;
-                dependents.push_event("submitted", &evaluation, dimensions.csat)
-            };
-            stage().map_err(before)?;
+            stage_submission(
+                &mut columns,
+                &mut dependents,
+                &evaluation,
+                row,
+                dimensions.csat,
+            )
+            .map_err(before)?;
             answers[position] = Some(Ok(evaluation));
             written += 1;
         }
