@@ -842,8 +842,9 @@ async fn an_import_lists_rejections_of_checks_and_of_the_store_in_stream_order(b
     assert_eq!(app.count("evaluation.evaluations").await as usize, ROWS - 6);
 }
 
-/// Two imports of the same rows at once: each row is stored once, and every row is
-/// accepted by one import and a duplicate for the other.
+/// Two imports of the same rows at once, one in reverse order so that their batches
+/// overlap in part: each row is stored once, every row is accepted by one import and a
+/// duplicate for the other, and neither import fails on a lock the other holds.
 async fn concurrent_imports_of_the_same_rows_store_each_once(backend: Backend) {
     let app = spawn_app_on(backend).await;
     let (rubric, _) = published_rubric(&mut app.rubrics()).await;
@@ -855,10 +856,11 @@ async fn concurrent_imports_of_the_same_rows_store_each_once(backend: Backend) {
             row
         })
         .collect();
+    let reversed: Vec<_> = rows.iter().rev().cloned().collect();
     let (mut first, mut second) = (app.evaluations(), app.evaluations());
     let (a, b) = tokio::join!(
-        first.import_evaluations(tokio_stream::iter(rows.clone())),
-        second.import_evaluations(tokio_stream::iter(rows)),
+        first.import_evaluations(tokio_stream::iter(rows)),
+        second.import_evaluations(tokio_stream::iter(reversed)),
     );
     let (a, b) = (a.unwrap().into_inner(), b.unwrap().into_inner());
     assert_eq!((a.rejected_count, b.rejected_count), (0, 0), "{a:?} {b:?}");

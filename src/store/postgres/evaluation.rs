@@ -29,6 +29,8 @@ pub(super) fn now_micros() -> DateTime<Utc> {
 
 /// Creates or updates many interactions in one statement (keys must be distinct) and
 /// returns `returning` of each, in no particular order.
+/// Rows are written in key order, so two writers upserting overlapping keys lock them in
+/// the same order and wait for each other instead of deadlocking.
 /// With `keep_agent`, an existing interaction of another agent is left as it is and
 /// not returned.
 pub(super) async fn upsert_interactions_in<T>(
@@ -71,6 +73,7 @@ where
                      $13::text[])
               AS u(id, source, external_id, channel, agent_id, team_id, region, occur_time, csat,
                    nps, messages, attributes)
+         ORDER BY u.source, u.external_id
          ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET
              channel = EXCLUDED.channel, agent_id = EXCLUDED.agent_id, team_id = EXCLUDED.team_id,
              region = EXCLUDED.region, occur_time = COALESCE(EXCLUDED.occur_time, i.occur_time),
