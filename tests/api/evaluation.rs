@@ -1329,7 +1329,10 @@ async fn a_group_of_submissions_answers_each_as_alone_and_a_refused_one_fails_no
     ];
     let before = app.count("evaluation.evaluations").await;
     let outcomes = store
-        .submit_group(group.into_iter().map(|row| (tenant, row)).collect())
+        .submit_group(
+            group.into_iter().map(|row| (tenant, row)).collect(),
+            &|_| true,
+        )
         .await;
     assert_eq!(outcomes.len(), 8);
     let ok = |n: usize| {
@@ -1379,6 +1382,54 @@ async fn a_group_of_submissions_answers_each_as_alone_and_a_refused_one_fails_no
                 .unwrap();
         assert_eq!(events, 1, "row {n} has one outbox event");
     }
+}
+
+/// A caller that goes away (deadline, cancel) while its group is being written has
+/// nothing stored, as a call alone: the group is rolled back before its commit, and the
+/// submissions of the callers still waiting are stored alone.
+#[tokio::test]
+async fn a_caller_gone_before_its_groups_commit_has_nothing_stored_and_the_others_are() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let store = iqs::store::postgres::PostgresStore::connect(
+        &app.database_url,
+        &iqs::store::postgres::PoolSettings::default(),
+    )
+    .await
+    .unwrap();
+    let group: Vec<_> = (0..4)
+        .map(|n| {
+            let row = scored(
+                &rubric.id,
+                inline(&format!("GONE-{n}"), "agent-1"),
+                &format!("gone-{n}"),
+                "",
+            );
+            (app.tenant, row)
+        })
+        .collect();
+    let gone = 2;
+    let outcomes = store.submit_group(group, &|index| index != gone).await;
+    for (n, outcome) in outcomes.iter().enumerate() {
+        assert_eq!(outcome.is_ok(), n != gone, "row {n}: {outcome:?}");
+    }
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT i.external_id FROM evaluation.evaluations e
+           JOIN evaluation.interactions i ON i.tenant_id = e.tenant_id AND i.id = e.interaction_id
+           JOIN evaluation.outbox o ON o.evaluation_id = e.id
+          ORDER BY i.external_id",
+    )
+    .fetch_all(app.pg_pool())
+    .await
+    .unwrap();
+    assert_eq!(stored, ["GONE-0", "GONE-1", "GONE-3"]);
+    let interactions_of_the_gone_caller: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM evaluation.interactions WHERE external_id = 'GONE-2'",
+    )
+    .fetch_one(app.pg_pool())
+    .await
+    .unwrap();
+    assert_eq!(interactions_of_the_gone_caller, 0);
 }
 
 /// Concurrent SubmitEvaluation calls share transactions (their outbox events share

@@ -406,6 +406,8 @@ async fn a_flood_beyond_the_concurrency_limit_is_rejected_fast_with_resource_exh
         .expect("served once the slots are free");
 }
 
+/// Twelve calls at once, so that some are written alone and some in groups: none is
+/// stored once its deadline has answered it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_past_the_server_deadline_answers_deadline_exceeded_and_writes_nothing() {
     let app = spawn_app_with(AppOptions {
@@ -421,12 +423,15 @@ async fn a_call_past_the_server_deadline_answers_deadline_exceeded_and_writes_no
         .await
         .unwrap();
     let started = Instant::now();
-    let status = app
-        .evaluations()
-        .submit_evaluation(submission(&rubric.id, "BLOCKED-1", 1, 4))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let calls = (0..12).map(|n| {
+        let mut client = app.evaluations();
+        let request = submission(&rubric.id, &format!("BLOCKED-{n}"), 1, 4);
+        async move { client.submit_evaluation(request).await }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        let status = answer.unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    }
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",

@@ -109,7 +109,7 @@ async fn write_groups(
                 mut answer,
             } = group.pop().expect("one submission");
             tokio::select! {
-                outcome = writer.submit_alone(tenant, submission) => {
+                outcome = writer.submit_alone(tenant, submission, || true) => {
                     let _ = answer.send(outcome);
                 }
                 () = answer.closed() => {}
@@ -124,10 +124,11 @@ async fn write_groups(
             continue;
         }
         let span = tracing::debug_span!("db.submit_group", size = submissions.len());
+        let waiting = |index: usize| !answers[index].is_closed();
         let outcomes =
-            tracing::Instrument::instrument(writer.submit_group(submissions), span).await;
+            tracing::Instrument::instrument(writer.submit_group(submissions, &waiting), span).await;
         for (answer, outcome) in answers.into_iter().zip(outcomes) {
-            // A caller that went away once its group was being written is not waiting:
+            // A caller that went away after its submission was committed is not waiting:
             // what was stored stays stored, as for a call whose answer was lost (a retry
             // with its request id answers the stored evaluation).
             let _ = answer.send(outcome);

@@ -133,14 +133,20 @@ impl PostgresStore {
 
     /// Stores submissions as one group, answering each as if it had been submitted alone
     /// in the order given: what `submit` does with the calls that arrive together.
+    /// `waiting(index)` says whether the caller of `submissions[index]` still waits; the
+    /// submission of one that does not when its transaction would commit is not stored.
     pub async fn submit_group(
         &self,
         submissions: Vec<(
             crate::domain::tenant::TenantId,
             crate::domain::evaluation::NewEvaluation,
         )>,
+        waiting: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<Result<crate::domain::evaluation::Evaluation>> {
-        self.submissions.writer().submit_group(submissions).await
+        self.submissions
+            .writer()
+            .submit_group(submissions, waiting)
+            .await
     }
 
     /// Commits a transaction that wrote outbox events, then wakes the projectors.

@@ -38,16 +38,21 @@ pub(super) struct SubmissionWriter {
 enum GroupRefused {
     /// Nothing was written: each submission can be stored alone.
     BeforeCommit(Error),
+    /// Some callers went away before the commit: nothing was written, and the
+    /// submissions of those still waiting can be stored alone.
+    CallersGone,
     /// The commit's outcome is unknown: storing again could store twice.
     AtCommit(Error),
 }
 
 impl SubmissionWriter {
-    /// Stores one scored evaluation, its ratings and its outbox event in one transaction.
+    /// Stores one scored evaluation, its ratings and its outbox event in one transaction,
+    /// unless its caller is no longer `waiting` when the transaction is about to commit.
     pub(super) async fn submit_alone(
         &self,
         tenant: TenantId,
         new: NewEvaluation,
+        waiting: impl Fn() -> bool,
     ) -> Result<Evaluation> {
         let request_id = new.request_id.clone();
         let fingerprint = new.fingerprint.clone();
@@ -83,6 +88,10 @@ impl SubmissionWriter {
                 .replay(tenant, &request_id.unwrap_or_default(), &fingerprint)
                 .await;
         }
+        if !waiting() {
+            tx.rollback().await.map_err(classify)?;
+            return Err(caller_gone());
+        }
         tx.commit().await.map_err(classify)?;
         self.outbox.committed();
         Ok(evaluation)
@@ -92,9 +101,15 @@ impl SubmissionWriter {
     /// have, in the order given: a later submission repeating an earlier one's request
     /// id is answered as its retry, and a later inline interaction of the same key
     /// updates the one an earlier submission stored.
+    ///
+    /// `waiting(index)` says whether the caller of `submissions[index]` still waits for
+    /// its answer. A caller that went away before the commit of its submission has
+    /// nothing stored, as alone: its group is rolled back and the submissions of the
+    /// callers still waiting are stored alone.
     pub async fn submit_group(
         &self,
         submissions: Vec<(TenantId, NewEvaluation)>,
+        waiting: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<Result<Evaluation>> {
         let mut outcomes: Vec<Option<Result<Evaluation>>> =
             submissions.iter().map(|_| None).collect();
@@ -108,7 +123,8 @@ impl SubmissionWriter {
             }
             let rows: Vec<&NewEvaluation> =
                 indexes.iter().map(|&index| &submissions[index].1).collect();
-            match self.write_group(tenant, &rows).await {
+            let all_waiting = || indexes.iter().all(|&index| waiting(index));
+            match self.write_group(tenant, &rows, &all_waiting).await {
                 Ok(results) => {
                     for (index, result) in indexes.into_iter().zip(results) {
                         outcomes[index] = Some(result);
@@ -130,13 +146,26 @@ impl SubmissionWriter {
                     tracing::debug!(%err, rows = indexes.len(), "a group was refused; its submissions are stored alone");
                     refused.extend(indexes);
                 }
+                Err(GroupRefused::CallersGone) => {
+                    tracing::debug!(
+                        rows = indexes.len(),
+                        "callers left a group before its commit; the others are stored alone"
+                    );
+                    refused.extend(indexes);
+                }
             }
         }
         // The submissions deferred for repeating an earlier one come after it has been
         // stored, so that they see what it stored.
+        let submissions = &submissions;
         for indexes in [refused, deferred] {
-            let results = join_all(indexes.iter().map(|&index| {
-                self.submit_alone(submissions[index].0, submissions[index].1.clone())
+            let results = join_all(indexes.iter().map(|&index| async move {
+                if !waiting(index) {
+                    return Err(caller_gone());
+                }
+                let (tenant, submission) = &submissions[index];
+                self.submit_alone(*tenant, submission.clone(), || waiting(index))
+                    .await
             }))
             .await;
             for (index, result) in indexes.into_iter().zip(results) {
@@ -153,10 +182,12 @@ impl SubmissionWriter {
 
     /// One tenant's submissions in one transaction. Each is answered as alone: a missing
     /// interaction fails its row, a request id stored before answers its row as a retry.
+    /// Committed only if every caller is still `waiting` just before.
     async fn write_group(
         &self,
         tenant: TenantId,
         rows: &[&NewEvaluation],
+        waiting: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<Result<Evaluation>>, GroupRefused> {
         let before = GroupRefused::BeforeCommit;
         let mut tx = self.pool.begin().await.map_err(classify).map_err(before)?;
@@ -266,6 +297,10 @@ impl SubmissionWriter {
                 )));
             }
         }
+        if !waiting() {
+            // Dropping the transaction rolls it back.
+            return Err(GroupRefused::CallersGone);
+        }
         tx.commit()
             .await
             .map_err(classify)
@@ -298,6 +333,12 @@ impl SubmissionWriter {
         let stored = find_request_in(&mut Link::Postgres(&mut conn), tenant, request_id).await?;
         replay(stored, request_id, fingerprint)
     }
+}
+
+/// The answer to a call whose caller went away before its submission was committed;
+/// nothing reads it.
+fn caller_gone() -> Error {
+    Error::Unavailable("the call ended before its submission was committed".into())
 }
 
 /// Which submissions can share their tenant's group, and which are deferred, stored alone
