@@ -10,6 +10,7 @@ pub mod calibration;
 pub mod coaching;
 pub mod dispute;
 pub mod evaluation;
+pub mod import_partition;
 pub mod interaction;
 pub mod paging;
 pub mod random;

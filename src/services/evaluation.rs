@@ -23,6 +23,7 @@ use crate::domain::{
     evaluation::{
         EvaluationKind, InteractionRef, NewEvaluation, NewRevision, check_reason, fingerprint_of,
     },
+    import_partition::independent_parts,
     interaction::{InteractionInput, check_external_id},
     paging::PageTokens,
     rubric::RubricVersion,
@@ -436,16 +437,52 @@ impl EvaluationApi {
         Ok(())
     }
 
+    /// Stores a batch as parts that share no interaction and no request id, written at
+    /// the same time (as many as the store writes at once), each deciding for its rows
+    /// what the whole batch would have. The next batch starts once all are stored, so
+    /// batches stay in stream order.
+    async fn import_in_parts(
+        &self,
+        tenant: TenantId,
+        batch: Vec<ImportRow>,
+        response: &mut pb::ImportEvaluationsResponse,
+    ) -> Result<()> {
+        let parts = self.store.concurrent_import_parts();
+        if parts < 2 {
+            return self.import_batch(tenant, batch, response).await;
+        }
+        let split = {
+            let rows: Vec<&NewEvaluation> = batch.iter().map(|(_, _, row)| row).collect();
+            independent_parts(&rows, parts)
+        };
+        let mut rows: Vec<Option<ImportRow>> = batch.into_iter().map(Some).collect();
+        let writes = split.into_iter().map(|positions| {
+            let part: Vec<ImportRow> = positions
+                .into_iter()
+                .filter_map(|position| rows[position].take())
+                .collect();
+            async move {
+                let mut written = pb::ImportEvaluationsResponse::default();
+                self.import_batch(tenant, part, &mut written)
+                    .await
+                    .map(|()| written)
+            }
+        });
+        for written in futures_util::future::join_all(writes.collect::<Vec<_>>()).await {
+            merge_import_outcomes(response, written?);
+        }
+        Ok(())
+    }
+
     async fn import_batch(
         &self,
         tenant: TenantId,
-        batch: &mut Vec<ImportRow>,
+        rows: Vec<ImportRow>,
         response: &mut pb::ImportEvaluationsResponse,
     ) -> Result<()> {
-        if batch.is_empty() {
+        if rows.is_empty() {
             return Ok(());
         }
-        let rows: Vec<ImportRow> = std::mem::take(batch);
         let mut pending = vec![rows];
         // A batch the store refuses as a whole is split until the refused rows are alone:
         // one bad row is that row's rejection, and the others are stored.
@@ -998,8 +1035,8 @@ impl EvaluationService for EvaluationApi {
         // and the reader stops too.
         let write = async move {
             let mut written = pb::ImportEvaluationsResponse::default();
-            while let Some(mut batch) = queued.recv().await {
-                self.import_batch(tenant, &mut batch, &mut written).await?;
+            while let Some(batch) = queued.recv().await {
+                self.import_in_parts(tenant, batch, &mut written).await?;
             }
             Ok::<_, Error>(written)
         };

@@ -136,6 +136,12 @@ pub trait EvaluationStore: EvaluationReads + EvaluationChanges {
         tenant: TenantId,
         batch: Vec<NewEvaluation>,
     ) -> Result<Vec<ImportOutcome>>;
+
+    /// How many import batches sharing no interaction and no request id are worth
+    /// writing at the same time: 1 where writes are serialised anyway.
+    fn concurrent_import_parts(&self) -> usize {
+        1
+    }
 }
 
 /// Reading interactions and evaluations: one implementation for both databases

@@ -545,6 +545,12 @@ impl EvaluationStore for PostgresStore {
         self.submissions.submit(tenant, new).await
     }
 
+    /// Two: the batch's single writing backend is PostgreSQL's bottleneck during an
+    /// import (BENCHMARKS.md "Bulk import"), and a second one uses another core.
+    fn concurrent_import_parts(&self) -> usize {
+        2
+    }
+
     #[tracing::instrument(name = "db.import", skip_all, fields(db.system = "postgresql"))]
     async fn import(
         &self,
