@@ -1,6 +1,8 @@
 //! AnalyticsStore on PostgreSQL (schema `analytics`): the projector over the evaluation
 //! outbox, and the queries over facts and daily rollups.
 
+use std::sync::atomic::Ordering;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, postgres::PgListener, types::Json};
@@ -96,6 +98,10 @@ const PRUNE_SQL: &str = "DELETE FROM evaluation.outbox WHERE ctid = ANY(ARRAY(
  WHERE head.create_time < $1
    AND (head.txid, head.position) <= (p.last_txid, p.last_position)
    AND (head.txid, head.position) <= (w.last_txid::xid8, w.last_position)))";
+
+/// Outbox events pruned between two vacuums of the outbox: its table holds at most
+/// about this many deleted events' space beyond the events in flight (about 1.4 kB each).
+const VACUUM_OUTBOX_AFTER: u64 = 10_000;
 
 pub const OUTBOX_READS: [(&str, &str); 5] = [
     ("has_pending", HAS_PENDING_SQL),
@@ -237,8 +243,24 @@ impl AnalyticsStore for PostgresStore {
             .bind(i64::from(limit))
             .execute(&self.pool)
             .await
-            .map_err(classify)?;
-        Ok(pruned.rows_affected())
+            .map_err(classify)?
+            .rows_affected();
+        let since_vacuum = self
+            .pruned_since_vacuum
+            .fetch_add(pruned, Ordering::Relaxed)
+            + pruned;
+        if since_vacuum >= VACUUM_OUTBOX_AFTER {
+            self.pruned_since_vacuum.store(0, Ordering::Relaxed);
+            // Deleted rows leave their space to new events only once a vacuum has
+            // recorded it as free; autovacuum looks at a table about once a minute, so
+            // during a burst every new event would extend the table instead. Not being
+            // allowed to vacuum (not the table's owner) is a warning, not an error.
+            sqlx::raw_sql("VACUUM (SKIP_LOCKED) evaluation.outbox")
+                .execute(&self.pool)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(pruned)
     }
 }
 

@@ -69,6 +69,8 @@ pub struct PostgresStore {
     outbox: OutboxNotifier,
     audit: AuditWriter,
     submissions: SubmissionQueue,
+    /// Outbox events deleted since the outbox was last vacuumed.
+    pruned_since_vacuum: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Connection options of a URL, with the session settings every IQS connection has.
@@ -127,6 +129,7 @@ impl PostgresStore {
             }),
             outbox,
             audit: AuditWriter::new(pool.clone()),
+            pruned_since_vacuum: std::sync::Arc::default(),
             pool,
         }
     }
