@@ -101,6 +101,15 @@ async fn version_1_reads_back_byte_identical_after_version_2_is_published(backen
         .unwrap()
         .into_inner();
     assert_eq!(before.encode_to_vec(), after.encode_to_vec());
+    let latest = client
+        .get_rubric_version(pb::GetRubricVersionRequest {
+            rubric_id: rubric.id.clone(),
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(latest, v2, "version 0 is the newest published version");
 }
 
 async fn published_versions_cannot_be_changed_even_in_the_database(backend: Backend) {

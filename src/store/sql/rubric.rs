@@ -96,6 +96,15 @@ async fn fetch_rubric(conn: &mut Conn, tenant: TenantId, id: Uuid, lock: &str) -
         .try_into()
 }
 
+/// `columns` (comma-separated) each prefixed with `alias.`.
+fn qualified(alias: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|column| format!("{alias}.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn fetch_version(
     conn: &mut Conn,
     tenant: TenantId,
@@ -276,6 +285,25 @@ impl<B: SqlBackend> RubricStore for B {
         version: Option<u32>,
     ) -> Result<RubricVersion> {
         let mut conn = self.read().await?;
+        // One statement when the version exists: every submission naming no version asks
+        // for the latest. The reads below only tell why there is none.
+        let found: Option<VersionRow> = conn
+            .fetch_optional(
+                sql(format!(
+                    "SELECT {columns} FROM rubrics r JOIN rubric_versions v
+                         ON v.tenant_id = r.tenant_id AND v.rubric_id = r.id
+                        AND v.version = COALESCE($3, r.latest_version)
+                     WHERE r.tenant_id = $1 AND r.id = $2",
+                    columns = qualified("v", VERSION_COLUMNS)
+                ))
+                .bind(tenant)
+                .bind(rubric_id)
+                .bind(version.map(rubric_version).transpose()?),
+            )
+            .await?;
+        if let Some(found) = found {
+            return found.try_into();
+        }
         let rubric = fetch_rubric(&mut conn, tenant, rubric_id, "").await?;
         let wanted = match version {
             Some(version) => version,
