@@ -1581,3 +1581,68 @@ async fn every_answered_submission_survives_a_kill_9_and_retries_store_each_once
     .unwrap();
     assert_eq!((rows, events), (sent.len() as i64, sent.len() as i64));
 }
+
+/// The lookups an import makes by key (stored request ids, the interaction of each new
+/// evaluation) read only those keys, even when the tables have never been analysed, as
+/// during a first bulk import before autovacuum has looked at them (switched off here so
+/// that it cannot). Written as `= ANY(array)`, the planner read every request id and
+/// every interaction of the tenant for each part of each batch instead.
+#[tokio::test]
+async fn import_lookups_read_only_their_keys_before_the_tables_are_analysed() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    for table in ["evaluations", "interactions"] {
+        sqlx::query(&format!(
+            "ALTER TABLE evaluation.{table} SET (autovacuum_enabled = false)"
+        ))
+        .execute(app.pg_pool())
+        .await
+        .unwrap();
+    }
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let import = |rows: std::ops::Range<usize>| {
+        let (app, rubric_id) = (&app, rubric.id.clone());
+        async move {
+            let stream = tokio_stream::iter(
+                rows.map(move |n| submission(&rubric_id, &format!("UNANALYSED-{n}"), 1, 3)),
+            );
+            let response = app
+                .evaluations()
+                .import_evaluations(stream)
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(response.rejected_count, 0, "{response:?}");
+        }
+    };
+    // Index entries read so far by the scans that are not key lookups, once the
+    // server's sessions have reported their statistics (at most a second after a call).
+    let entries_read = || async {
+        let read = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COALESCE(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes
+                  WHERE indexrelname IN ('evaluations_request_id_key', 'interactions_by_time',
+                                         'interactions_by_update')",
+            )
+            .fetch_one(app.pg_pool())
+            .await
+            .unwrap()
+        };
+        let mut last = read().await;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+            let now = read().await;
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    import(0..20_000).await;
+    let before = entries_read().await;
+    import(20_000..21_000).await;
+    let read = entries_read().await - before;
+    assert!(
+        read < 5_000,
+        "an import of 1,000 rows into 20,000 read {read} index entries beyond its keys"
+    );
+}

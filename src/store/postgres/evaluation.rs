@@ -153,8 +153,12 @@ pub(super) async fn dimensions_of(
     tenant: TenantId,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Dimensions>> {
+    // One key lookup per id: `id = ANY($2)` let the planner read every interaction of
+    // the tenant when the table's statistics were stale (see `stored_fingerprints`).
     let rows: Vec<Dimensions> = sqlx::query_as(&format!(
-        "SELECT {DIMENSION_COLUMNS} FROM evaluation.interactions WHERE tenant_id = $1 AND id = ANY($2)"
+        "SELECT i.* FROM unnest($2::uuid[]) AS w(id)
+         CROSS JOIN LATERAL (SELECT {DIMENSION_COLUMNS} FROM evaluation.interactions
+                              WHERE tenant_id = $1 AND id = w.id) i"
     ))
     .bind(tenant.as_uuid())
     .bind(ids)
@@ -689,8 +693,12 @@ impl EvaluationStore for PostgresStore {
     }
 }
 
-/// The fingerprints stored under these request ids.
-async fn stored_fingerprints(
+/// The fingerprints stored under these request ids, one key lookup per id. Written as
+/// `request_id = ANY($2)`, the planner could read the request-id index entries of every
+/// evaluation of the tenant and filter them: it did when the table's statistics were
+/// stale, as during a bulk import (57 ms for 500 ids among 100,000 evaluations, growing
+/// with the table).
+pub(super) async fn stored_fingerprints(
     conn: &mut PgConnection,
     tenant: TenantId,
     request_ids: &[&str],
@@ -699,8 +707,10 @@ async fn stored_fingerprints(
         return Ok(HashMap::new());
     }
     let stored: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT request_id, request_fingerprint FROM evaluation.evaluations
-         WHERE tenant_id = $1 AND request_id = ANY($2) AND request_id IS NOT NULL",
+        "SELECT e.request_id, e.request_fingerprint FROM unnest($2::text[]) AS w(request_id)
+         CROSS JOIN LATERAL (SELECT request_id, request_fingerprint FROM evaluation.evaluations
+                              WHERE tenant_id = $1 AND request_id = w.request_id
+                                AND request_id IS NOT NULL) e",
     )
     .bind(tenant.as_uuid())
     .bind(request_ids)

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::evaluation::{
     DependentColumns, EvaluationColumns, dimensions_of, now_micros, resolve_interaction,
-    stage_submission, upsert_inline_dimensions,
+    stage_submission, stored_fingerprints, upsert_inline_dimensions,
 };
 use super::{classify, notifier::OutboxNotifier};
 use crate::domain::{
@@ -197,26 +197,13 @@ impl SubmissionWriter {
             .iter()
             .filter_map(|row| row.request_id.as_deref())
             .collect();
-        let stored: HashSet<String> = if request_ids.is_empty() {
-            HashSet::new()
-        } else {
-            sqlx::query_scalar(
-                "SELECT request_id FROM evaluation.evaluations
-                 WHERE tenant_id = $1 AND request_id = ANY($2) AND request_id IS NOT NULL",
-            )
-            .bind(tenant.as_uuid())
-            .bind(&request_ids)
-            .fetch_all(&mut *tx)
+        let stored = stored_fingerprints(&mut tx, tenant, &request_ids)
             .await
-            .map_err(classify)
-            .map_err(before)?
-            .into_iter()
-            .collect()
-        };
+            .map_err(before)?;
         let is_retry = |row: &NewEvaluation| {
             row.request_id
                 .as_ref()
-                .is_some_and(|request_id| stored.contains(request_id))
+                .is_some_and(|request_id| stored.contains_key(request_id))
         };
 
         let upserted = upsert_inline_dimensions(
