@@ -468,7 +468,7 @@ impl EvaluationApi {
                     .map(|()| written)
             }
         });
-        for written in futures_util::future::join_all(writes.collect::<Vec<_>>()).await {
+        for written in futures_util::future::join_all(writes).await {
             merge_import_outcomes(response, written?);
         }
         Ok(())

@@ -153,6 +153,9 @@ pub(super) async fn dimensions_of(
     tenant: TenantId,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Dimensions>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     // One key lookup per id: `id = ANY($2)` let the planner read every interaction of
     // the tenant when the table's statistics were stale (see `stored_fingerprints`).
     let rows: Vec<Dimensions> = sqlx::query_as(&format!(

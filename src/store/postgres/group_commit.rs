@@ -100,6 +100,9 @@ async fn write_groups(
         // A caller that went away (its deadline passed, or it was cancelled) while
         // queued is not written: its call answered that nothing was stored.
         group.retain(|queued: &Queued| !queued.answer.is_closed());
+        if group.is_empty() {
+            continue;
+        }
         if group.len() == 1 {
             // Alone, a call that goes away mid-write rolls its transaction back, as a
             // call did before grouping.
@@ -120,9 +123,6 @@ async fn write_groups(
             .drain(..)
             .map(|queued| ((queued.tenant, queued.submission), queued.answer))
             .unzip();
-        if submissions.is_empty() {
-            continue;
-        }
         let span = tracing::debug_span!("db.submit_group", size = submissions.len());
         let waiting = |index: usize| !answers[index].is_closed();
         let outcomes =

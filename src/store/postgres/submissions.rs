@@ -226,13 +226,9 @@ impl SubmissionWriter {
                 InteractionRef::Inline(_) => None,
             })
             .collect();
-        let by_id = if referenced.is_empty() {
-            HashMap::new()
-        } else {
-            dimensions_of(&mut tx, tenant, &referenced)
-                .await
-                .map_err(before)?
-        };
+        let by_id = dimensions_of(&mut tx, tenant, &referenced)
+            .await
+            .map_err(before)?;
 
         let now = now_micros();
         let mut answers: Vec<Option<Result<Evaluation>>> = rows.iter().map(|_| None).collect();

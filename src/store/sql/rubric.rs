@@ -96,15 +96,6 @@ async fn fetch_rubric(conn: &mut Conn, tenant: TenantId, id: Uuid, lock: &str) -
         .try_into()
 }
 
-/// `columns` (comma-separated) each prefixed with `alias.`.
-fn qualified(alias: &str, columns: &str) -> String {
-    columns
-        .split(',')
-        .map(|column| format!("{alias}.{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 async fn fetch_version(
     conn: &mut Conn,
     tenant: TenantId,
@@ -290,11 +281,10 @@ impl<B: SqlBackend> RubricStore for B {
         let found: Option<VersionRow> = conn
             .fetch_optional(
                 sql(format!(
-                    "SELECT {columns} FROM rubrics r JOIN rubric_versions v
-                         ON v.tenant_id = r.tenant_id AND v.rubric_id = r.id
-                        AND v.version = COALESCE($3, r.latest_version)
-                     WHERE r.tenant_id = $1 AND r.id = $2",
-                    columns = qualified("v", VERSION_COLUMNS)
+                    "SELECT {VERSION_COLUMNS} FROM rubric_versions
+                     WHERE tenant_id = $1 AND rubric_id = $2
+                       AND version = COALESCE($3, (SELECT latest_version FROM rubrics
+                                                   WHERE tenant_id = $1 AND id = $2))"
                 ))
                 .bind(tenant)
                 .bind(rubric_id)
