@@ -245,6 +245,9 @@ pub struct Config {
     /// How long an outbox event is kept after the projector and the webhook dispatcher
     /// have both passed it.
     pub outbox_retention_s: u64,
+    /// Events the projector may be behind before ImportEvaluations waits for it before
+    /// its next batch; 0 never waits. A projector that does not move holds nothing back.
+    pub import_max_projection_lag: u64,
 }
 
 /// TLS on the gRPC port. Without `cert_file` and `key_file` the port is plaintext; with
@@ -353,6 +356,7 @@ impl Default for Config {
             webhook_max_in_flight_per_webhook: 8,
             webhook_log_retention_s: 30 * 86_400,
             outbox_retention_s: 3_600,
+            import_max_projection_lag: 5_000,
         }
     }
 }

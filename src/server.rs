@@ -44,6 +44,7 @@ use crate::proto::{
     rubric::rubric_service_server::RubricServiceServer,
 };
 use crate::services::grpc_service_names;
+use crate::services::import_flow::ProjectionBackpressure;
 use crate::services::rubric_client::{
     CachedRubricClient, InProcessRubricClient, RemoteRubricClient, RubricClient,
 };
@@ -253,6 +254,7 @@ pub struct Server {
     /// External AutoQA scorers, one set per process: the API and the automatic mode
     /// share each scorer's circuit breaker.
     scorers: Arc<ExternalScorers>,
+    projection: Arc<ProjectionBackpressure>,
     webhooks: WebhookSettings,
     outbox_retention: Duration,
 }
@@ -306,6 +308,10 @@ impl Server {
                 config.autoqa_scorer_timeout_ms.max(1),
             ))),
             webhooks: webhook_settings(config),
+            projection: Arc::new(ProjectionBackpressure::new(
+                store.clone(),
+                config.import_max_projection_lag,
+            )),
             outbox_retention: Duration::from_secs(config.outbox_retention_s),
         })
     }
@@ -504,6 +510,7 @@ impl Server {
                 self.rubric_client.clone(),
                 self.page_tokens.clone(),
                 self.scorers.clone(),
+                self.projection.clone(),
             ))
             .max_decoding_message_size(bytes)
             .max_encoding_message_size(bytes)
@@ -624,6 +631,7 @@ impl Server {
                 ))),
                 self.page_tokens.clone(),
                 self.scorers.clone(),
+                self.projection.clone(),
             );
             let worker = AutoQaWorker {
                 store: self.store.clone(),

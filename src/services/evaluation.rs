@@ -14,6 +14,7 @@ use super::convert::{
     interaction_from_proto, interaction_to_proto, kind_from_proto, listing_from_proto,
     rating_from_proto, rating_to_proto, section_scores_to_proto,
 };
+use super::import_flow::ProjectionBackpressure;
 use super::rubric_client::RubricClient;
 use super::scorers::ExternalScorers;
 use crate::auth::{Credential, Principal, credential, principal};
@@ -54,6 +55,7 @@ pub struct EvaluationApi {
     rubrics: Arc<dyn RubricClient>,
     tokens: Arc<PageTokens>,
     scorers: Arc<ExternalScorers>,
+    projection: Arc<ProjectionBackpressure>,
 }
 
 /// A call made by this service to itself, as `principal`, with the caller's metadata
@@ -275,6 +277,7 @@ impl EvaluationApi {
         rubrics: Arc<dyn RubricClient>,
         tokens: Arc<PageTokens>,
         scorers: Arc<ExternalScorers>,
+        projection: Arc<ProjectionBackpressure>,
     ) -> Self {
         Self {
             store,
@@ -282,6 +285,7 @@ impl EvaluationApi {
             rubrics,
             tokens,
             scorers,
+            projection,
         }
     }
 
@@ -1036,6 +1040,7 @@ impl EvaluationService for EvaluationApi {
         let write = async move {
             let mut written = pb::ImportEvaluationsResponse::default();
             while let Some(batch) = queued.recv().await {
+                self.projection.wait_for_projector().await;
                 self.import_in_parts(tenant, batch, &mut written).await?;
             }
             Ok::<_, Error>(written)

@@ -10,6 +10,7 @@ mod convert;
 pub mod dispute;
 pub mod error_status;
 pub mod evaluation;
+pub mod import_flow;
 pub mod rubric;
 pub mod rubric_client;
 pub mod scorers;

@@ -1646,3 +1646,76 @@ async fn import_lookups_read_only_their_keys_before_the_tables_are_analysed() {
         "an import of 1,000 rows into 20,000 read {read} index entries beyond its keys"
     );
 }
+
+/// An import whose events would leave the projector more than
+/// `import_max_projection_lag` behind waits before its next batch. Here the projector's
+/// cursor is locked (the projector skips a locked cursor): the import stores its first
+/// batch, then waits, for half a second, well under the second after which a projector
+/// that does not move stops holding imports back. Without the wait, the other two
+/// batches are stored within that half second. Once the projector may move, the import
+/// ends with every row.
+#[tokio::test]
+async fn an_import_waits_before_its_next_batch_while_the_projector_is_far_behind() {
+    use iqs::services::evaluation::IMPORT_BATCH_SIZE;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    let app = spawn_app_with(AppOptions {
+        tune: |config| config.import_max_projection_lag = 300,
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    let mut holder = app.pg_pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM analytics.projector_cursor FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    const ROWS: usize = 3 * IMPORT_BATCH_SIZE;
+    let rubric_id = rubric.id.clone();
+    let rows = (0..ROWS).map(move |i| submission(&rubric_id, &format!("HELD-{i}"), 1, 3));
+    let mut client = app.evaluations();
+    let import =
+        tokio::spawn(async move { client.import_evaluations(tokio_stream::iter(rows)).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.count("evaluation.evaluations").await < IMPORT_BATCH_SIZE as i64 {
+        assert!(Instant::now() < deadline, "the first batch was not stored");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.count("evaluation.evaluations").await,
+        IMPORT_BATCH_SIZE as i64,
+        "the import went on while the projector was a batch behind"
+    );
+    holder.rollback().await.unwrap();
+    let response = import.await.unwrap().unwrap().into_inner();
+    assert_eq!(response.accepted as usize, ROWS);
+    crate::helpers::wait_for_projection(&app).await;
+}
+
+/// No projector runs with the analytics service off: an import waits for it once, for
+/// about a second, and then stores every row.
+#[tokio::test]
+async fn an_import_goes_on_when_no_projector_moves() {
+    use iqs::services::evaluation::IMPORT_BATCH_SIZE;
+
+    let app = spawn_app_with(AppOptions {
+        services: "rubric,evaluation".parse::<ServiceSet>().unwrap(),
+        tune: |config| config.import_max_projection_lag = 300,
+        ..AppOptions::default()
+    })
+    .await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    const ROWS: usize = 4 * IMPORT_BATCH_SIZE;
+    let rubric_id = rubric.id.clone();
+    let rows = (0..ROWS).map(move |i| submission(&rubric_id, &format!("ALONE-{i}"), 1, 3));
+    let response = app
+        .evaluations()
+        .import_evaluations(tokio_stream::iter(rows))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.accepted as usize, ROWS);
+    assert_eq!(app.count("evaluation.evaluations").await as usize, ROWS);
+}
