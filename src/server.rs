@@ -254,6 +254,8 @@ pub struct Server {
     /// External AutoQA scorers, one set per process: the API and the automatic mode
     /// share each scorer's circuit breaker.
     scorers: Arc<ExternalScorers>,
+    /// Holds imports back while the projector is far behind, one per process: a
+    /// projector seen not moving is noticed once for every import.
     projection: Arc<ProjectionBackpressure>,
     webhooks: WebhookSettings,
     outbox_retention: Duration,
