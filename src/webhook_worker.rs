@@ -35,6 +35,8 @@ const LEASE_MARGIN: Duration = Duration::from_secs(30);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Bytes of a receiver's answer kept in the delivery log when it is not a success.
 const ERROR_BODY_BYTES: usize = 200;
+/// How long an attempt whose outcome the database did not take waits to record it again.
+const RECORD_RETRY: Duration = Duration::from_millis(250);
 
 /// How deliveries are made; from the configuration.
 #[derive(Debug, Clone)]
@@ -169,6 +171,7 @@ async fn deliver(
         if free > 0 {
             let counts = in_flight.lock().expect("in-flight counts").clone();
             let now = Utc::now();
+            let leased_until = Instant::now() + settings.attempt_timeout + LEASE_MARGIN;
             let lease = chrono::Duration::from_std(settings.attempt_timeout + LEASE_MARGIN)
                 .unwrap_or_else(|_| chrono::Duration::seconds(60));
             match store
@@ -196,6 +199,7 @@ async fn deliver(
                             settings.clone(),
                             in_flight.clone(),
                             delivery,
+                            leased_until,
                         ));
                     }
                 }
@@ -221,6 +225,7 @@ async fn attempt(
     settings: WebhookSettings,
     in_flight: InFlight,
     delivery: DueDelivery,
+    leased_until: Instant,
 ) {
     let time = Utc::now();
     let started = Instant::now();
@@ -269,19 +274,57 @@ async fn attempt(
         error,
         outcome,
     };
-    if let Err(err) = store
-        .record_webhook_attempt(record, settings.disable_after_failures)
-        .await
-    {
-        // Unrecorded, the delivery is tried again when its lease ends: at least once.
-        tracing::warn!(%err, delivery = %delivery.id, "cannot record a webhook attempt");
-    }
+    record_attempt(
+        store.as_ref(),
+        record,
+        settings.disable_after_failures,
+        leased_until,
+    )
+    .await;
     let mut counts = in_flight.lock().expect("in-flight counts");
     if let Some(count) = counts.get_mut(&delivery.webhook_id) {
         *count -= 1;
         if *count == 0 {
             counts.remove(&delivery.webhook_id);
         }
+    }
+}
+
+/// Records an attempt, trying again while the database does not answer, until the
+/// delivery's lease ends. An attempt made as the database went away is then recorded
+/// once it is back: delivered once, or retried on its schedule, instead of waiting out
+/// the lease (the attempt's timeout and `LEASE_MARGIN`) to be sent again. Past the lease
+/// the delivery may have been claimed again, and is left to that claim: at least once.
+async fn record_attempt(
+    store: &dyn WebhookStore,
+    record: AttemptRecord,
+    disable_after_failures: u32,
+    leased_until: Instant,
+) {
+    let delivery = record.delivery_id;
+    let mut warned = false;
+    loop {
+        let err = match store
+            .record_webhook_attempt(record.clone(), disable_after_failures)
+            .await
+        {
+            Ok(()) => {
+                if warned {
+                    tracing::info!(%delivery, "webhook attempt recorded after all");
+                }
+                return;
+            }
+            Err(err) => err,
+        };
+        if Instant::now() + RECORD_RETRY >= leased_until {
+            tracing::warn!(%err, %delivery, "cannot record a webhook attempt; it is tried again when its lease ends");
+            return;
+        }
+        if !warned {
+            tracing::warn!(%err, %delivery, "cannot record a webhook attempt yet; trying again");
+            warned = true;
+        }
+        tokio::time::sleep(RECORD_RETRY).await;
     }
 }
 

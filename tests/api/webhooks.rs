@@ -952,6 +952,131 @@ async fn deliveries_pending_through_a_database_outage_are_delivered_once_it_ends
     .await;
 }
 
+/// An attempt under way when the database goes away is recorded once it is back: the
+/// receiver answered 200 while the database was stopped, and the delivery turns
+/// delivered within moments of the restart, sent once. Before, the unrecorded attempt
+/// kept its lease (the attempt's timeout and 30 s), then was sent a second time.
+#[tokio::test]
+async fn an_attempt_answered_while_the_database_is_away_is_recorded_once_it_is_back() {
+    let postgres = crate::owned_servers::Postgres::start();
+    let app = spawn_app_with(AppOptions {
+        database_url: Some(postgres.url()),
+        tune: for_tests,
+        ..AppOptions::default()
+    })
+    .await;
+    let receiver = Receiver::start(Answer::After(Duration::from_millis(1_500), 200)).await;
+    let webhook = subscribe(&app, &receiver.url(), &["evaluation.created"]).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    app.evaluations()
+        .submit_evaluation(submission(&rubric.id, "AWAY-1", 1, 4))
+        .await
+        .unwrap();
+    // The receiver holds the request while the database stops, then answers 200.
+    receiver.wait_for(1).await;
+    postgres.stop();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    postgres.start_again();
+    // Within 10 s of the restart; a listing may meet a connection the restart cut.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let listed = webhooks(&app.channel)
+            .list_webhook_deliveries(wh::ListWebhookDeliveriesRequest {
+                webhook_id: webhook.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(|answer| answer.into_inner().deliveries)
+            .unwrap_or_default();
+        if listed.len() == 1 && listed[0].state == wh::WebhookDeliveryState::Delivered as i32 {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed[0].attempts, 1, "{listed:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1, "sent once");
+}
+
+/// Recording an attempt again (its first record committed, but the answer was lost)
+/// counts it once: neither the delivery's attempts nor the subscription's consecutive
+/// failures move. A new attempt is still counted.
+#[tokio::test]
+async fn an_attempt_recorded_twice_is_counted_once() {
+    use iqs::store::{AttemptOutcome, AttemptRecord, WebhookStore};
+
+    let app = spawn_app_with(AppOptions {
+        tune: |config| {
+            for_tests(config);
+            // One attempt only during the test.
+            config.webhook_retry_first_ms = 600_000;
+            config.webhook_retry_longest_ms = 600_000;
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let receiver = Receiver::start(Answer::Status(503)).await;
+    let webhook = subscribe(&app, &receiver.url(), &["evaluation.created"]).await;
+    let (rubric, _) = published_rubric(&mut app.rubrics()).await;
+    app.evaluations()
+        .submit_evaluation(submission(&rubric.id, "TWICE-1", 1, 4))
+        .await
+        .unwrap();
+    deliveries_when(&app, &webhook, |listed| {
+        listed.len() == 1 && listed[0].attempts == 1
+    })
+    .await;
+    let counts = || async {
+        sqlx::query_as::<_, (i32, i32)>(
+            "SELECT d.attempts, w.consecutive_failures
+             FROM evaluation.webhook_deliveries d
+             JOIN evaluation.webhooks w ON w.tenant_id = d.tenant_id AND w.id = d.webhook_id",
+        )
+        .fetch_one(app.pg_pool())
+        .await
+        .unwrap()
+    };
+    let (tenant, delivery_id, webhook_id, time): (
+        uuid::Uuid,
+        uuid::Uuid,
+        uuid::Uuid,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(
+        "SELECT tenant_id, id, webhook_id, last_attempt_time FROM evaluation.webhook_deliveries",
+    )
+    .fetch_one(app.pg_pool())
+    .await
+    .unwrap();
+    assert_eq!(counts().await, (1, 1));
+    let store = iqs::store::postgres::PostgresStore::connect(
+        &app.database_url,
+        &iqs::store::postgres::PoolSettings::default(),
+    )
+    .await
+    .unwrap();
+    let record = |time| AttemptRecord {
+        tenant: iqs::domain::tenant::TenantId(tenant),
+        delivery_id,
+        webhook_id,
+        time,
+        status: Some(503),
+        latency: Duration::from_millis(1),
+        error: "HTTP 503".into(),
+        outcome: AttemptOutcome::RetryAt(chrono::Utc::now() + chrono::Duration::minutes(10)),
+    };
+    store
+        .record_webhook_attempt(record(time), 100)
+        .await
+        .unwrap();
+    assert_eq!(counts().await, (1, 1), "the same attempt again");
+    store
+        .record_webhook_attempt(record(time + chrono::Duration::seconds(1)), 100)
+        .await
+        .unwrap();
+    assert_eq!(counts().await, (2, 2), "a new attempt");
+}
+
 #[tokio::test]
 async fn a_delivery_still_failing_after_the_retry_period_is_given_up_and_the_subscription_stays() {
     let app = spawn_app_with(AppOptions {

@@ -741,24 +741,33 @@ impl<B: SqlBackend> WebhookStore for B {
             AttemptOutcome::GiveUp | AttemptOutcome::Gone => ("failed", attempt.time, true),
         };
         let latency = i64::try_from(attempt.latency.as_micros()).unwrap_or(i64::MAX);
-        link.execute(
-            sql(
-                "UPDATE webhook_deliveries SET state = $3, attempts = attempts + 1,
+        // The attempt's time tells a record tried again after a commit whose answer was
+        // lost from a new attempt: the same attempt is counted once.
+        let recorded = link
+            .execute(
+                sql(
+                    "UPDATE webhook_deliveries SET state = $3, attempts = attempts + 1,
                      next_attempt_time = $4, last_attempt_time = $5, last_status = $6,
                      last_latency_us = $7, last_error = $8, finish_time = $9
-                 WHERE tenant_id = $1 AND id = $2 AND state = 'pending'",
+                 WHERE tenant_id = $1 AND id = $2 AND state = 'pending'
+                   AND (last_attempt_time IS NULL OR last_attempt_time <> $5)",
+                )
+                .bind(attempt.tenant)
+                .bind(attempt.delivery_id)
+                .bind(state)
+                .bind(Stamp(next))
+                .bind(Stamp(attempt.time))
+                .bind(attempt.status.map(i32::from))
+                .bind(latency)
+                .bind(attempt.error.as_str())
+                .bind(finished.then_some(Stamp(attempt.time))),
             )
-            .bind(attempt.tenant)
-            .bind(attempt.delivery_id)
-            .bind(state)
-            .bind(Stamp(next))
-            .bind(Stamp(attempt.time))
-            .bind(attempt.status.map(i32::from))
-            .bind(latency)
-            .bind(attempt.error.as_str())
-            .bind(finished.then_some(Stamp(attempt.time))),
-        )
-        .await?;
+            .await?;
+        if recorded == 0 {
+            // Recorded before, or no longer pending: the subscription's counts are not
+            // this attempt's to change again.
+            return Ok(());
+        }
         let disable =
             match attempt.outcome {
                 AttemptOutcome::Delivered => {
